@@ -6,9 +6,15 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const domains = readdirSync(join(root, 'domains'), { withFileTypes: true })
-  .filter((d) => d.isDirectory() && existsSync(join(root, 'domains', d.name, 'main.ts')))
-  .map((d) => d.name);
+const kinds = (dir) =>
+  existsSync(dir)
+    ? readdirSync(dir, { withFileTypes: true })
+        .filter((d) => d.isDirectory() && existsSync(join(dir, d.name, 'main.ts')))
+        .map((d) => d.name)
+    : [];
+const domains = kinds(join(root, 'domains'));
+// Test-only domain kinds go to their own folder, which production hv never searches.
+const testDomains = kinds(join(root, 'test', 'domains'));
 
 const common = {
   bundle: true,
@@ -25,7 +31,10 @@ await Promise.all([
   ...domains.map((d) =>
     build({ ...common, entryPoints: [join(root, 'domains', d, 'main.ts')], outfile: join(root, 'dist', 'domains', `${d}.js`) }),
   ),
-  build({ ...common, entryPoints: [join(root, 'src', 'cli', 'main.ts')], outfile: join(root, 'dist', 'ringside.js'),
+  ...testDomains.map((d) =>
+    build({ ...common, entryPoints: [join(root, 'test', 'domains', d, 'main.ts')], outfile: join(root, 'dist', 'test-domains', `${d}.js`) }),
+  ),
+  existsSync(join(root, 'src', 'cli', 'main.ts')) && build({ ...common, entryPoints: [join(root, 'src', 'cli', 'main.ts')], outfile: join(root, 'dist', 'ringside.js'),
     banner: { js: "#!/usr/bin/env node\n" + common.banner.js } }),
 ]);
-chmodSync(join(root, 'dist', 'ringside.js'), 0o755);
+if (existsSync(join(root, 'dist', 'ringside.js'))) chmodSync(join(root, 'dist', 'ringside.js'), 0o755);

@@ -1,0 +1,146 @@
+// Grant-table operations as Xen's hypervisor performs them: map checks the grantor's entry
+// (type permit_access, domid == mapper, readonly) and marks it GTF_reading / GTF_writing with a
+// compare-and-swap on the flags+domid word, so a grantor cannot change the entry between check
+// and mark; unmap clears the marks when the last mapping goes; copy runs inside hv.
+import {
+  GNTST, GNTMAP_readonly, GNTMAP_host_map, GNTMAP_device_map, GNTCOPY_source_gref, GNTCOPY_dest_gref,
+  GTF_permit_access, GTF_type_mask, GTF_readonly, GTF_reading, GTF_writing, GTF_sub_page, DOMID_SELF,
+} from '../../src/abi/grant.js';
+import { PAGE_SIZE, native } from '../../src/native/index.js';
+import type { GntCopyOp, GntCopyPtr, GntMapOp, GntMapResult } from '../../src/hypercall/protocol.js';
+import type { DomainRecord } from './domain.js';
+
+export interface MapHandle {
+  grantor: number;
+  ref: number;
+  readonly: boolean;
+  gfn: number;
+}
+
+/** Xen's maptrack limit, per mapping domain. */
+export const MAX_MAPPINGS = 65536;
+
+type Lookup = (domid: number) => DomainRecord | undefined;
+
+export class GrantService {
+  /** (grantor, ref) -> live mapping counts, to know when to clear GTF_reading / GTF_writing */
+  private readonly pins = new Map<string, { readers: number; writers: number }>();
+
+  constructor(private readonly lookup: Lookup) {}
+
+  map(mapper: DomainRecord, op: GntMapOp): { result: GntMapResult; fd: number; ownFd: boolean } {
+    const fail = (status: number) => ({ result: { status, handle: 0, fdIndex: -1, readonly: false }, fd: -1, ownFd: false });
+    if ((op.flags & (GNTMAP_host_map | GNTMAP_device_map)) === 0) return fail(GNTST.general_error);
+    const grantor = this.lookup(op.dom);
+    if (!grantor || grantor.state === 'dead') return fail(GNTST.bad_domain);
+    if (op.ref >= grantor.grantEntries) return fail(GNTST.bad_gntref);
+    if (mapper.mapped.size >= MAX_MAPPINGS) return fail(GNTST.no_device_space);
+    const ro = (op.flags & GNTMAP_readonly) !== 0;
+
+    // Mark the entry with one CAS on (flags | domid << 16), retrying if the grantor raced us.
+    const w = grantor.grantWords;
+    const idx = op.ref * 2;
+    for (;;) {
+      const word = Atomics.load(w, idx);
+      const flags = word & 0xffff;
+      const domid = (word >>> 16) & 0xffff;
+      if ((flags & GTF_type_mask) !== GTF_permit_access || domid !== mapper.domid) return fail(GNTST.permission_denied);
+      if ((flags & GTF_sub_page) !== 0) return fail(GNTST.permission_denied);
+      if (!ro && (flags & GTF_readonly) !== 0) return fail(GNTST.permission_denied);
+      const marked = flags | GTF_reading | (ro ? 0 : GTF_writing);
+      if (Atomics.compareExchange(w, idx, word, (marked & 0xffff) | (domid << 16)) === word) break;
+    }
+    const gfn = w[idx + 1] >>> 0;
+    const pin = this.pinOf(grantor.domid, op.ref);
+    if (gfn >= grantor.frames.length) {
+      this.unpin(grantor, op.ref, pin.writers > 0, pin.readers > 0);
+      if (pin.readers === 0) this.pins.delete(`${grantor.domid}:${op.ref}`);
+      return fail(GNTST.bad_page);
+    }
+    pin.readers++;
+    if (!ro) pin.writers++;
+    const handle = mapper.nextHandle++;
+    mapper.mapped.set(handle, { grantor: grantor.domid, ref: op.ref, readonly: ro, gfn });
+    // A read-only mapping gets a read-only descriptor: the kernel, not our code, refuses writes.
+    const fd = ro ? native.reopen(grantor.frames[gfn], true) : grantor.frames[gfn];
+    return { result: { status: GNTST.okay, handle, fdIndex: -1, readonly: ro }, fd, ownFd: ro };
+  }
+
+  unmap(mapper: DomainRecord, handle: number): number {
+    const h = mapper.mapped.get(handle);
+    if (!h) return GNTST.bad_handle;
+    mapper.mapped.delete(handle);
+    const grantor = this.lookup(h.grantor);
+    const key = `${h.grantor}:${h.ref}`;
+    const pin = this.pins.get(key);
+    if (pin) {
+      pin.readers--;
+      if (!h.readonly) pin.writers--;
+      if (grantor) this.unpin(grantor, h.ref, pin.writers > 0, pin.readers > 0);
+      if (pin.readers <= 0) this.pins.delete(key);
+    }
+    return GNTST.okay;
+  }
+
+  /** Drops every mapping a dying domain held, so its grantors can revoke their grants. */
+  unmapAll(mapper: DomainRecord): void {
+    for (const handle of [...mapper.mapped.keys()]) this.unmap(mapper, handle);
+  }
+
+  /** A dead grantor's pins are meaningless: forget them (its table is being freed). */
+  forgetGrantor(domid: number): void {
+    for (const key of [...this.pins.keys()]) if (key.startsWith(`${domid}:`)) this.pins.delete(key);
+  }
+
+  copy(caller: DomainRecord, op: GntCopyOp): number {
+    if (op.len > PAGE_SIZE || op.source.offset + op.len > PAGE_SIZE || op.dest.offset + op.len > PAGE_SIZE) return GNTST.bad_copy_arg;
+    const src = this.resolve(caller, op.source, (op.flags & GNTCOPY_source_gref) !== 0, false);
+    if (typeof src === 'number') return src;
+    const dst = this.resolve(caller, op.dest, (op.flags & GNTCOPY_dest_gref) !== 0, true);
+    if (typeof dst === 'number') return dst;
+    if (op.len > 0) dst.set(src.subarray(op.source.offset, op.source.offset + op.len), op.dest.offset);
+    return GNTST.okay;
+  }
+
+  private resolve(caller: DomainRecord, p: GntCopyPtr, isGref: boolean, write: boolean): Uint8Array | number {
+    if (!isGref) {
+      // By frame number a domain may only name its own memory.
+      if (p.domid !== DOMID_SELF && p.domid !== caller.domid) return GNTST.permission_denied;
+      if (p.ref >= caller.frames.length) return GNTST.bad_page;
+      return caller.frameView(p.ref);
+    }
+    const grantor = this.lookup(p.domid);
+    if (!grantor || grantor.state === 'dead') return GNTST.bad_domain;
+    if (p.ref >= grantor.grantEntries) return GNTST.bad_gntref;
+    const word = Atomics.load(grantor.grantWords, p.ref * 2);
+    const flags = word & 0xffff;
+    if ((flags & GTF_type_mask) !== GTF_permit_access || ((word >>> 16) & 0xffff) !== caller.domid) return GNTST.permission_denied;
+    if (write && (flags & GTF_readonly) !== 0) return GNTST.permission_denied;
+    const gfn = grantor.grantWords[p.ref * 2 + 1] >>> 0;
+    if (gfn >= grantor.frames.length) return GNTST.bad_page;
+    return grantor.frameView(gfn);
+  }
+
+  private pinOf(domid: number, ref: number) {
+    const key = `${domid}:${ref}`;
+    let p = this.pins.get(key);
+    if (!p) {
+      p = { readers: 0, writers: 0 };
+      this.pins.set(key, p);
+    }
+    return p;
+  }
+
+  private unpin(grantor: DomainRecord, ref: number, keepWriting: boolean, keepReading: boolean): void {
+    const w = grantor.grantWords;
+    const idx = ref * 2;
+    for (;;) {
+      const word = Atomics.load(w, idx);
+      let flags = word & 0xffff;
+      if (!keepWriting) flags &= ~GTF_writing;
+      if (!keepReading) flags &= ~GTF_reading;
+      const next = (flags & 0xffff) | (word & ~0xffff);
+      if (Atomics.compareExchange(w, idx, word, next) === word) return;
+    }
+  }
+}

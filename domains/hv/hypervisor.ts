@@ -1,0 +1,342 @@
+// hv: the root of trust. It owns every frame and grant table, creates and kills domain
+// processes, wires event channels and answers hypercalls. It parses no configuration: what to
+// build comes from the control domain, one hypercall at a time, checked against the policy.
+import { DOMID_MAX, GNTST } from '../../src/abi/grant.js';
+import { Channel, safeClose, MAX_FDS_PER_MESSAGE, type ChannelCloseReason } from '../../src/hypercall/channel.js';
+import { OP_NAMES, type GntCopyOp, type GntMapOp, type GntMapResult, type HvEvent, type OpName } from '../../src/hypercall/protocol.js';
+import { native } from '../../src/native/index.js';
+import { DomainRecord } from './domain.js';
+import { EvtchnError, EvtchnService } from './evtchn.js';
+import { GrantService } from './grant.js';
+import { Policy } from './policy.js';
+import { bundleFor, spawnDomain, KIND_RE } from './spawn.js';
+import { ArgError, bytes, list, obj, str, uint } from './validate.js';
+
+export const MAX_IO_FRAMES = 4096;
+export const MAX_GRANT_FRAMES = 32;
+/** Stay well inside RLIMIT_NOFILE: hv holds one descriptor per frame of every domain. */
+export const FRAME_BUDGET = 14000;
+/** Protocol violations (malformed requests) tolerated before a domain is cut off. */
+export const MAX_VIOLATIONS = 32;
+
+class OpError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface HypervisorOptions {
+  /** directories holding one bundled entry point per domain kind, searched in order */
+  bundleDirs: string[];
+  log: (line: string) => void;
+  /** called once every domain is gone after hv_shutdown or the control domain's death */
+  onShutdown?: () => void;
+}
+
+type Handler = (dom: DomainRecord, args: Record<string, unknown>, fds: number[]) => { result: unknown; fds?: number[]; closeAfter?: number[] };
+
+export class Hypervisor {
+  private readonly domains = new Map<number, DomainRecord>();
+  private nextDomid = 1;
+  private readonly policy: Policy;
+  private readonly grants: GrantService;
+  private readonly evtchn: EvtchnService;
+  private readonly violations = new Map<number, number>();
+  private readonly started = Date.now();
+  private shuttingDown = false;
+  private readonly handlers: Record<OpName, Handler>;
+
+  constructor(private readonly opts: HypervisorOptions) {
+    this.policy = new Policy(opts.log);
+    const lookup = (d: number) => this.domains.get(d);
+    this.grants = new GrantService(lookup);
+    this.evtchn = new EvtchnService(lookup, (dom, ev, fds) => this.post(dom, ev, fds, true));
+    this.handlers = {
+      boot_info: (d) => ({
+        result: {
+          domid: d.domid, name: d.name, kind: d.kind, privileged: d.privileged, ioFrames: d.frames.length,
+          grantFrames: d.grantFrames, bootArgs: this.bootArgs.get(d.domid) ?? new Uint8Array(0),
+        },
+        fds: [d.grantFd],
+      }),
+      memory_frames: (d, a) => {
+        const start = uint(a, 'start', d.frames.length);
+        const count = uint(a, 'count', MAX_FDS_PER_MESSAGE);
+        if (start + count > d.frames.length) throw new ArgError(`frames ${start}..${start + count - 1} exceed the domain's ${d.frames.length}`);
+        return { result: { start, count }, fds: d.frames.slice(start, start + count) };
+      },
+      domain_create: (_d, a) => this.create(a),
+      domain_unpause: (_d, a) => {
+        const dom = this.need(uint(a, 'domid', DOMID_MAX));
+        if (dom.state !== 'paused') throw new OpError('EINVAL', `dom${dom.domid} is ${dom.state}, not paused`);
+        this.bootArgs.set(dom.domid, bytes(a, 'bootArgs', 48 * 1024));
+        return { result: { pid: this.start(dom) } };
+      },
+      domain_destroy: (d, a) => {
+        const target = this.need(uint(a, 'domid', DOMID_MAX));
+        if (target === d) throw new OpError('EINVAL', 'the control domain cannot destroy itself; use hv_shutdown');
+        this.kill(target, `destroyed by dom${d.domid}`);
+        return { result: {} };
+      },
+      domain_list: () => ({ result: { domains: [...this.domains.values()].map((x) => x.info()) } }),
+      gnttab_query_size: (d) => ({ result: { nrFrames: d.grantFrames, maxFrames: d.grantFrames } }),
+      gnttab_map: (d, a) => this.gntMap(d, a),
+      gnttab_unmap: (d, a) => {
+        const handles = list(a, 'handles', 512).map((h, i) => {
+          if (typeof h !== 'number' || !Number.isInteger(h) || h < 0) throw new ArgError(`handles[${i}] must be a handle number`);
+          return h;
+        });
+        return { result: { statuses: handles.map((h) => this.grants.unmap(d, h)) } };
+      },
+      gnttab_copy: (d, a) => this.gntCopy(d, a),
+      evtchn_alloc_unbound: (d, a) => {
+        const { port, rxFd } = this.evtchn.allocUnbound(d, uint(a, 'remoteDom', DOMID_MAX));
+        return { result: { port }, fds: [rxFd] };
+      },
+      evtchn_bind_interdomain: (d, a) => {
+        const r = this.evtchn.bindInterdomain(d, uint(a, 'remoteDom', DOMID_MAX), uint(a, 'remotePort', 0xffffffff));
+        return { result: { port: r.port }, fds: [r.rxFd, r.txFd] };
+      },
+      evtchn_close: (d, a) => {
+        this.evtchn.close(d, uint(a, 'port', 0xffffffff));
+        return { result: {} };
+      },
+      evtchn_status: (d, a) => ({ result: this.evtchn.status(d, uint(a, 'port', 0xffffffff)) }),
+      hv_info: () => ({
+        result: { pid: process.pid, domains: this.domains.size, uptimeMs: Date.now() - this.started, denials: this.policy.denials },
+      }),
+      hv_shutdown: (d) => {
+        setImmediate(() => this.shutdown(`requested by dom${d.domid}`));
+        return { result: {} };
+      },
+    };
+  }
+
+  private readonly bootArgs = new Map<number, Uint8Array>();
+
+  /** Creates and starts the control domain (domid 0). */
+  startControlDomain(kind: string, bootArgs: Uint8Array, memoryMiB = 256): DomainRecord {
+    const dom = new DomainRecord(0, 'Domain-0', kind, true, memoryMiB, 0, 1);
+    this.domains.set(0, dom);
+    this.bootArgs.set(0, bootArgs);
+    if (!bundleFor(this.opts.bundleDirs, kind)) throw new Error(`no bundle for control domain kind '${kind}' in ${this.opts.bundleDirs.join(', ')}`);
+    this.start(dom);
+    return dom;
+  }
+
+  /**
+   * Attaches an in-process control domain (tests, embedding): returns the domain's end of a
+   * fresh hypercall channel; hv serves the other end as domid 0.
+   */
+  attachControlDomain(): number {
+    const dom = new DomainRecord(0, 'Domain-0', 'external', true, 0, 0, 1);
+    this.domains.set(0, dom);
+    const [hvEnd, domEnd] = native.seqpacketPair();
+    this.serve(dom, hvEnd);
+    dom.state = 'running';
+    return domEnd;
+  }
+
+  list(): DomainRecord[] {
+    return [...this.domains.values()];
+  }
+
+  private create(a: Record<string, unknown>) {
+    const name = str(a, 'name', /^[A-Za-z0-9_.-]{1,63}$/, 'a domain name of 1-63 letters, digits, _ . -');
+    const kind = str(a, 'kind', KIND_RE, 'a domain kind (lowercase letters, digits, -)');
+    const memoryMiB = uint(a, 'memoryMiB', 65536);
+    const ioFrames = uint(a, 'ioFrames', MAX_IO_FRAMES);
+    const grantFrames = uint(a, 'grantFrames', MAX_GRANT_FRAMES);
+    if (grantFrames < 1) throw new ArgError('grantFrames must be at least 1');
+    if (!bundleFor(this.opts.bundleDirs, kind)) throw new OpError('EINVAL', `unknown domain kind '${kind}' (no ${kind}.js in ${this.opts.bundleDirs.join(', ')})`);
+    for (const d of this.domains.values())
+      if (d.name === name && d.state !== 'dead') throw new OpError('EEXIST', `a domain named '${name}' exists (dom${d.domid})`);
+    const used = [...this.domains.values()].reduce((n, d) => n + d.frames.length, 0);
+    if (used + ioFrames > FRAME_BUDGET) throw new OpError('ENOSPC', `frame budget exhausted: ${used} of ${FRAME_BUDGET} frames in use, ${ioFrames} asked`);
+    const domid = this.allocDomid();
+    const dom = new DomainRecord(domid, name, kind, false, memoryMiB, ioFrames, grantFrames);
+    this.domains.set(domid, dom);
+    this.opts.log(`hv: created dom${domid} '${name}' kind=${kind} memory=${memoryMiB}MiB frames=${ioFrames}`);
+    return { result: { domid } };
+  }
+
+  private allocDomid(): number {
+    for (let i = 0; i < DOMID_MAX; i++) {
+      const d = this.nextDomid;
+      this.nextDomid = this.nextDomid >= DOMID_MAX ? 1 : this.nextDomid + 1;
+      if (!this.domains.has(d)) return d;
+    }
+    throw new OpError('ENOSPC', 'no free domain ids');
+  }
+
+  private start(dom: DomainRecord): number {
+    const bundle = bundleFor(this.opts.bundleDirs, dom.kind)!;
+    const [hvEnd, childEnd] = native.seqpacketPair();
+    const child = spawnDomain({ bundle, name: dom.name, domid: dom.domid, memoryMiB: dom.memoryMiB, channelFd: childEnd, log: this.opts.log });
+    native.close(childEnd);
+    dom.proc = child;
+    dom.pid = child.pid ?? null;
+    dom.state = 'running';
+    dom.startedAt = Date.now();
+    this.serve(dom, hvEnd);
+    child.on('exit', (code, signal) => this.onExit(dom, code, signal));
+    child.on('error', (e) => this.opts.log(`hv: dom${dom.domid} '${dom.name}' failed to start: ${e.message}`));
+    return dom.pid ?? -1;
+  }
+
+  private serve(dom: DomainRecord, fd: number): void {
+    dom.channel = new Channel(
+      fd,
+      ({ msg, fds }) => this.dispatch(dom, msg, fds),
+      (reason) => this.onChannelClosed(dom, reason),
+    );
+  }
+
+  private dispatch(dom: DomainRecord, msg: unknown, fds: number[]): void {
+    // hv accepts no descriptors from domains: drop any a domain tries to push on us.
+    for (const f of fds) safeClose(f);
+    if (dom.state === 'dead' || dom.state === 'dying') return;
+    let id = -1;
+    try {
+      const m = obj(msg, 'hypercall');
+      if (typeof m.id !== 'number' || !Number.isInteger(m.id) || m.id < 0) throw new ArgError('hypercall id must be a non-negative integer');
+      id = m.id;
+      if (typeof m.op !== 'string' || !(OP_NAMES as readonly string[]).includes(m.op))
+        throw new OpError('ENOSYS', `unknown hypercall ${JSON.stringify(String(m.op).slice(0, 40))}`);
+      const op = m.op as OpName;
+      const args = obj(m.args ?? {}, 'args');
+      const denied = this.policy.check(op, dom.caller);
+      if (denied) throw new OpError('EPERM', denied);
+      const out = this.handlers[op](dom, args, []);
+      dom.channel?.send({ id, ok: true, result: out.result }, out.fds ?? [], out.closeAfter ?? []);
+    } catch (e) {
+      const code = e instanceof OpError || e instanceof ArgError || e instanceof EvtchnError ? e.code : 'EINVAL';
+      const message = e instanceof Error ? e.message : String(e);
+      if (!(e instanceof OpError || e instanceof ArgError || e instanceof EvtchnError)) this.opts.log(`hv: internal error serving dom${dom.domid}: ${(e as Error).stack ?? message}`);
+      this.violation(dom, `${code}: ${message}`);
+      if (id >= 0) dom.channel?.send({ id, ok: false, code, message });
+    }
+  }
+
+  private violation(dom: DomainRecord, what: string): void {
+    const n = (this.violations.get(dom.domid) ?? 0) + 1;
+    this.violations.set(dom.domid, n);
+    this.opts.log(`hv: dom${dom.domid} (${dom.name}) bad hypercall: ${what}`);
+    if (n >= MAX_VIOLATIONS && !dom.privileged) this.kill(dom, `cut off after ${n} bad hypercalls`);
+  }
+
+  private gntMap(d: DomainRecord, a: Record<string, unknown>) {
+    const ops = list(a, 'ops', MAX_FDS_PER_MESSAGE).map((o, i): GntMapOp => {
+      const x = obj(o, `ops[${i}]`);
+      return { dom: uint(x, 'dom', DOMID_MAX), ref: uint(x, 'ref', 0xffffffff), flags: uint(x, 'flags', 0xffffffff) };
+    });
+    const results: GntMapResult[] = [];
+    const fds: number[] = [];
+    const closeAfter: number[] = [];
+    for (const op of ops) {
+      if (this.policy.check('gnttab_map', d.caller, { targetDom: op.dom })) {
+        results.push({ status: GNTST.permission_denied, handle: 0, fdIndex: -1, readonly: false });
+        continue;
+      }
+      const r = this.grants.map(d, op);
+      if (r.fd >= 0) {
+        r.result.fdIndex = fds.length;
+        fds.push(r.fd);
+        if (r.ownFd) closeAfter.push(r.fd);
+      }
+      results.push(r.result);
+    }
+    return { result: { results }, fds, closeAfter };
+  }
+
+  private gntCopy(d: DomainRecord, a: Record<string, unknown>) {
+    const ptr = (x: Record<string, unknown>) => ({ ref: uint(x, 'ref', 0xffffffff), domid: uint(x, 'domid', 0xffff), offset: uint(x, 'offset', 0xffff) });
+    const ops = list(a, 'ops', 512).map((o, i): GntCopyOp => {
+      const x = obj(o, `ops[${i}]`);
+      return { source: ptr(obj(x.source, 'source')), dest: ptr(obj(x.dest, 'dest')), len: uint(x, 'len', 0xffff), flags: uint(x, 'flags', 0xffff) };
+    });
+    const statuses = ops.map((op) => {
+      for (const p of [op.source, op.dest])
+        if (this.policy.check('gnttab_copy', d.caller, { targetDom: p.domid === 0x7ff0 ? d.domid : p.domid })) return GNTST.permission_denied;
+      return this.grants.copy(d, op);
+    });
+    return { result: { statuses } };
+  }
+
+  private need(domid: number): DomainRecord {
+    const d = this.domains.get(domid);
+    if (!d || d.state === 'dead') throw new OpError('ESRCH', `no domain ${domid}`);
+    return d;
+  }
+
+  private post(dom: DomainRecord, ev: HvEvent, fds: number[] = [], closeFds = false): void {
+    if (!dom.channel || dom.channel.isClosed) {
+      if (closeFds) for (const f of fds) safeClose(f);
+      return;
+    }
+    // Event fds are duplicates we own for the transfer only.
+    const dups = closeFds ? fds.map((f) => native.dup(f)) : fds;
+    dom.channel.send(ev, dups, closeFds);
+  }
+
+  /** Kills a domain's process; resources are released when it has exited. */
+  kill(dom: DomainRecord, reason: string): void {
+    if (dom.state === 'dead') return;
+    dom.deathReason ??= reason;
+    this.opts.log(`hv: killing dom${dom.domid} (${dom.name}): ${reason}`);
+    if (dom.proc && dom.proc.exitCode === null && dom.proc.signalCode === null) {
+      dom.state = 'dying';
+      dom.proc.kill('SIGKILL');
+    } else {
+      this.reap(dom, null, null);
+    }
+  }
+
+  private onChannelClosed(dom: DomainRecord, reason: ChannelCloseReason): void {
+    if (dom.state === 'dead') return;
+    if (reason.kind === 'error') this.kill(dom, `hypercall channel: ${reason.message}`);
+    else if (!dom.proc) this.reap(dom, null, null); // in-process control domain went away
+    // A process that closed its channel is about to exit; onExit does the rest.
+  }
+
+  private onExit(dom: DomainRecord, code: number | null, signal: NodeJS.Signals | null): void {
+    this.reap(dom, code, signal);
+  }
+
+  private reap(dom: DomainRecord, code: number | null, signal: string | null): void {
+    if (dom.state === 'dead') return;
+    dom.state = 'dead';
+    const reason = dom.deathReason ?? (signal ? `killed by ${signal}` : `exited with code ${code}`);
+    this.opts.log(`hv: dom${dom.domid} (${dom.name}) is dead: ${reason}`);
+    this.grants.unmapAll(dom);
+    this.evtchn.closeAll(dom);
+    this.grants.forgetGrantor(dom.domid);
+    dom.channel?.close();
+    dom.release();
+    this.domains.delete(dom.domid);
+    this.bootArgs.delete(dom.domid);
+    this.violations.delete(dom.domid);
+    const dom0 = this.domains.get(0);
+    if (dom.domid === 0) {
+      if (!this.shuttingDown) this.shutdown('the control domain died');
+    } else if (dom0 && !this.shuttingDown) {
+      this.post(dom0, { event: 'domain_died', domid: dom.domid, name: dom.name, code, signal, reason });
+    }
+    if (this.shuttingDown && this.domains.size === 0) this.opts.onShutdown?.();
+  }
+
+  /** Kills every domain, the control domain last. */
+  shutdown(why: string): void {
+    if (this.shuttingDown) return;
+    this.shuttingDown = true;
+    this.opts.log(`hv: shutting down: ${why}`);
+    const others = [...this.domains.values()].filter((d) => d.domid !== 0);
+    for (const d of others) this.kill(d, 'hv shutdown');
+    const dom0 = this.domains.get(0);
+    if (dom0) this.kill(dom0, 'hv shutdown');
+    if (this.domains.size === 0) this.opts.onShutdown?.();
+  }
+}

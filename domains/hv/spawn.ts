@@ -1,0 +1,39 @@
+// Starting a domain's process: the bundled entry point for its kind, its hypercall channel on
+// fd 3, a V8 heap capped at the domain's memory, and its output forwarded line by line with the
+// domain's name in front so one log tells who said what.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+
+export const KIND_RE = /^[a-z][a-z0-9-]{0,31}$/;
+
+/** Finds `<dir>/<kind>.js` in the first bundle directory that has it. */
+export function bundleFor(bundleDirs: readonly string[], kind: string): string | null {
+  if (!KIND_RE.test(kind)) return null;
+  for (const dir of bundleDirs) {
+    const p = join(dir, `${kind}.js`);
+    if (existsSync(p)) return p;
+  }
+  return null;
+}
+
+export function spawnDomain(opts: {
+  bundle: string;
+  name: string;
+  domid: number;
+  memoryMiB: number;
+  channelFd: number;
+  log: (line: string) => void;
+}): ChildProcess {
+  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', RINGSIDE_DOMAIN: opts.name };
+  const child = spawn(process.execPath, [`--max-old-space-size=${Math.max(32, opts.memoryMiB)}`, '--enable-source-maps', opts.bundle], {
+    stdio: ['ignore', 'pipe', 'pipe', opts.channelFd],
+    env,
+  });
+  for (const stream of [child.stdout, child.stderr]) {
+    if (!stream) continue;
+    createInterface({ input: stream }).on('line', (l) => opts.log(`[${opts.name}#${opts.domid}] ${l}`));
+  }
+  return child;
+}

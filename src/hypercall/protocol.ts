@@ -1,0 +1,116 @@
+// The hypercall interface between a domain and hv: operation names, argument and result shapes.
+// Both sides import these types; hv validates every argument at runtime (see validate.ts)
+// because a domain is hostile until proven otherwise.
+
+export interface BootInfo {
+  domid: number;
+  name: string;
+  kind: string;
+  privileged: boolean;
+  ioFrames: number;
+  grantFrames: number;
+  /** opaque bytes from the toolstack; hv never decodes them */
+  bootArgs: Uint8Array;
+}
+
+export interface DomainInfo {
+  domid: number;
+  name: string;
+  kind: string;
+  pid: number | null;
+  state: 'paused' | 'running' | 'dying' | 'dead';
+  memoryMiB: number;
+  ioFrames: number;
+  startedAt: number;
+  grantsMapped: number;
+  evtchns: number;
+}
+
+export interface GntMapOp {
+  dom: number;
+  ref: number;
+  flags: number; // GNTMAP_host_map | GNTMAP_readonly | GNTMAP_device_map
+}
+export interface GntMapResult {
+  status: number;
+  handle: number;
+  /** index into the reply's descriptors for this mapping's frame, or -1 */
+  fdIndex: number;
+  readonly: boolean;
+}
+
+export interface GntCopyPtr {
+  /** a grant ref (with GNTCOPY_*_gref) or the caller's own gfn */
+  ref: number;
+  domid: number;
+  offset: number;
+}
+export interface GntCopyOp {
+  source: GntCopyPtr;
+  dest: GntCopyPtr;
+  len: number;
+  flags: number;
+}
+
+export interface EvtchnStatus {
+  state: 'free' | 'unbound' | 'interdomain';
+  remoteDom: number;
+  remotePort: number;
+}
+
+export interface HypercallOps {
+  boot_info: { args: Record<string, never>; result: BootInfo };
+  memory_frames: { args: { start: number; count: number }; result: { start: number; count: number } };
+  domain_create: {
+    args: { name: string; kind: string; memoryMiB: number; ioFrames: number; grantFrames: number };
+    result: { domid: number };
+  };
+  domain_unpause: { args: { domid: number; bootArgs: Uint8Array }; result: { pid: number } };
+  domain_destroy: { args: { domid: number }; result: Record<string, never> };
+  domain_list: { args: Record<string, never>; result: { domains: DomainInfo[] } };
+  gnttab_query_size: { args: Record<string, never>; result: { nrFrames: number; maxFrames: number } };
+  gnttab_map: { args: { ops: GntMapOp[] }; result: { results: GntMapResult[] } };
+  gnttab_unmap: { args: { handles: number[] }; result: { statuses: number[] } };
+  gnttab_copy: { args: { ops: GntCopyOp[] }; result: { statuses: number[] } };
+  evtchn_alloc_unbound: { args: { remoteDom: number }; result: { port: number } };
+  evtchn_bind_interdomain: { args: { remoteDom: number; remotePort: number }; result: { port: number } };
+  evtchn_close: { args: { port: number }; result: Record<string, never> };
+  evtchn_status: { args: { port: number }; result: EvtchnStatus };
+  hv_info: { args: Record<string, never>; result: { pid: number; domains: number; uptimeMs: number; denials: number } };
+  hv_shutdown: { args: Record<string, never>; result: Record<string, never> };
+}
+
+export type OpName = keyof HypercallOps;
+export const OP_NAMES: readonly OpName[] = [
+  'boot_info', 'memory_frames', 'domain_create', 'domain_unpause', 'domain_destroy', 'domain_list',
+  'gnttab_query_size', 'gnttab_map', 'gnttab_unmap', 'gnttab_copy', 'evtchn_alloc_unbound',
+  'evtchn_bind_interdomain', 'evtchn_close', 'evtchn_status', 'hv_info', 'hv_shutdown',
+];
+
+export interface Request<K extends OpName = OpName> {
+  id: number;
+  op: K;
+  args: HypercallOps[K]['args'];
+}
+export type Reply =
+  | { id: number; ok: true; result: unknown }
+  | { id: number; ok: false; code: string; message: string };
+
+/** Asynchronous notifications from hv (a domain never sends these). */
+export type HvEvent =
+  | { event: 'evtchn_bound'; port: number; remoteDom: number; remotePort: number } // fds: [tx eventfd]
+  | { event: 'evtchn_unbound'; port: number }
+  | { event: 'domain_died'; domid: number; name: string; code: number | null; signal: string | null; reason: string };
+
+/** Error codes of failed hypercalls, errno-like as Xen returns them. */
+export type HypercallErrorCode = 'EPERM' | 'EINVAL' | 'ESRCH' | 'ENOSPC' | 'EEXIST' | 'E2BIG' | 'ENOSYS' | 'EBUSY';
+
+export class HypercallError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'HypercallError';
+  }
+}

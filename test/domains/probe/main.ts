@@ -1,0 +1,113 @@
+// A scriptable test domain: boots like any domain, then obeys JSON-line commands from the test
+// on a Unix socket named in its boot arguments. It lets tests drive real grant and event-channel
+// operations from a separate process (and fault in it, where the kernel must stop a write).
+import { createServer, type Socket } from 'node:net';
+import { createInterface } from 'node:readline';
+import { Domain } from '../../../src/domain/runtime.js';
+import type { GrantMapping } from '../../../src/grant/mapper.js';
+import { GrantError } from '../../../src/grant/mapper.js';
+
+type Cmd = Record<string, unknown> & { cmd: string };
+
+const dom = await Domain.boot();
+const { control } = dom.bootArgs<{ control: string }>();
+const mappings = new Map<number, GrantMapping>();
+let nextMap = 1;
+const events = new Map<number, number>();
+
+async function run(c: Cmd): Promise<unknown> {
+  const n = (k: string) => Number(c[k]);
+  switch (c.cmd) {
+    case 'info':
+      return { domid: dom.domid, name: dom.name, frames: dom.frames.total };
+    case 'alloc':
+      return { gfn: dom.frames.alloc() };
+    case 'grant':
+      return { ref: dom.grants.grantAccess(n('domid'), n('gfn'), Boolean(c.readonly)) };
+    case 'setEntry':
+      dom.grants.setEntry(n('ref'), n('domid'), n('gfn'), Boolean(c.readonly));
+      return {};
+    case 'endAccess':
+      return { ok: dom.grants.endAccess(n('ref')) };
+    case 'fill':
+      dom.frames.view(n('gfn')).fill(n('value'));
+      return {};
+    case 'peek':
+      return { value: dom.frames.view(n('gfn'))[n('offset')] };
+    case 'map': {
+      try {
+        const m = await dom.mapper.map(n('dom'), c.refs as number[], { readonly: Boolean(c.readonly) });
+        const id = nextMap++;
+        mappings.set(id, m);
+        return { id, first: m.bytes[0] };
+      } catch (e) {
+        if (e instanceof GrantError) return { status: e.status, statusName: e.statusName };
+        throw e;
+      }
+    }
+    case 'read':
+      return { value: mappings.get(n('id'))!.bytes[n('offset')] };
+    case 'write':
+      // On a read-only mapping this store faults in the kernel and kills this process.
+      mappings.get(n('id'))!.bytes[n('offset')] = n('value');
+      return {};
+    case 'unmap':
+      await dom.mapper.unmap(mappings.get(n('id'))!);
+      mappings.delete(n('id'));
+      return {};
+    case 'copy':
+      return { statuses: await dom.mapper.copy(c.ops as never) };
+    case 'allocUnbound': {
+      const port = await dom.evtchn.allocUnbound(n('remoteDom'));
+      dom.evtchn.on(port, () => events.set(port, (events.get(port) ?? 0) + 1));
+      return { port };
+    }
+    case 'bind': {
+      const port = await dom.evtchn.bindInterdomain(n('remoteDom'), n('remotePort'));
+      dom.evtchn.on(port, () => events.set(port, (events.get(port) ?? 0) + 1));
+      return { port };
+    }
+    case 'notify':
+      for (let i = 0; i < (Number(c.times) || 1); i++) dom.evtchn.notify(n('port'));
+      return {};
+    case 'mask':
+      dom.evtchn.mask(n('port'));
+      return {};
+    case 'unmask':
+      dom.evtchn.unmask(n('port'));
+      return {};
+    case 'events':
+      return { count: events.get(n('port')) ?? 0, pending: dom.evtchn.isPending(n('port')) };
+    case 'closePort':
+      await dom.evtchn.close(n('port'));
+      return {};
+    case 'hypercall': {
+      const { result } = await dom.hc.call(c.op as never, c.args as never);
+      return { result };
+    }
+    case 'raw':
+      // Hostile: push arbitrary bytes down the hypercall channel.
+      (await import('../../../src/native/index.js')).native.sendmsg(3, new Uint8Array(c.bytes as number[]));
+      return {};
+    default:
+      throw new Error(`unknown command ${c.cmd}`);
+  }
+}
+
+function serve(sock: Socket): void {
+  const rl = createInterface({ input: sock });
+  rl.on('line', (line) => {
+    let c: Cmd;
+    try {
+      c = JSON.parse(line) as Cmd;
+    } catch {
+      return;
+    }
+    run(c).then(
+      (r) => sock.write(JSON.stringify({ ok: true, ...(r as object) }) + '\n'),
+      (e: unknown) => sock.write(JSON.stringify({ ok: false, code: (e as { code?: string }).code, error: String((e as Error).message) }) + '\n'),
+    );
+  });
+}
+
+createServer(serve).listen(control, () => process.stdout.write(`probe ${dom.name} ready\n`));

@@ -1,0 +1,72 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TestPlatform, sleep, type Probe } from './support/platform.js';
+
+describe('event channels between domain processes', () => {
+  let t: TestPlatform;
+  let front: Probe;
+  let back: Probe;
+
+  beforeAll(async () => {
+    t = new TestPlatform();
+    front = await t.probe('evt-front');
+    back = await t.probe('evt-back');
+  });
+  afterAll(async () => t?.close());
+
+  async function pair(): Promise<{ fp: number; bp: number }> {
+    const { port: fp } = await front.cmd('allocUnbound', { remoteDom: back.domid });
+    const { port: bp } = await back.cmd('bind', { remoteDom: front.domid, remotePort: fp });
+    // the bound event reaches the allocator asynchronously
+    await sleep(50);
+    return { fp, bp };
+  }
+
+  it('delivers in both directions and coalesces repeated sends into one event', async () => {
+    const { fp, bp } = await pair();
+    await back.cmd('notify', { port: bp, times: 50 });
+    await sleep(100);
+    const ev = await front.cmd('events', { port: fp });
+    expect(ev.count).toBeGreaterThanOrEqual(1);
+    expect(ev.count).toBeLessThan(50);
+    await front.cmd('notify', { port: fp });
+    await sleep(100);
+    expect((await back.cmd('events', { port: bp })).count).toBe(1);
+  });
+
+  it('holds a send made while masked and delivers it on unmask', async () => {
+    const { fp, bp } = await pair();
+    await front.cmd('mask', { port: fp });
+    await back.cmd('notify', { port: bp, times: 3 });
+    await sleep(100);
+    const masked = await front.cmd('events', { port: fp });
+    expect(masked.count).toBe(0);
+    expect(masked.pending).toBe(true);
+    await front.cmd('unmask', { port: fp });
+    await sleep(50);
+    const after = await front.cmd('events', { port: fp });
+    expect(after.count).toBe(1);
+    expect(after.pending).toBe(false);
+  });
+
+  it('reports an error for a closed port and unbinds the peer', async () => {
+    const { fp, bp } = await pair();
+    await front.cmd('closePort', { port: fp });
+    const r = await front.cmd('notify', { port: fp });
+    expect(r.ok).toBe(false);
+    expect(r.code).toBe('EINVAL');
+    await sleep(50);
+    const st = await back.cmd('hypercall', { op: 'evtchn_status', args: { port: bp } });
+    expect(st.result.state).toBe('unbound');
+    // Sending on the now-unbound peer goes nowhere but is not an error (Xen semantics).
+    expect((await back.cmd('notify', { port: bp })).ok).toBe(true);
+  });
+
+  it('refuses to bind a port allocated for another domain', async () => {
+    const other = await t.probe('evt-other');
+    const { port } = await front.cmd('allocUnbound', { remoteDom: back.domid });
+    const r = await other.cmd('bind', { remoteDom: front.domid, remotePort: port });
+    expect(r.ok).toBe(false);
+    expect(r.code).toBe('EINVAL');
+    expect(r.error).toMatch(/allocated for dom/);
+  });
+});

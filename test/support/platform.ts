@@ -1,0 +1,118 @@
+// Test harness: an in-process hv with the test itself as the control domain, and probe domains
+// (real processes, test/domains/probe) driven over a line-oriented control socket.
+import { connect, type Socket } from 'node:net';
+import { mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createInterface } from 'node:readline';
+import { pack } from 'msgpackr';
+import { Hypervisor } from '../../domains/hv/hypervisor.js';
+import { HypercallClient } from '../../src/hypercall/client.js';
+import type { HvEvent } from '../../src/hypercall/protocol.js';
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const DIST = join(ROOT, 'dist');
+
+export function requireBuilt(): void {
+  if (!existsSync(join(DIST, 'test-domains', 'probe.js')))
+    throw new Error('dist/ is not built: run `npm run build` (npm test does it) before the integration tests');
+}
+
+export class Probe {
+  private waiters: ((v: Record<string, unknown>) => void)[] = [];
+  constructor(
+    readonly domid: number,
+    readonly name: string,
+    private readonly sock: Socket,
+  ) {
+    createInterface({ input: sock }).on('line', (l) => this.waiters.shift()?.(JSON.parse(l) as Record<string, unknown>));
+  }
+
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  cmd(cmd: string, args: Record<string, unknown> = {}): Promise<any> {
+    return new Promise((resolve) => {
+      this.waiters.push(resolve);
+      this.sock.write(JSON.stringify({ cmd, ...args }) + '\n');
+    });
+  }
+
+  close(): void {
+    this.sock.destroy();
+  }
+}
+
+export class TestPlatform {
+  readonly hv: Hypervisor;
+  readonly dom0: HypercallClient;
+  readonly dir = mkdtempSync(join(tmpdir(), 'ringside-t-'));
+  readonly logs: string[] = [];
+  readonly events: HvEvent[] = [];
+  private probes: Probe[] = [];
+
+  constructor() {
+    requireBuilt();
+    this.hv = new Hypervisor({
+      bundleDirs: [join(DIST, 'domains'), join(DIST, 'test-domains')],
+      log: (l) => this.logs.push(l),
+    });
+    this.dom0 = new HypercallClient(this.hv.attachControlDomain());
+    this.dom0.onEvent((ev) => this.events.push(ev));
+  }
+
+  async probe(name: string, opts: { ioFrames?: number; grantFrames?: number } = {}): Promise<Probe> {
+    const { result } = await this.dom0.call('domain_create', {
+      name, kind: 'probe', memoryMiB: 64, ioFrames: opts.ioFrames ?? 16, grantFrames: opts.grantFrames ?? 1,
+    });
+    const control = join(this.dir, `${name}.sock`);
+    await this.dom0.call('domain_unpause', { domid: result.domid, bootArgs: pack({ control }) });
+    const sock = await waitConnect(control);
+    const p = new Probe(result.domid, name, sock);
+    this.probes.push(p);
+    return p;
+  }
+
+  async waitEvent(pred: (e: HvEvent) => boolean, ms = 10_000): Promise<HvEvent> {
+    const end = Date.now() + ms;
+    for (;;) {
+      const e = this.events.find(pred);
+      if (e) return e;
+      if (Date.now() > end) throw new Error(`no matching hv event within ${ms} ms; logs:\n${this.logs.join('\n')}`);
+      await sleep(20);
+    }
+  }
+
+  async close(): Promise<void> {
+    for (const p of this.probes) p.close();
+    const done = new Promise<void>((r) => {
+      const t = setInterval(() => {
+        if (this.hv.list().every((d) => d.domid === 0)) {
+          clearInterval(t);
+          r();
+        }
+      }, 10);
+    });
+    for (const d of this.hv.list()) if (d.domid !== 0) this.hv.kill(d, 'test teardown');
+    await done;
+    this.dom0.close();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function waitConnect(path: string, ms = 10_000): Promise<Socket> {
+  const end = Date.now() + ms;
+  for (;;) {
+    if (existsSync(path)) {
+      const s = await new Promise<Socket | null>((resolve) => {
+        const c = connect(path);
+        c.once('connect', () => resolve(c));
+        c.once('error', () => resolve(null));
+      });
+      if (s) return s;
+    }
+    if (Date.now() > end) throw new Error(`probe control socket ${path} did not appear`);
+    await sleep(20);
+  }
+}

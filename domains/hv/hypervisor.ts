@@ -156,7 +156,11 @@ export class Hypervisor {
       if (d.name === name && d.state !== 'dead') throw new OpError('EEXIST', `a domain named '${name}' exists (dom${d.domid})`);
     const used = [...this.domains.values()].reduce((n, d) => n + d.frames.length, 0);
     if (used + ioFrames > FRAME_BUDGET) throw new OpError('ENOSPC', `frame budget exhausted: ${used} of ${FRAME_BUDGET} frames in use, ${ioFrames} asked`);
-    const domid = this.allocDomid();
+    let domid: number;
+    if (a.domid !== undefined) {
+      domid = uint(a, 'domid', DOMID_MAX);
+      if (domid === 0 || this.domains.has(domid)) throw new OpError('EEXIST', `domain id ${domid} is in use or reserved`);
+    } else domid = this.allocDomid();
     const dom = new DomainRecord(domid, name, kind, false, memoryMiB, ioFrames, grantFrames);
     this.domains.set(domid, dom);
     this.opts.log(`hv: created dom${domid} '${name}' kind=${kind} memory=${memoryMiB}MiB frames=${ioFrames}`);

@@ -62,7 +62,8 @@ export interface HypercallOps {
   boot_info: { args: Record<string, never>; result: BootInfo };
   memory_frames: { args: { start: number; count: number }; result: { start: number; count: number } };
   domain_create: {
-    args: { name: string; kind: string; memoryMiB: number; ioFrames: number; grantFrames: number };
+    /** `domid` asks for that id (as XEN_DOMCTL_createdomain may): a restarted driver domain keeps its id */
+    args: { name: string; kind: string; memoryMiB: number; ioFrames: number; grantFrames: number; domid?: number };
     result: { domid: number };
   };
   domain_unpause: { args: { domid: number; bootArgs: Uint8Array }; result: { pid: number } };

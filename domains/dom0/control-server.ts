@@ -1,0 +1,60 @@
+// The control socket the CLI talks to. Requests are validated before they reach the toolstack;
+// a client sending garbage is disconnected, and one client cannot stall another.
+import { createServer, type Server, type Socket } from 'node:net';
+import { rmSync } from 'node:fs';
+import { encodeFrame, FrameReader, type ControlReply } from '../../src/control/wire.js';
+import type { Toolstack } from './toolstack.js';
+
+export function startControlServer(path: string, ts: Toolstack, log: (l: string) => void): Promise<Server> {
+  rmSync(path, { force: true });
+  const server = createServer((sock) => serve(sock, ts, log));
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(path, () => resolve(server));
+  });
+}
+
+function serve(sock: Socket, ts: Toolstack, log: (l: string) => void): void {
+  const reader = new FrameReader();
+  const reply = (r: ControlReply) => {
+    if (!sock.destroyed) sock.write(encodeFrame(r));
+  };
+  sock.on('error', () => undefined);
+  sock.on('data', (chunk: Buffer) => {
+    try {
+      reader.push(chunk, (req) => void handle(req, ts).then(reply, (e: Error) => reply({ ok: false, error: e.message })));
+    } catch (e) {
+      log(`dom0: control client sent a bad frame (${(e as Error).message}): disconnected`);
+      sock.destroy();
+    }
+  });
+}
+
+async function handle(req: unknown, ts: Toolstack): Promise<ControlReply> {
+  if (typeof req !== 'object' || req === null || typeof (req as { op?: unknown }).op !== 'string') return { ok: false, error: 'request must be an object with an op' };
+  const r = req as Record<string, unknown>;
+  const name = () => {
+    if (typeof r.name !== 'string' || !/^[A-Za-z0-9_.-]{1,63}$/.test(r.name)) throw new Error('name must be a domain name');
+    return r.name;
+  };
+  switch (r.op) {
+    case 'status':
+      return { ok: true, xenstoredPath: ts.xenstoredPath };
+    case 'wait-ready': {
+      const t = typeof r.timeoutMs === 'number' && r.timeoutMs > 0 ? Math.min(r.timeoutMs, 3_600_000) : 60_000;
+      const w = await ts.waitReady(t);
+      return { ok: true, ready: w.ready, problems: w.problems, domains: await ts.rows(), xenstoredPath: ts.xenstoredPath };
+    }
+    case 'list':
+      return { ok: true, domains: await ts.rows() };
+    case 'destroy':
+      return { ok: true, message: await ts.destroy(name()) };
+    case 'restart':
+      return { ok: true, message: await ts.restartByName(name()) };
+    case 'down':
+      setImmediate(() => void ts.down());
+      return { ok: true, message: 'shutting down' };
+    default:
+      return { ok: false, error: `unknown op ${JSON.stringify(String(r.op).slice(0, 32))}` };
+  }
+}

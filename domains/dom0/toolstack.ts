@@ -1,0 +1,295 @@
+// The toolstack: reads the system, asks hv for domains, writes their xenstore nodes, starts
+// driver domains before the guests they serve, and restarts a crashed driver domain under the
+// same domid so its frontends reconnect to the same backend paths. It holds no device and maps
+// no guest memory (hv's policy would refuse it anyway).
+import { existsSync, mkdirSync } from 'node:fs';
+import { pack } from 'msgpackr';
+import { XenbusState, parseXenbusState } from '../../src/abi/xenbus.js';
+import { loadSystem, type SystemConfig, type SystemDomain } from '../../src/config/system.js';
+import type { Domain } from '../../src/domain/runtime.js';
+import type { HvEvent } from '../../src/hypercall/protocol.js';
+import { XenstoreClient } from '../../src/xenstore/client.js';
+import type { DeviceRow, DomainRow } from '../../src/control/wire.js';
+import { statePaths, type StatePaths } from '../../src/control/paths.js';
+import { ensureImage } from './images.js';
+import { dompath, writeDomainNodes, writeVbd, writeVif, type DevicePaths } from './xsnodes.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export interface GuestBootArgs {
+  xenstore: string;
+  stateDir: string;
+  nbdDir: string;
+}
+
+interface Managed {
+  cfg: SystemDomain;
+  domid: number;
+  restarts: number;
+  devices: { type: 'vbd' | 'vif'; devid: number; name: string; paths: DevicePaths; backendId: number; export?: string }[];
+  lastStart: number;
+  dead: boolean;
+}
+
+/** Frames a domain gets for rings and buffers: 1/32 of its memory, within hv's limits. */
+export function ioFramesFor(memoryMiB: number): number {
+  return Math.max(64, Math.min(4096, memoryMiB * 8));
+}
+
+export class Toolstack {
+  readonly state: StatePaths;
+  private sys!: SystemConfig;
+  private xs!: XenstoreClient;
+  private xenstoredDomid = -1;
+  private readonly managed = new Map<string, Managed>();
+  private stopping = false;
+  private built: Promise<void> | null = null;
+  private buildError: Error | null = null;
+
+  constructor(
+    private readonly dom: Domain,
+    stateDir: string,
+    private readonly systemDir: string,
+    private readonly log: (l: string) => void,
+  ) {
+    this.state = statePaths(stateDir);
+    dom.hc.onEvent((ev) => this.onHvEvent(ev));
+  }
+
+  get xenstoredPath(): string {
+    return this.state.xenstored;
+  }
+
+  start(): Promise<void> {
+    this.built ??= this.build().catch((e: Error) => {
+      this.buildError = e;
+      this.log(`dom0: building the system failed: ${e.message}`);
+    });
+    return this.built;
+  }
+
+  private async build(): Promise<void> {
+    this.sys = loadSystem(this.systemDir);
+    mkdirSync(this.state.xenstoreDomains, { recursive: true, mode: 0o700 });
+    mkdirSync(this.state.nbd, { recursive: true, mode: 0o700 });
+    await this.startXenstored();
+    await this.xs.write('/local/domain/0/name', 'Domain-0');
+    await this.xs.write('/local/domain/0/domid', '0');
+    for (const d of this.sys.domains) for (const disk of d.disks) this.log(`dom0: ${ensureImage(disk)}`);
+    for (const d of this.sys.domains) await this.startDomain(d);
+  }
+
+  private async startXenstored(): Promise<void> {
+    const { result } = await this.dom.hc.call('domain_create', { name: 'xenstored', kind: 'xenstored', memoryMiB: 64, ioFrames: 0, grantFrames: 1 });
+    this.xenstoredDomid = result.domid;
+    await this.dom.hc.call('domain_unpause', {
+      domid: result.domid,
+      bootArgs: pack({ privilegedSocket: this.state.xenstored, domainSocketDir: this.state.xenstoreDomains }),
+    });
+    const end = Date.now() + 15_000;
+    for (;;) {
+      if (existsSync(this.state.xenstored)) {
+        try {
+          this.xs = await XenstoreClient.connect(this.state.xenstored, { onError: (e) => this.log(`dom0: xenstore: ${e.message}`) });
+          return;
+        } catch {
+          /* not listening yet */
+        }
+      }
+      if (Date.now() > end) throw new Error(`xenstored did not open ${this.state.xenstored} within 15 s`);
+      await sleep(20);
+    }
+  }
+
+  private async startDomain(cfg: SystemDomain, domid?: number, previous?: Managed): Promise<Managed> {
+    const { result } = await this.dom.hc.call('domain_create', {
+      name: cfg.name,
+      kind: cfg.role,
+      memoryMiB: cfg.memoryMiB,
+      ioFrames: ioFramesFor(cfg.memoryMiB),
+      grantFrames: cfg.role === 'guest' ? 8 : 1,
+      ...(domid !== undefined ? { domid } : {}),
+    });
+    const m: Managed = previous ?? { cfg, domid: result.domid, restarts: 0, devices: [], lastStart: Date.now(), dead: false };
+    m.domid = result.domid;
+    m.dead = false;
+    m.lastStart = Date.now();
+    this.managed.set(cfg.name, m);
+    await this.xs.introduce(m.domid);
+    await this.xs.transaction((tx) => writeDomainNodes(tx, m.domid, cfg.name, cfg.memoryMiB, cfg.role));
+    if (!previous) await this.writeDevices(m);
+    const boot: GuestBootArgs = { xenstore: `${this.state.xenstoreDomains}/domain-${m.domid}.sock`, stateDir: this.state.dir, nbdDir: this.state.nbd };
+    await this.dom.hc.call('domain_unpause', { domid: m.domid, bootArgs: pack(boot) });
+    this.log(`dom0: started ${cfg.role} domain '${cfg.name}' as dom${m.domid}`);
+    return m;
+  }
+
+  private backendId(name: string): number {
+    const b = this.managed.get(name);
+    if (!b) throw new Error(`backend domain '${name}' is not running (it must start before its frontends)`);
+    return b.domid;
+  }
+
+  private async writeDevices(m: Managed): Promise<void> {
+    const fe = m.domid;
+    m.devices = [];
+    await this.xs.transaction(async (tx) => {
+      m.devices = [];
+      for (const disk of m.cfg.disks) {
+        const be = this.backendId(disk.backend);
+        const paths = await writeVbd(tx, fe, be, disk);
+        m.devices.push({ type: 'vbd', devid: disk.devid, name: disk.vdev, paths, backendId: be, export: `${this.state.nbd}/${m.cfg.name}-${disk.vdev}.sock` });
+      }
+      for (const vif of m.cfg.vifs) {
+        const be = this.backendId(vif.backend);
+        const paths = await writeVif(tx, fe, be, vif);
+        m.devices.push({ type: 'vif', devid: vif.devid, name: vif.mac, paths, backendId: be, export: vif.netns ? `netns ${vif.netns}` : undefined });
+      }
+    });
+  }
+
+  /** Resolves when every device of every domain is Connected at both ends, or reports what is not. */
+  async waitReady(timeoutMs: number): Promise<{ ready: boolean; problems: string[] }> {
+    const end = Date.now() + timeoutMs;
+    await Promise.race([this.start(), sleep(timeoutMs)]);
+    for (;;) {
+      if (this.buildError) return { ready: false, problems: [this.buildError.message] };
+      const problems = this.built && this.sys ? await this.notReady() : ['still building'];
+      if (problems.length === 0) return { ready: true, problems };
+      if (Date.now() > end) return { ready: false, problems };
+      await sleep(100);
+    }
+  }
+
+  private async notReady(): Promise<string[]> {
+    const out: string[] = [];
+    if (!this.sys || this.managed.size < this.sys.domains.length) return ['domains still starting'];
+    for (const m of this.managed.values()) {
+      if (m.dead) out.push(`${m.cfg.name} is not running`);
+      for (const d of m.devices) {
+        const fs = parseXenbusState(await this.xs.tryRead(`${d.paths.frontend}/state`));
+        const bs = parseXenbusState(await this.xs.tryRead(`${d.paths.backend}/state`));
+        if (fs !== XenbusState.Connected || bs !== XenbusState.Connected)
+          out.push(`${m.cfg.name} ${d.type} ${d.name}: frontend ${XenbusState[fs]}, backend ${XenbusState[bs]}`);
+      }
+    }
+    return out;
+  }
+
+  private onHvEvent(ev: HvEvent): void {
+    if (ev.event !== 'domain_died' || this.stopping) return;
+    if (ev.domid === this.xenstoredDomid) {
+      this.log(`dom0: xenstored died (${ev.reason}); the system cannot run without it: shutting down`);
+      void this.down();
+      return;
+    }
+    const m = [...this.managed.values()].find((x) => x.domid === ev.domid && !x.dead);
+    if (!m) return;
+    m.dead = true;
+    this.log(`dom0: ${m.cfg.name} (dom${ev.domid}) died: ${ev.reason}`);
+    void this.xs.release(ev.domid).catch(() => undefined);
+    if (m.cfg.onCrash === 'restart') void this.restart(m, 'crashed').catch((e: Error) => this.log(`dom0: restarting ${m.cfg.name} failed: ${e.message}`));
+    else if (m.cfg.onCrash === 'destroy') void this.removeDomainNodes(m);
+  }
+
+  /**
+   * Restarts a domain under its old domid. Its backend (or frontend) nodes stay; the state
+   * node is reset so the other ends see it come back and reconnect.
+   */
+  async restart(m: Managed, why: string): Promise<void> {
+    // Crash loops are throttled the way systemd would: back off when it dies right after start.
+    const since = Date.now() - m.lastStart;
+    if (since < 2000) await sleep(2000 - since);
+    if (this.stopping) return;
+    m.restarts++;
+    this.log(`dom0: restarting ${m.cfg.name} as dom${m.domid} (${why}, restart ${m.restarts})`);
+    await this.xs.transaction(async (tx) => {
+      for (const other of this.managed.values())
+        for (const d of other.devices) {
+          if (d.backendId === m.domid) await tx.write(`${d.paths.backend}/state`, String(XenbusState.Initialising));
+          if (other === m) await tx.write(`${d.paths.frontend}/state`, String(XenbusState.Initialising));
+        }
+    });
+    await this.startDomain(m.cfg, m.domid, m);
+  }
+
+  private async removeDomainNodes(m: Managed): Promise<void> {
+    await this.xs.transaction(async (tx) => {
+      for (const d of m.devices) {
+        await tx.rm(d.paths.backend);
+        await tx.rm(d.paths.frontend);
+      }
+      await tx.rm(dompath(m.domid));
+    }).catch(() => undefined);
+  }
+
+  async destroy(name: string): Promise<string> {
+    const m = this.managed.get(name);
+    if (!m) throw new Error(`no domain named '${name}'; see 'ringside list'`);
+    if (m.dead) throw new Error(`'${name}' is not running`);
+    await this.dom.hc.call('domain_destroy', { domid: m.domid });
+    return m.cfg.onCrash === 'restart' ? `destroyed ${name} (dom${m.domid}); on_crash=restart: dom0 brings it back` : `destroyed ${name} (dom${m.domid})`;
+  }
+
+  async restartByName(name: string): Promise<string> {
+    const m = this.managed.get(name);
+    if (!m) throw new Error(`no domain named '${name}'; see 'ringside list'`);
+    if (!m.dead) {
+      const onCrash = m.cfg.onCrash;
+      // Kill it and let the death handler restart it as for a crash.
+      m.cfg = { ...m.cfg, onCrash: 'restart' };
+      await this.dom.hc.call('domain_destroy', { domid: m.domid });
+      await this.waitFor(() => m.restarts > 0 && !m.dead, 30_000);
+      m.cfg = { ...m.cfg, onCrash };
+    } else await this.restart(m, 'requested');
+    return `restarted ${name} as dom${m.domid}`;
+  }
+
+  private async waitFor(pred: () => boolean, ms: number): Promise<void> {
+    const end = Date.now() + ms;
+    while (!pred()) {
+      if (Date.now() > end) throw new Error('timed out');
+      await sleep(50);
+    }
+  }
+
+  async rows(): Promise<DomainRow[]> {
+    const { result } = await this.dom.hc.call('domain_list', {});
+    const now = Date.now();
+    const out: DomainRow[] = [];
+    for (const d of result.domains) {
+      const m = [...this.managed.values()].find((x) => x.domid === d.domid && !x.dead);
+      const role: DomainRow['role'] = d.domid === 0 ? 'control' : d.domid === this.xenstoredDomid ? 'xenstore' : m?.cfg.role === 'guest' ? 'guest' : 'driver';
+      const devices: DeviceRow[] = [];
+      for (const dev of m?.devices ?? []) {
+        devices.push({
+          type: dev.type, frontend: m!.cfg.name, backend: [...this.managed.values()].find((x) => x.domid === dev.backendId)?.cfg.name ?? `dom${dev.backendId}`,
+          devid: dev.devid, name: dev.name,
+          frontendState: parseXenbusState(await this.xs.tryRead(`${dev.paths.frontend}/state`)),
+          backendState: parseXenbusState(await this.xs.tryRead(`${dev.paths.backend}/state`)),
+          export: dev.export,
+        });
+      }
+      out.push({
+        domid: d.domid, name: d.name, role, kind: d.kind, state: d.state, memoryMiB: d.memoryMiB,
+        uptimeS: (now - d.startedAt) / 1000, pid: d.pid, restarts: m?.restarts ?? 0, devices,
+      });
+    }
+    return out.sort((a, b) => a.domid - b.domid);
+  }
+
+  /** Stops guests, then driver domains, then xenstored, then asks hv to shut down. */
+  async down(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    const all = [...this.managed.values()].filter((m) => !m.dead);
+    const kill = async (ms: Managed[]) => {
+      for (const m of ms) await this.dom.hc.call('domain_destroy', { domid: m.domid }).catch(() => undefined);
+    };
+    await kill(all.filter((m) => m.cfg.role === 'guest'));
+    await kill(all.filter((m) => m.cfg.role !== 'guest'));
+    await this.xs?.close().catch(() => undefined);
+    if (this.xenstoredDomid >= 0) await this.dom.hc.call('domain_destroy', { domid: this.xenstoredDomid }).catch(() => undefined);
+    await this.dom.hc.call('hv_shutdown', {});
+  }
+}

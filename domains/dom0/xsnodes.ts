@@ -1,0 +1,103 @@
+// The xenstore layout libxl writes for a domain and its split devices, with libxl's
+// permissions: a domain's home is n0,r<domid>; a frontend device dir is n<F>,r<B>; a backend
+// device dir is n<B>,r<F>. Driver domains and frontends find their work here, so these keys are
+// the contract between the toolstack and every backend.
+import type { XsOps } from '../../src/xenstore/client.js';
+import type { DiskSpec } from '../../src/config/disk.js';
+import type { VifSpec } from '../../src/config/vif.js';
+import { XenbusState } from '../../src/abi/xenbus.js';
+
+export const dompath = (domid: number) => `/local/domain/${domid}`;
+
+/** Subdirectories a domain may write in its own home, as libxl creates them. */
+const OWN_DIRS = ['device', 'data', 'error', 'drivers', 'feature', 'attr', 'control'];
+
+export async function writeDomainNodes(tx: XsOps, domid: number, name: string, memoryMiB: number, role: string): Promise<void> {
+  const home = dompath(domid);
+  await tx.mkdir(home);
+  await tx.setPerms(home, `n0,r${domid}`);
+  await tx.write(`${home}/name`, name);
+  await tx.write(`${home}/domid`, String(domid));
+  await tx.write(`${home}/memory/target`, String(memoryMiB * 1024));
+  await tx.write(`${home}/ringside/role`, role);
+  for (const d of OWN_DIRS) {
+    await tx.mkdir(`${home}/${d}`);
+    await tx.setPerms(`${home}/${d}`, `n${domid}`);
+  }
+}
+
+export interface DevicePaths {
+  frontend: string;
+  backend: string;
+}
+
+export function vbdPaths(frontendId: number, backendId: number, devid: number): DevicePaths {
+  return { frontend: `${dompath(frontendId)}/device/vbd/${devid}`, backend: `${dompath(backendId)}/backend/vbd/${frontendId}/${devid}` };
+}
+
+export function vifPaths(frontendId: number, backendId: number, devid: number): DevicePaths {
+  return { frontend: `${dompath(frontendId)}/device/vif/${devid}`, backend: `${dompath(backendId)}/backend/vif/${frontendId}/${devid}` };
+}
+
+async function writeDir(tx: XsOps, dir: string, perms: string, kv: Record<string, string>): Promise<void> {
+  await tx.mkdir(dir);
+  await tx.setPerms(dir, perms);
+  for (const [k, v] of Object.entries(kv)) await tx.write(`${dir}/${k}`, v);
+}
+
+export async function writeVbd(tx: XsOps, fe: number, be: number, disk: DiskSpec): Promise<DevicePaths> {
+  const p = vbdPaths(fe, be, disk.devid);
+  await writeDir(tx, p.backend, `n${be},r${fe}`, {
+    frontend: p.frontend,
+    'frontend-id': String(fe),
+    online: '1',
+    state: String(XenbusState.Initialising),
+    params: disk.target,
+    type: 'qdisk',
+    mode: disk.access,
+    'device-type': 'disk',
+    removable: '0',
+    bootable: '1',
+    dev: disk.vdev,
+    'discard-enable': disk.discard ? '1' : '0',
+  });
+  await writeDir(tx, p.frontend, `n${fe},r${be}`, {
+    backend: p.backend,
+    'backend-id': String(be),
+    state: String(XenbusState.Initialising),
+    'virtual-device': String(disk.devid),
+    'device-type': 'disk',
+  });
+  return p;
+}
+
+export async function writeVif(tx: XsOps, fe: number, be: number, vif: VifSpec): Promise<DevicePaths> {
+  const p = vifPaths(fe, be, vif.devid);
+  const backend: Record<string, string> = {
+    frontend: p.frontend,
+    'frontend-id': String(fe),
+    online: '1',
+    state: String(XenbusState.Initialising),
+    mac: vif.mac,
+    handle: String(vif.devid),
+    type: 'vif',
+    mtu: String(vif.mtu),
+  };
+  if (vif.rate) backend.rate = `${vif.rate.bytesPerInterval},${vif.rate.intervalUsec}`;
+  if (vif.ip) backend.ip = `${vif.ip.address}`;
+  await writeDir(tx, p.backend, `n${be},r${fe}`, backend);
+  const frontend: Record<string, string> = {
+    backend: p.backend,
+    'backend-id': String(be),
+    state: String(XenbusState.Initialising),
+    handle: String(vif.devid),
+    mac: vif.mac,
+    mtu: String(vif.mtu),
+    'multi-queue-num-queues': String(vif.queues),
+  };
+  // Where the guest puts its TAP: ringside's own keys, beside libxl's.
+  if (vif.ip) frontend['ringside/ip'] = vif.ip.cidr;
+  if (vif.netns) frontend['ringside/netns'] = vif.netns;
+  await writeDir(tx, p.frontend, `n${fe},r${be}`, frontend);
+  return p;
+}

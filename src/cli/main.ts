@@ -1,0 +1,134 @@
+// ringside: the command line. Every command validates its arguments before doing anything and
+// answers a mistake with what was wrong and what to type instead.
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { up, down } from './lifecycle.js';
+import { control } from './control.js';
+import { CliError } from './errors.js';
+import { table } from './table.js';
+import type { DomainRow } from '../control/wire.js';
+import { ConfigError } from '../config/errors.js';
+
+const USAGE = `usage: ringside <command> [options]
+
+  up [SYSTEM] [--state DIR] [--detach] [--json]   deploy a system (default: the embedded examples/default)
+  list [--state DIR] [--json]                     domains, like 'xl list'
+  destroy NAME [--state DIR]                      kill one domain (a driver domain is restarted by dom0)
+  restart NAME [--state DIR]                      restart a driver domain; its frontends reconnect
+  down [--state DIR]                              stop everything and clean up
+  help                                            this text
+
+The state directory (default .ringside) holds the sockets: export
+XENSTORED_PATH=<state>/xenstored.sock to use Debian's xenstore-* tools against the system.`;
+
+function parse(args: string[], options: NonNullable<ParseArgsConfig['options']>, positionals: number, cmd: string) {
+  let r;
+  try {
+    r = parseArgs({ args, options, allowPositionals: true, strict: true });
+  } catch (e) {
+    throw new CliError(`ringside ${cmd}: ${(e as Error).message}\n\n${USAGE}`, 2);
+  }
+  if (r.positionals.length > positionals)
+    throw new CliError(`ringside ${cmd}: unexpected argument '${r.positionals[positionals]}'\n\n${USAGE}`, 2);
+  return r;
+}
+
+const STATE = { state: { type: 'string' as const, default: '.ringside' }, json: { type: 'boolean' as const, default: false } };
+
+export function formatDomains(rows: DomainRow[]): string {
+  const main = table(
+    ['Name', 'ID', 'Role', 'Mem(MiB)', 'State', 'Uptime(s)', 'PID', 'Restarts'],
+    rows.map((d) => [d.name, d.domid, d.role, d.memoryMiB, d.state, d.uptimeS.toFixed(1), d.pid ?? '-', d.restarts]),
+    new Set([1, 3, 5, 6, 7]),
+  );
+  const devs = rows.flatMap((d) => d.devices.map((v) => ({ d, v })));
+  if (devs.length === 0) return main;
+  const dev = table(
+    ['Device', 'Frontend', 'Backend', 'Id', 'State(f/b)', 'Export'],
+    devs.map(({ v }) => [`${v.type} ${v.name}`, v.frontend, v.backend, v.devid, `${v.frontendState}/${v.backendState}`, v.export ?? '']),
+  );
+  return `${main}\n\n${dev}`;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  switch (cmd) {
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(USAGE + '\n');
+      return cmd === undefined ? 2 : 0;
+    case 'up': {
+      const { values, positionals } = parse(rest, { ...STATE, detach: { type: 'boolean', default: false }, timeout: { type: 'string', default: '60' } }, 1, 'up');
+      const timeoutS = Number(values.timeout);
+      if (!(timeoutS > 0 && timeoutS <= 3600)) throw new CliError(`ringside up: --timeout must be seconds between 1 and 3600, got '${values.timeout}'`, 2);
+      const r = await up({
+        system: positionals[0],
+        stateDir: String(values.state),
+        detach: Boolean(values.detach),
+        timeoutMs: timeoutS * 1000,
+        progress: (l) => process.stderr.write(`ringside: ${l}\n`),
+      });
+      if (values.json) process.stdout.write(JSON.stringify({ domains: r.domains, xenstoredPath: r.xenstoredPath, hvPid: r.hvPid }, null, 2) + '\n');
+      else {
+        process.stdout.write(formatDomains(r.domains) + '\n\n');
+        process.stdout.write(`export XENSTORED_PATH=${r.xenstoredPath}\n`);
+      }
+      if (values.detach) return 0;
+      process.stderr.write("ringside: running; Ctrl-C stops the system (or run 'ringside down' elsewhere)\n");
+      await new Promise<void>((resolve) => {
+        const stop = () => resolve();
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+        const t = setInterval(() => {
+          try {
+            process.kill(r.hvPid, 0);
+          } catch {
+            clearInterval(t);
+            resolve();
+          }
+        }, 500);
+      });
+      for (const n of await down(String(values.state))) process.stderr.write(`ringside: ${n}\n`);
+      return 0;
+    }
+    case 'list': {
+      const { values } = parse(rest, STATE, 0, 'list');
+      const r = await control(String(values.state), { op: 'list' });
+      process.stdout.write((values.json ? JSON.stringify(r.domains ?? [], null, 2) : formatDomains(r.domains ?? [])) + '\n');
+      return 0;
+    }
+    case 'destroy':
+    case 'restart': {
+      const { values, positionals } = parse(rest, STATE, 1, cmd);
+      if (!positionals[0]) throw new CliError(`ringside ${cmd}: name the domain, e.g. 'ringside ${cmd} blkdom'`, 2);
+      const r = await control(String(values.state), { op: cmd, name: positionals[0] });
+      process.stdout.write((values.json ? JSON.stringify(r) : r.message ?? 'done') + '\n');
+      return 0;
+    }
+    case 'down': {
+      const { values } = parse(rest, STATE, 0, 'down');
+      for (const n of await down(String(values.state))) process.stderr.write(`ringside: ${n}\n`);
+      process.stdout.write(values.json ? '{"down":true}\n' : 'system stopped\n');
+      return 0;
+    }
+    default:
+      throw new CliError(`ringside: unknown command '${cmd}'\n\n${USAGE}`, 2);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    if (e instanceof CliError) {
+      process.stderr.write(`${e.message}\n`);
+      process.exit(e.exitCode);
+    }
+    if (e instanceof ConfigError) {
+      process.stderr.write(`ringside: configuration error: ${e.message}\n`);
+      process.exit(1);
+    }
+    process.stderr.write(`ringside: internal error: ${(e as Error).stack ?? String(e)}\n`);
+    process.exit(70);
+  },
+);

@@ -1,0 +1,143 @@
+// One domain's config file (xl.cfg(5) subset plus ringside's few additions) -> a validated
+// DomainConfig. Only what one file can know is checked here; cross-file rules are in system.ts.
+
+import { ConfigError, quote, type ErrorWhere } from './errors.js';
+import { CfgReader } from './fields.js';
+import { parseDisk, type DiskSpec } from './disk.js';
+import { parsePciSpec, parseRdm, type PciSpec, type RdmConfig } from './pci.js';
+import { checkIfName } from './spec.js';
+import { parseVif, type VifSpec } from './vif.js';
+import type { XlCfg } from './xlcfg.js';
+
+export type DriverRole = 'blk' | 'net';
+export type OnCrash = 'restart' | 'destroy' | 'preserve';
+export type DomainType = 'pv' | 'pvh';
+
+export interface Uplink {
+  kind: 'tap';
+  /** Host TAP interface the net driver domain's switch is bridged to. */
+  name: string;
+}
+
+export interface DomainConfig {
+  file: string;
+  name: string;
+  memoryMiB: number;
+  vcpus: number;
+  type: DomainType;
+  driverDomain: boolean;
+  /** Written `role`, if any; system.ts infers it for driver domains that leave it out. */
+  role: DriverRole | undefined;
+  disks: DiskSpec[];
+  vifs: VifSpec[];
+  pci: PciSpec[];
+  pciPermissive: boolean;
+  pciSeize: boolean;
+  rdm: RdmConfig;
+  onCrash: OnCrash;
+  /** Run the domain under its seccomp filter with no_new_privs. */
+  seccomp: boolean;
+  uplink: Uplink | undefined;
+  /** Where each top-level key was written, for cross-file messages. */
+  at: Record<string, ErrorWhere>;
+}
+
+export const DOMAIN_KEYS = [
+  'name',
+  'memory',
+  'vcpus',
+  'type',
+  'driver_domain',
+  'role',
+  'disk',
+  'vif',
+  'pci',
+  'pci_permissive',
+  'pci_seize',
+  'pci_msitranslate',
+  'pci_power_mgmt',
+  'rdm',
+  'on_crash',
+  'seccomp',
+  'uplink',
+] as const;
+
+// Names the control plane uses for itself; a domain called that would be ambiguous in `list` and logs.
+const RESERVED_NAMES = ['dom0', 'domain-0', 'hv', 'xenstored'];
+export const MAX_MEMORY_MIB = 65536;
+export const MAX_VCPUS = 128;
+export const MAX_DISKS = 256;
+export const MAX_VIFS = 64;
+export const MAX_PCI = 32;
+
+export function parseDomain(cfg: XlCfg): DomainConfig {
+  const r = new CfgReader(cfg);
+  r.rejectUnknown(DOMAIN_KEYS, 'a domain config');
+
+  const name = r.string('name', 'guest1');
+  if (name === undefined) {
+    throw new ConfigError({ file: cfg.file, line: 1, key: 'name' }, 'missing name', 'every domain needs one, e.g. name = "guest1"');
+  }
+  if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$/.test(name)) {
+    r.fail('name', `${quote(name)} is not a valid domain name`, 'use 1-63 characters from A-Z a-z 0-9 _ . - starting with a letter, digit or _');
+  }
+  if (RESERVED_NAMES.includes(name.toLowerCase())) r.fail('name', `${quote(name)} is reserved for the control plane`, 'pick another name');
+
+  const driverDomain = r.flag('driver_domain') ?? false;
+  const role = r.oneOf('role', ['blk', 'net'] as const);
+  if (role !== undefined && !driverDomain) r.fail('role', 'role applies only to driver domains', 'add driver_domain = 1, or remove role');
+
+  const typeText = r.oneOf('type', ['pv', 'pvh', 'hvm'] as const) ?? 'pv';
+  if (typeText === 'hvm') r.fail('type', 'hvm domains are not supported (a ringside domain is a process)', 'write type = "pvh" or leave type out');
+  const type: DomainType = typeText === 'hvm' ? 'pv' : typeText;
+
+  const pciPermissive = r.flag('pci_permissive') ?? false;
+  const pciSeize = r.flag('pci_seize') ?? false;
+  const rdmText = r.string('rdm', 'strategy=host,policy=strict');
+  const rdm = rdmText === undefined ? { strategy: 'ignore' as const, policy: 'strict' as const } : parseRdm(rdmText, r.where('rdm'));
+  const pciDefaults = {
+    permissive: pciPermissive,
+    seize: pciSeize,
+    msitranslate: r.flag('pci_msitranslate') ?? false,
+    powerMgmt: r.flag('pci_power_mgmt') ?? false,
+    rdmPolicy: rdm.policy,
+  };
+
+  const disks = r.stringList('disk', 'backend=blkdom, vdev=xvda, target=disk.img', MAX_DISKS).map((it) => parseDisk(it.value, it.where, cfg.dir));
+  const vifs = r.stringList('vif', 'backend=netdom, mac=00:16:3e:00:00:01', MAX_VIFS).map((it) => parseVif(it.value, it.where, name));
+  const pci = r.stringList('pci', '01:00.0', MAX_PCI).map((it) => parsePciSpec(it.value, it.where, pciDefaults));
+  if (pci.length > 0 && !driverDomain) {
+    r.fail('pci', 'PCI devices can be assigned only to driver domains', 'add driver_domain = 1 to this domain, or move the device to a driver domain');
+  }
+
+  let uplink: Uplink | undefined;
+  const uplinkText = r.string('uplink', 'tap:rs-up0');
+  if (uplinkText !== undefined) {
+    if (!driverDomain) r.fail('uplink', 'uplink applies only to net driver domains', 'add driver_domain = 1 and role = "net", or remove uplink');
+    if (!uplinkText.startsWith('tap:')) r.fail('uplink', `${quote(uplinkText)} is not an uplink`, 'write uplink = "tap:NAME" (a host TAP interface)');
+    uplink = { kind: 'tap', name: checkIfName(r.where('uplink'), 'uplink TAP', uplinkText.slice(4)) };
+  }
+
+  const at: Record<string, ErrorWhere> = {};
+  for (const e of cfg.entries.values()) at[e.key] = { file: cfg.file, line: e.line, column: e.column, key: e.key };
+
+  return {
+    file: cfg.file,
+    name,
+    memoryMiB: r.int('memory', { min: 1, max: MAX_MEMORY_MIB, what: 'a number of MiB', example: 256 }) ?? 128,
+    vcpus: r.int('vcpus', { min: 1, max: MAX_VCPUS, what: 'a number of virtual CPUs', example: 1 }) ?? 1,
+    type,
+    driverDomain,
+    role,
+    disks,
+    vifs,
+    pci,
+    pciPermissive,
+    pciSeize,
+    rdm,
+    onCrash: r.oneOf('on_crash', ['restart', 'destroy', 'preserve'] as const) ?? (driverDomain ? 'restart' : 'destroy'),
+    seccomp: r.flag('seccomp') ?? driverDomain,
+    uplink,
+    at,
+  };
+}

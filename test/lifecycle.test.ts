@@ -1,0 +1,108 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { execFile } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync, writeFileSync, existsSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { DIST, requireBuilt } from './support/platform.js';
+
+const run = promisify(execFile);
+const CLI = join(DIST, 'ringside.js');
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Every memfd any process holds whose name starts with one of our domain names. */
+function memfdsNamed(prefixes: string[]): string[] {
+  const out: string[] = [];
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    let fds: string[];
+    try {
+      fds = readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue;
+    }
+    for (const fd of fds) {
+      try {
+        const l = readlinkSync(`/proc/${pid}/fd/${fd}`);
+        if (l.startsWith('/memfd:') && prefixes.some((p) => l.startsWith(`/memfd:${p}-`))) out.push(`${pid}:${l}`);
+      } catch {
+        /* raced with exit */
+      }
+    }
+  }
+  return out;
+}
+
+function socketsUnder(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir, { recursive: true, encoding: 'utf8' }).filter((f) => statSync(join(dir, f), { throwIfNoEntry: false })?.isSocket());
+}
+
+describe('ringside up / down', () => {
+  requireBuilt();
+  const work = mkdtempSync(join(tmpdir(), 'ringside-life-'));
+  afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+  it('deploys a small system and leaves no process, socket or memfd behind', async () => {
+    const sys = join(work, 'sys');
+    const state = join(work, 'state');
+    mkdirSync(sys);
+    writeFileSync(join(sys, 'alpha.cfg'), 'name = "lc-alpha"\nmemory = 64\n');
+    writeFileSync(join(sys, 'beta.cfg'), 'name = "lc-beta"\nmemory = 64\n');
+    const up = await run(process.execPath, [CLI, 'up', sys, '--state', state, '--detach', '--json'], { timeout: 60_000 });
+    const r = JSON.parse(up.stdout) as { domains: { name: string; pid: number; role: string; state: string }[]; xenstoredPath: string; hvPid: number };
+    expect(r.domains.map((d) => `${d.name}:${d.role}`).sort()).toEqual(['Domain-0:control', 'lc-alpha:guest', 'lc-beta:guest', 'xenstored:xenstore']);
+    expect(r.domains.every((d) => d.state === 'running' && alive(d.pid))).toBe(true);
+    expect(memfdsNamed(['lc-alpha', 'lc-beta']).length).toBeGreaterThan(0);
+
+    // Debian's xenstore tools see the domains the toolstack wrote, with libxl's permissions.
+    const ls = await run('xenstore-ls', ['-p', '/local/domain'], { env: { ...process.env, XENSTORED_PATH: r.xenstoredPath } });
+    expect(ls.stdout).toMatch(/name = "lc-alpha"/);
+    expect(ls.stdout).toMatch(/\(n0,r\d+\)/);
+
+    const list = JSON.parse((await run(process.execPath, [CLI, 'list', '--state', state, '--json'])).stdout) as { name: string }[];
+    expect(list.length).toBe(4);
+
+    await run(process.execPath, [CLI, 'destroy', 'lc-beta', '--state', state]);
+    const after = JSON.parse((await run(process.execPath, [CLI, 'list', '--state', state, '--json'])).stdout) as { name: string }[];
+    expect(after.map((d) => d.name)).not.toContain('lc-beta');
+
+    await run(process.execPath, [CLI, 'down', '--state', state], { timeout: 60_000 });
+    for (const d of r.domains) expect(alive(d.pid), `${d.name} pid ${d.pid}`).toBe(false);
+    expect(alive(r.hvPid)).toBe(false);
+    expect(socketsUnder(state)).toEqual([]);
+    expect(memfdsNamed(['lc-alpha', 'lc-beta', 'xenstored', 'Domain-0'])).toEqual([]);
+  });
+
+  it('refuses a broken config before starting anything, naming file, line and key', async () => {
+    const sys = join(work, 'bad');
+    const state = join(work, 'bad-state');
+    mkdirSync(sys);
+    writeFileSync(join(sys, 'g.cfg'), 'name = "g"\n\nmemory = "lots"\n');
+    const err = await run(process.execPath, [CLI, 'up', sys, '--state', state, '--detach']).then(
+      () => null,
+      (e: { code: number; stderr: string }) => e,
+    );
+    expect(err?.code).toBe(1);
+    expect(err?.stderr).toMatch(/g\.cfg:3/);
+    expect(err?.stderr).toMatch(/memory/);
+    expect(existsSync(join(state, 'hv.pid'))).toBe(false);
+  });
+
+  it('answers bad CLI arguments with usage and exit status 2', async () => {
+    const e1 = await run(process.execPath, [CLI, 'up', '--bogus']).catch((e: { code: number; stderr: string }) => e);
+    expect((e1 as { code: number }).code).toBe(2);
+    expect((e1 as { stderr: string }).stderr).toMatch(/Unknown option '--bogus'/);
+    const e2 = await run(process.execPath, [CLI, 'frobnicate']).catch((e: { code: number; stderr: string }) => e);
+    expect((e2 as { stderr: string }).stderr).toMatch(/unknown command 'frobnicate'/);
+    const e3 = await run(process.execPath, [CLI, 'list', '--state', join(work, 'nothing')]).catch((e: { code: number; stderr: string }) => e);
+    expect((e3 as { stderr: string }).stderr).toMatch(/no running system/);
+  });
+});

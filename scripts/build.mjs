@@ -1,7 +1,7 @@
 // Bundles every domain entry point and the CLI with esbuild. Each domain is one self-contained
 // file under dist/domains/, so hv spawns `node dist/domains/<kind>.js` and nothing else.
 import { build } from 'esbuild';
-import { readdirSync, existsSync, chmodSync } from 'node:fs';
+import { readdirSync, existsSync, chmodSync, writeFileSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -28,8 +28,11 @@ const common = {
 };
 
 await Promise.all([
+  // The metafile lists every source a domain's bundle contains: `ringside tcb` reads it.
   ...domains.map((d) =>
-    build({ ...common, entryPoints: [join(root, 'domains', d, 'main.ts')], outfile: join(root, 'dist', 'domains', `${d}.js`) }),
+    build({ ...common, metafile: true, entryPoints: [join(root, 'domains', d, 'main.ts')], outfile: join(root, 'dist', 'domains', `${d}.js`) }).then(
+      (r) => writeFileSync(join(root, 'dist', 'domains', `${d}.meta.json`), JSON.stringify(r.metafile)),
+    ),
   ),
   ...testDomains.map((d) =>
     build({ ...common, entryPoints: [join(root, 'test', 'domains', d, 'main.ts')], outfile: join(root, 'dist', 'test-domains', `${d}.js`) }),

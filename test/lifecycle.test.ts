@@ -70,6 +70,12 @@ describe('ringside up / down', () => {
     const list = JSON.parse((await run(process.execPath, [CLI, 'list', '--state', state, '--json'])).stdout) as { name: string }[];
     expect(list.length).toBe(4);
 
+    const top = JSON.parse((await run(process.execPath, [CLI, 'top', '--state', state, '--json', '--count', '1', '--interval', '0.2'])).stdout) as {
+      domains: { name: string; cpuPercent: number | null; rssMiB: number | null }[];
+    };
+    expect(top.domains.find((d) => d.name === 'lc-alpha')?.rssMiB).toBeGreaterThan(1);
+    expect(top.domains.every((d) => d.cpuPercent !== null && d.cpuPercent >= 0)).toBe(true);
+
     await run(process.execPath, [CLI, 'destroy', 'lc-beta', '--state', state]);
     const after = JSON.parse((await run(process.execPath, [CLI, 'list', '--state', state, '--json'])).stdout) as { name: string }[];
     expect(after.map((d) => d.name)).not.toContain('lc-beta');

@@ -8,25 +8,28 @@ import { XenbusState, parseXenbusState } from '../../src/abi/xenbus.js';
 import { loadSystem, type SystemConfig, type SystemDomain } from '../../src/config/system.js';
 import type { Domain } from '../../src/domain/runtime.js';
 import type { HvEvent } from '../../src/hypercall/protocol.js';
-import { XenstoreClient } from '../../src/xenstore/client.js';
+import { XenstoreClient, type XsOps } from '../../src/xenstore/client.js';
 import type { DeviceRow, DomainRow } from '../../src/control/wire.js';
 import { statePaths, type StatePaths } from '../../src/control/paths.js';
 import { ensureImage } from './images.js';
-import { dompath, writeDomainNodes, writeVbd, writeVif, type DevicePaths } from './xsnodes.js';
+import type { DomainBootArgs } from '../../src/domain/bootargs.js';
+import { dompath, writeDomainNodes, writeVbd, writeVif, type DevicePaths, type Ends } from './xsnodes.js';
+import type { DiskSpec } from '../../src/config/disk.js';
+import type { VifSpec } from '../../src/config/vif.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export interface GuestBootArgs {
-  xenstore: string;
-  stateDir: string;
-  nbdDir: string;
-}
+
+type ManagedDevice = { name: string; paths: DevicePaths; backendId: number; export?: string; devid: number } & (
+  | { type: 'vbd'; spec: DiskSpec }
+  | { type: 'vif'; spec: VifSpec }
+);
 
 interface Managed {
   cfg: SystemDomain;
   domid: number;
   restarts: number;
-  devices: { type: 'vbd' | 'vif'; devid: number; name: string; paths: DevicePaths; backendId: number; export?: string }[];
+  devices: ManagedDevice[];
   lastStart: number;
   dead: boolean;
 }
@@ -101,7 +104,11 @@ export class Toolstack {
     }
   }
 
-  private async startDomain(cfg: SystemDomain, domid?: number, previous?: Managed): Promise<Managed> {
+  private writeDevice(tx: XsOps, fe: number, d: ManagedDevice, ends: Ends): Promise<DevicePaths> {
+    return d.type === 'vbd' ? writeVbd(tx, fe, d.backendId, d.spec, ends) : writeVif(tx, fe, d.backendId, d.spec, ends);
+  }
+
+  private async startDomain(cfg: SystemDomain, domid?: number, previous?: Managed, beforeUnpause?: () => Promise<void>): Promise<Managed> {
     const { result } = await this.dom.hc.call('domain_create', {
       name: cfg.name,
       kind: cfg.role,
@@ -118,7 +125,13 @@ export class Toolstack {
     await this.xs.introduce(m.domid);
     await this.xs.transaction((tx) => writeDomainNodes(tx, m.domid, cfg.name, cfg.memoryMiB, cfg.role));
     if (!previous) await this.writeDevices(m);
-    const boot: GuestBootArgs = { xenstore: `${this.state.xenstoreDomains}/domain-${m.domid}.sock`, stateDir: this.state.dir, nbdDir: this.state.nbd };
+    if (beforeUnpause) await beforeUnpause();
+    const boot: DomainBootArgs = {
+      xenstore: `${this.state.xenstoreDomains}/domain-${m.domid}.sock`,
+      stateDir: this.state.dir,
+      nbdDir: this.state.nbd,
+      seccomp: cfg.seccomp,
+    };
     await this.dom.hc.call('domain_unpause', { domid: m.domid, bootArgs: pack(boot) });
     this.log(`dom0: started ${cfg.role} domain '${cfg.name}' as dom${m.domid}`);
     return m;
@@ -138,12 +151,12 @@ export class Toolstack {
       for (const disk of m.cfg.disks) {
         const be = this.backendId(disk.backend);
         const paths = await writeVbd(tx, fe, be, disk);
-        m.devices.push({ type: 'vbd', devid: disk.devid, name: disk.vdev, paths, backendId: be, export: `${this.state.nbd}/${m.cfg.name}-${disk.vdev}.sock` });
+        m.devices.push({ type: 'vbd', spec: disk, devid: disk.devid, name: disk.vdev, paths, backendId: be, export: `${this.state.nbd}/${m.cfg.name}-${disk.vdev}.sock` });
       }
       for (const vif of m.cfg.vifs) {
         const be = this.backendId(vif.backend);
         const paths = await writeVif(tx, fe, be, vif);
-        m.devices.push({ type: 'vif', devid: vif.devid, name: vif.mac, paths, backendId: be, export: vif.netns ? `netns ${vif.netns}` : undefined });
+        m.devices.push({ type: 'vif', spec: vif, devid: vif.devid, name: vif.mac, paths, backendId: be, export: vif.netns ? `netns ${vif.netns}` : undefined });
       }
     });
   }
@@ -203,14 +216,17 @@ export class Toolstack {
     if (this.stopping) return;
     m.restarts++;
     this.log(`dom0: restarting ${m.cfg.name} as dom${m.domid} (${why}, restart ${m.restarts})`);
-    await this.xs.transaction(async (tx) => {
-      for (const other of this.managed.values())
-        for (const d of other.devices) {
-          if (d.backendId === m.domid) await tx.write(`${d.paths.backend}/state`, String(XenbusState.Initialising));
-          if (other === m) await tx.write(`${d.paths.frontend}/state`, String(XenbusState.Initialising));
-        }
+    await this.startDomain(m.cfg, m.domid, m, async () => {
+      // Rewrite the ends this domain owns; the other ends see state go back to Initialising
+      // and reconnect (frontends replay what was in flight).
+      await this.xs.transaction(async (tx) => {
+        for (const other of this.managed.values())
+          for (const d of other.devices) {
+            const ends: Ends = { backend: d.backendId === m.domid, frontend: other === m };
+            if (ends.backend || ends.frontend) await this.writeDevice(tx, other.domid, d, ends);
+          }
+      });
     });
-    await this.startDomain(m.cfg, m.domid, m);
   }
 
   private async removeDomainNodes(m: Managed): Promise<void> {
@@ -272,7 +288,8 @@ export class Toolstack {
       }
       out.push({
         domid: d.domid, name: d.name, role, kind: d.kind, state: d.state, memoryMiB: d.memoryMiB,
-        uptimeS: (now - d.startedAt) / 1000, pid: d.pid, restarts: m?.restarts ?? 0, devices,
+        uptimeS: (now - d.startedAt) / 1000, pid: d.pid, restarts: m?.restarts ?? 0,
+        grantsMapped: d.grantsMapped, evtchns: d.evtchns, devices,
       });
     }
     return out.sort((a, b) => a.domid - b.domid);

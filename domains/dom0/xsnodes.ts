@@ -45,9 +45,22 @@ async function writeDir(tx: XsOps, dir: string, perms: string, kv: Record<string
   for (const [k, v] of Object.entries(kv)) await tx.write(`${dir}/${k}`, v);
 }
 
-export async function writeVbd(tx: XsOps, fe: number, be: number, disk: DiskSpec): Promise<DevicePaths> {
+/** Which ends of a device to (re)write: both at creation, one end when that domain restarts. */
+export type Ends = { backend: boolean; frontend: boolean };
+export const BOTH: Ends = { backend: true, frontend: true };
+
+/**
+ * Writes a device end from scratch. A restarted domain's old nodes were handed to dom0 when
+ * xenstored released it (XSA-322), so its end is removed and written anew rather than patched.
+ */
+async function writeEnd(tx: XsOps, dir: string, perms: string, kv: Record<string, string>): Promise<void> {
+  await tx.rm(dir);
+  await writeDir(tx, dir, perms, kv);
+}
+
+export async function writeVbd(tx: XsOps, fe: number, be: number, disk: DiskSpec, ends: Ends = BOTH): Promise<DevicePaths> {
   const p = vbdPaths(fe, be, disk.devid);
-  await writeDir(tx, p.backend, `n${be},r${fe}`, {
+  if (ends.backend) await writeEnd(tx, p.backend, `n${be},r${fe}`, {
     frontend: p.frontend,
     'frontend-id': String(fe),
     online: '1',
@@ -61,7 +74,7 @@ export async function writeVbd(tx: XsOps, fe: number, be: number, disk: DiskSpec
     dev: disk.vdev,
     'discard-enable': disk.discard ? '1' : '0',
   });
-  await writeDir(tx, p.frontend, `n${fe},r${be}`, {
+  if (ends.frontend) await writeEnd(tx, p.frontend, `n${fe},r${be}`, {
     backend: p.backend,
     'backend-id': String(be),
     state: String(XenbusState.Initialising),
@@ -71,7 +84,7 @@ export async function writeVbd(tx: XsOps, fe: number, be: number, disk: DiskSpec
   return p;
 }
 
-export async function writeVif(tx: XsOps, fe: number, be: number, vif: VifSpec): Promise<DevicePaths> {
+export async function writeVif(tx: XsOps, fe: number, be: number, vif: VifSpec, ends: Ends = BOTH): Promise<DevicePaths> {
   const p = vifPaths(fe, be, vif.devid);
   const backend: Record<string, string> = {
     frontend: p.frontend,
@@ -85,7 +98,7 @@ export async function writeVif(tx: XsOps, fe: number, be: number, vif: VifSpec):
   };
   if (vif.rate) backend.rate = `${vif.rate.bytesPerInterval},${vif.rate.intervalUsec}`;
   if (vif.ip) backend.ip = `${vif.ip.address}`;
-  await writeDir(tx, p.backend, `n${be},r${fe}`, backend);
+  if (ends.backend) await writeEnd(tx, p.backend, `n${be},r${fe}`, backend);
   const frontend: Record<string, string> = {
     backend: p.backend,
     'backend-id': String(be),
@@ -98,6 +111,6 @@ export async function writeVif(tx: XsOps, fe: number, be: number, vif: VifSpec):
   // Where the guest puts its TAP: ringside's own keys, beside libxl's.
   if (vif.ip) frontend['ringside/ip'] = vif.ip.cidr;
   if (vif.netns) frontend['ringside/netns'] = vif.netns;
-  await writeDir(tx, p.frontend, `n${fe},r${be}`, frontend);
+  if (ends.frontend) await writeEnd(tx, p.frontend, `n${fe},r${be}`, frontend);
   return p;
 }

@@ -1,7 +1,7 @@
 // Which frontend serves which device type in a guest.
 import type { Domain } from '../../src/domain/runtime.js';
 import type { XenstoreClient } from '../../src/xenstore/client.js';
-import type { GuestBootArgs } from '../dom0/toolstack.js';
+import type { DomainBootArgs } from '../../src/domain/bootargs.js';
 
 export interface DeviceDriver {
   add(path: string): void;
@@ -9,7 +9,7 @@ export interface DeviceDriver {
   shutdown(): Promise<void>;
 }
 
-export function frontendDrivers(dom: Domain, xs: XenstoreClient, args: GuestBootArgs, log: (l: string) => void): Record<string, DeviceDriver> {
+export function frontendDrivers(dom: Domain, xs: XenstoreClient, args: DomainBootArgs, log: (l: string) => void): Record<string, DeviceDriver> {
   void dom;
   void xs;
   void args;

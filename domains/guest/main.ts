@@ -3,12 +3,12 @@
 import { Domain } from '../../src/domain/runtime.js';
 import { connectXenstore } from '../../src/domain/xenstore.js';
 import { DeviceDirWatcher } from '../../src/xenbus/device.js';
-import type { GuestBootArgs } from '../dom0/toolstack.js';
+import type { DomainBootArgs } from '../../src/domain/bootargs.js';
 import { frontendDrivers } from './drivers.js';
 
 const log = (l: string) => process.stdout.write(`${l}\n`);
 const dom = await Domain.boot();
-const args = dom.bootArgs<GuestBootArgs>();
+const args = dom.bootArgs<DomainBootArgs>();
 const xs = await connectXenstore(args.xenstore, log);
 const home = `/local/domain/${dom.domid}`;
 const drivers = frontendDrivers(dom, xs, args, log);

@@ -7,14 +7,18 @@ import { CliError } from './errors.js';
 import { table } from './table.js';
 import type { DomainRow } from '../control/wire.js';
 import { ConfigError } from '../config/errors.js';
+import { measureTcb, formatTcb } from './tcb.js';
+import { topSamples, formatTop } from './top.js';
 
 const USAGE = `usage: ringside <command> [options]
 
   up [SYSTEM] [--state DIR] [--detach] [--json]   deploy a system (default: the embedded examples/default)
   list [--state DIR] [--json]                     domains, like 'xl list'
+  top [--state DIR] [--interval S] [--count N]    live CPU, memory, grants and event channels per domain
   destroy NAME [--state DIR]                      kill one domain (a driver domain is restarted by dom0)
   restart NAME [--state DIR]                      restart a driver domain; its frontends reconnect
   down [--state DIR]                              stop everything and clean up
+  tcb [--json]                                    measure the trusted computing base (hv + dom0)
   help                                            this text
 
 The state directory (default .ringside) holds the sockets: export
@@ -98,6 +102,19 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write((values.json ? JSON.stringify(r.domains ?? [], null, 2) : formatDomains(r.domains ?? [])) + '\n');
       return 0;
     }
+    case 'top': {
+      const { values } = parse(rest, { ...STATE, interval: { type: 'string', default: '1' }, count: { type: 'string', default: '0' } }, 0, 'top');
+      const interval = Number(values.interval);
+      const count = Number(values.count);
+      if (!(interval >= 0.1 && interval <= 3600)) throw new CliError(`ringside top: --interval must be seconds between 0.1 and 3600, got '${values.interval}'`, 2);
+      if (!Number.isInteger(count) || count < 0) throw new CliError(`ringside top: --count must be a whole number (0 = until Ctrl-C), got '${values.count}'`, 2);
+      const tty = process.stdout.isTTY && !values.json;
+      await topSamples(String(values.state), interval * 1000, count === 0 ? Number.MAX_SAFE_INTEGER : count + 1, (s) => {
+        if (values.json) process.stdout.write(JSON.stringify(s) + '\n');
+        else process.stdout.write((tty ? '\x1b[H\x1b[2J' : '') + formatTop(s) + '\n\n');
+      });
+      return 0;
+    }
     case 'destroy':
     case 'restart': {
       const { values, positionals } = parse(rest, STATE, 1, cmd);
@@ -110,6 +127,12 @@ async function main(argv: string[]): Promise<number> {
       const { values } = parse(rest, STATE, 0, 'down');
       for (const n of await down(String(values.state))) process.stderr.write(`ringside: ${n}\n`);
       process.stdout.write(values.json ? '{"down":true}\n' : 'system stopped\n');
+      return 0;
+    }
+    case 'tcb': {
+      const { values } = parse(rest, { json: { type: 'boolean', default: false } }, 0, 'tcb');
+      const r = measureTcb();
+      process.stdout.write((values.json ? JSON.stringify(r, null, 2) : formatTcb(r)) + '\n');
       return 0;
     }
     default:

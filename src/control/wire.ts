@@ -16,6 +16,8 @@ export interface DomainRow {
   uptimeS: number;
   pid: number | null;
   restarts: number;
+  grantsMapped: number;
+  evtchns: number;
   devices: DeviceRow[];
 }
 

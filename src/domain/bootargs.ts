@@ -1,0 +1,10 @@
+/** What the toolstack tells a driver domain or guest at boot (hv carries it as opaque bytes). */
+export interface DomainBootArgs {
+  /** this domain's own xenstore socket */
+  xenstore: string;
+  stateDir: string;
+  /** where guests put their NBD export sockets */
+  nbdDir: string;
+  /** drop privileges (no_new_privs + seccomp deny-list) once set up */
+  seccomp: boolean;
+}

@@ -1,0 +1,19 @@
+// Privilege dropping for driver domains, applied once they hold every socket they need: they
+// may read and write their media and rings, but never exec, trace, mount, open new sockets or
+// reshape the filesystem. A denied call fails with EPERM, so a compromised driver stays boxed in.
+import { native } from '../native/index.js';
+
+export const DRIVER_DENY = [
+  'execve', 'execveat', 'ptrace', 'process_vm_readv', 'process_vm_writev', 'mount', 'umount2', 'pivot_root',
+  'chroot', 'kexec_load', 'init_module', 'finit_module', 'delete_module', 'bpf', 'perf_event_open', 'keyctl',
+  'add_key', 'request_key', 'unshare', 'setns', 'socket', 'connect', 'bind', 'mkdir', 'mkdirat', 'unlink',
+  'unlinkat', 'rename', 'renameat', 'renameat2', 'chmod', 'fchmodat', 'chown', 'fchownat', 'symlink', 'symlinkat',
+  'link', 'linkat', 'setuid', 'setgid', 'reboot', 'swapon', 'swapoff', 'settimeofday', 'clock_settime',
+];
+
+export function dropDriverPrivileges(log: (l: string) => void, extraAllowed: string[] = []): void {
+  const deny = DRIVER_DENY.filter((s) => !extraAllowed.includes(s));
+  native.seccompDeny(deny);
+  const st = native.sandboxStatus();
+  log(`sandbox: no_new_privs=${st.noNewPrivs ? 1 : 0} seccomp=${st.seccomp === 2 ? 'filter' : st.seccomp} (${deny.length} syscalls denied)`);
+}

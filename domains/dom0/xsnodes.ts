@@ -2,7 +2,7 @@
 // permissions: a domain's home is n0,r<domid>; a frontend device dir is n<F>,r<B>; a backend
 // device dir is n<B>,r<F>. Driver domains and frontends find their work here, so these keys are
 // the contract between the toolstack and every backend.
-import type { XsOps } from '../../src/xenstore/client.js';
+import { isXenstoreError, type XsOps } from '../../src/xenstore/client.js';
 import type { DiskSpec } from '../../src/config/disk.js';
 import type { VifSpec } from '../../src/config/vif.js';
 import { XenbusState } from '../../src/abi/xenbus.js';
@@ -54,7 +54,9 @@ export const BOTH: Ends = { backend: true, frontend: true };
  * xenstored released it (XSA-322), so its end is removed and written anew rather than patched.
  */
 async function writeEnd(tx: XsOps, dir: string, perms: string, kv: Record<string, string>): Promise<void> {
-  await tx.rm(dir);
+  await tx.rm(dir).catch((e: unknown) => {
+    if (!isXenstoreError(e, 'ENOENT')) throw e;
+  });
   await writeDir(tx, dir, perms, kv);
 }
 

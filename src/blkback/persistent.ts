@@ -1,0 +1,49 @@
+// The persistent-grant cache of one queue (feature-persistent): the frontend promises to reuse a
+// fixed pool of grefs, so each is mapped once and kept. Keyed by gref; capped like Linux's
+// max_persistent_grants, after which further grefs are mapped per request. Refs are mapped in
+// batches, each batch one contiguous view, and a page is a subarray of its batch.
+import type { GrantMapping } from '../grant/mapper.js';
+import { MAP_BATCH, type BlkbackMapper } from './env.js';
+
+const PAGE = 4096;
+
+export class PersistentGrants {
+  private readonly pages = new Map<number, Uint8Array>();
+  private readonly batches: GrantMapping[] = [];
+
+  constructor(
+    private readonly mapper: BlkbackMapper,
+    private readonly domid: number,
+    readonly cap: number,
+  ) {}
+
+  get size(): number {
+    return this.pages.size;
+  }
+
+  get room(): number {
+    return this.cap - this.pages.size;
+  }
+
+  get(gref: number): Uint8Array | undefined {
+    return this.pages.get(gref);
+  }
+
+  /** Maps `refs` (distinct, not yet cached, at most `room`) read-write and keeps them. */
+  async add(refs: number[]): Promise<void> {
+    for (let i = 0; i < refs.length; i += MAP_BATCH) {
+      const chunk = refs.slice(i, i + MAP_BATCH);
+      // Read-write even for reads: a persistently mapped page serves writes later too, and
+      // the frontend grants it writable for that reason.
+      const m = await this.mapper.map(this.domid, chunk, { readonly: false });
+      this.batches.push(m);
+      for (let j = 0; j < chunk.length; j++) this.pages.set(chunk[j], m.bytes.subarray(j * PAGE, (j + 1) * PAGE));
+    }
+  }
+
+  async releaseAll(): Promise<void> {
+    this.pages.clear();
+    const batches = this.batches.splice(0);
+    for (const m of batches) await this.mapper.unmap(m);
+  }
+}

@@ -1,0 +1,2 @@
+export { Blkfront, type BlkfrontOptions } from './device.js';
+export type { BlkfrontEnv, BlkfrontGrants, BlkfrontFrames, BlkfrontEvtchn } from './env.js';

@@ -1,0 +1,1 @@
+export { NbdServer, type NbdServerOptions, type NbdExport } from './server.js';

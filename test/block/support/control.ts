@@ -1,0 +1,64 @@
+// The JSON-line control socket a block test domain obeys (like the probe domain's), and the
+// test-side client for it.
+import { connect, createServer, type Socket } from 'node:net';
+import { existsSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+
+export type Command = Record<string, unknown> & { cmd: string };
+
+export function serveControl(path: string, run: (c: Command) => Promise<unknown>, ready: () => void): void {
+  createServer((sock) => {
+    createInterface({ input: sock }).on('line', (line) => {
+      let c: Command;
+      try {
+        c = JSON.parse(line) as Command;
+      } catch {
+        return;
+      }
+      run(c).then(
+        (r) => sock.write(JSON.stringify({ ok: true, result: r ?? null }) + '\n'),
+        (e: unknown) => sock.write(JSON.stringify({ ok: false, error: e instanceof Error ? e.message : String(e) }) + '\n'),
+      );
+    });
+  }).listen(path, ready);
+}
+
+export class Control {
+  private waiters: ((v: { ok: boolean; result?: unknown; error?: string }) => void)[] = [];
+  private constructor(private readonly sock: Socket) {
+    createInterface({ input: sock }).on('line', (l) => this.waiters.shift()?.(JSON.parse(l) as { ok: boolean; result?: unknown; error?: string }));
+    sock.on('close', () => {
+      for (const w of this.waiters.splice(0)) w({ ok: false, error: 'control socket closed (domain died?)' });
+    });
+  }
+
+  static async connect(path: string, ms = 20_000): Promise<Control> {
+    const end = Date.now() + ms;
+    for (;;) {
+      if (existsSync(path)) {
+        const s = await new Promise<Socket | null>((resolve) => {
+          const c = connect(path);
+          c.once('connect', () => resolve(c));
+          c.once('error', () => resolve(null));
+        });
+        if (s) return new Control(s);
+      }
+      if (Date.now() > end) throw new Error(`control socket ${path} did not appear`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  /** runs a command in the domain; throws with the domain's error message */
+  async cmd<T = unknown>(cmd: string, args: Record<string, unknown> = {}): Promise<T> {
+    const r = await new Promise<{ ok: boolean; result?: unknown; error?: string }>((resolve) => {
+      this.waiters.push(resolve);
+      this.sock.write(JSON.stringify({ cmd, ...args }) + '\n');
+    });
+    if (!r.ok) throw new Error(r.error);
+    return r.result as T;
+  }
+
+  close(): void {
+    this.sock.destroy();
+  }
+}

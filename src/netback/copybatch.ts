@@ -1,0 +1,77 @@
+// One batch of GNTTABOP_copy operations, preallocated: the data path mutates these objects in
+// place and never builds new ones. A batch runs as a few hypercalls of at most 512 ops each
+// (hv's limit), issued together so their round trips overlap.
+import { DOMID_SELF, GNTST } from '../abi/grant.js';
+import type { GntCopyOp } from '../hypercall/protocol.js';
+import type { MapService } from '../netif/env.js';
+
+export const OPS_PER_CALL = 512;
+
+export class CopyBatch {
+  private readonly pool: GntCopyOp[] = [];
+  private readonly calls: GntCopyOp[][] = [];
+  readonly statuses: Int16Array;
+  n = 0;
+
+  constructor(readonly capacity: number) {
+    for (let i = 0; i < capacity; i++) {
+      this.pool.push({ source: { ref: 0, domid: 0, offset: 0 }, dest: { ref: 0, domid: 0, offset: 0 }, len: 0, flags: 0 });
+    }
+    for (let i = 0; i < Math.ceil(capacity / OPS_PER_CALL); i++) this.calls.push([]);
+    this.statuses = new Int16Array(capacity);
+  }
+
+  get free(): number {
+    return this.capacity - this.n;
+  }
+
+  reset(): void {
+    this.n = 0;
+  }
+
+  add(srcRef: number, srcDom: number, srcOff: number, dstRef: number, dstDom: number, dstOff: number, len: number, flags: number): number {
+    const i = this.n++;
+    const op = this.pool[i];
+    op.source.ref = srcRef;
+    op.source.domid = srcDom;
+    op.source.offset = srcOff;
+    op.dest.ref = dstRef;
+    op.dest.domid = dstDom;
+    op.dest.offset = dstOff;
+    op.len = len;
+    op.flags = flags;
+    return i;
+  }
+
+  /** Runs every op; afterwards statuses[i] is op i's GNTST code. */
+  async run(mapper: MapService): Promise<void> {
+    const n = this.n;
+    if (n === 0) return;
+    const pending: Promise<void>[] = [];
+    for (let c = 0, start = 0; start < n; c++, start += OPS_PER_CALL) {
+      const arr = this.calls[c];
+      arr.length = 0;
+      const end = Math.min(n, start + OPS_PER_CALL);
+      for (let i = start; i < end; i++) arr.push(this.pool[i]);
+      pending.push(
+        mapper.copy(arr).then(
+          (st) => {
+            for (let i = start; i < end; i++) this.statuses[i] = st[i - start] ?? GNTST.general_error;
+          },
+          () => {
+            this.statuses.fill(GNTST.general_error, start, end);
+          },
+        ),
+      );
+    }
+    await Promise.all(pending);
+  }
+
+  /** first failing status among ops [from, to), or 0 */
+  firstError(from: number, to: number): number {
+    for (let i = from; i < to; i++) if (this.statuses[i] !== GNTST.okay) return this.statuses[i];
+    return 0;
+  }
+}
+
+export { DOMID_SELF };

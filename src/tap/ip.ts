@@ -1,0 +1,54 @@
+// ip(8) from iproute2, run asynchronously (the data path may share this event loop), with a time
+// limit, arguments as an argv array (never a shell), and the tool's own message on failure.
+import { execFile } from 'node:child_process';
+import { checkIfName, checkNetnsName } from './names.js';
+
+const IP_TIMEOUT_MS = 10_000;
+
+export class IpError extends Error {
+  constructor(readonly args: readonly string[], readonly stderr: string) {
+    super(`ip ${args.join(' ')}: ${stderr.trim() || 'failed'}`);
+    this.name = 'IpError';
+  }
+}
+
+export function ip(args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile('ip', args, { timeout: IP_TIMEOUT_MS, encoding: 'utf8' }, (err, stdout, stderr) => {
+      if (err) reject(new IpError(args, stderr || err.message));
+      else resolve(stdout);
+    });
+  });
+}
+
+export async function netnsList(): Promise<string[]> {
+  const out = await ip(['netns', 'list']);
+  return out.split('\n').map((l) => l.split(' ')[0]).filter((n) => n.length > 0);
+}
+
+export async function netnsExists(name: string): Promise<boolean> {
+  return (await netnsList()).includes(checkNetnsName(name));
+}
+
+export async function netnsAdd(name: string): Promise<void> {
+  await ip(['netns', 'add', checkNetnsName(name)]);
+}
+
+export async function netnsDel(name: string): Promise<void> {
+  await ip(['netns', 'del', checkNetnsName(name)]);
+}
+
+/** runs `ip -n NS ...` */
+export function ipIn(ns: string, args: string[]): Promise<string> {
+  return ip(['-n', checkNetnsName(ns), ...args]);
+}
+
+export async function linkExists(dev: string, ns?: string): Promise<boolean> {
+  try {
+    const a = ['link', 'show', 'dev', checkIfName(dev)];
+    await (ns ? ipIn(ns, a) : ip(a));
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,128 @@
+// Hostile frontends against a real netdom: each misbehaving vif is cut off with its reason logged
+// (or, for rx starvation, bounded and counted), while two honest guests keep talking over TCP.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { NetRig, missingTool, netUnsupported, nsRun, type Guest } from './support.js';
+import { sleep, type Probe } from '../support/platform.js';
+import { NETTXF_more_data } from '../../src/abi/netif.js';
+import type { NetfrontConnectInfo } from '../../src/netfront/netfront.js';
+
+const why = await netUnsupported();
+if (why) console.warn(`skipping hostile-frontend net tests: ${why}`);
+
+describe.skipIf(why !== null)('net: hostile frontends', () => {
+  let rig: NetRig;
+  let nd: Probe;
+  let a: Guest;
+  let b: Guest;
+  let bad: Probe;
+  const badMac = '00:16:3e:5e:00:63';
+  let background: Promise<{ intervals: number[] }>;
+
+  beforeAll(async () => {
+    if (await missingTool('iperf3')) throw new Error('iperf3 is not installed (apt-get install iperf3)');
+    rig = new NetRig();
+    nd = await rig.netdom({ rxStallMs: 1500, rxDrainMs: 1000, backlogFrames: 64, backlogPages: 16 });
+    a = await rig.guest(nd, 'ha', 1);
+    b = await rig.guest(nd, 'hb', 2);
+    bad = await rig.domain(`hx${rig.tag}`, 1200);
+    const { info } = (await rig.cmd(bad, 'frontInit', { backendDomid: nd.domid, mac: badMac })) as unknown as { info: NetfrontConnectInfo };
+    await rig.connect(nd, bad, badMac, info);
+    // the honest pair talks the whole time
+    background = rig.iperf(a, b, 14, [], 5301);
+  });
+
+  afterAll(async () => {
+    if (!rig) return;
+    await rig.close();
+    expect(await rig.leftovers()).toEqual([]);
+  });
+
+  async function cutOff(pattern: RegExp): Promise<void> {
+    const end = Date.now() + 10_000;
+    for (;;) {
+      const v = await rig.vif(nd, bad);
+      if (v.dead) {
+        expect(String(v.fatalReason)).toMatch(pattern);
+        break;
+      }
+      if (Date.now() > end) throw new Error(`bad vif not cut off: ${JSON.stringify(v)}`);
+      await sleep(50);
+    }
+    // the honest guests still reach each other
+    const r = await rig.ping(a, b.ip, ['-c', '1', '-W', '2']);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    // the hostile guest comes back with fresh rings (netfront reconnect) for the next case
+    const { info } = (await rig.cmd(bad, 'frontReconnect')) as unknown as { info: NetfrontConnectInfo };
+    await rig.connect(nd, bad, badMac, info);
+  }
+
+  async function gref(): Promise<number> {
+    return Number((await rig.cmd(bad, 'txGref', { domid: nd.domid })).gref);
+  }
+
+  it('PROD_OVERFLOW: a req_prod beyond the ring halts the vif', async () => {
+    await rig.cmd(bad, 'setTxProd', { value: 0x10000 });
+    await cutOff(/bogus ring requests/);
+  });
+
+  it('a zero-length fragment (XSA-448)', async () => {
+    const g = await gref();
+    await rig.cmd(bad, 'rawTx', { reqs: [{ gref: g, offset: 0, flags: NETTXF_more_data, id: 0, size: 100 }, { gref: g, offset: 0, flags: 0, id: 1, size: 0 }] });
+    await cutOff(/zero-length fragment/);
+  });
+
+  it('an oversize fragment crossing its page', async () => {
+    const g = await gref();
+    await rig.cmd(bad, 'rawTx', { reqs: [{ gref: g, offset: 3000, flags: 0, id: 0, size: 2000 }] });
+    await cutOff(/crosses its page/);
+  });
+
+  it('a first slot smaller than the rest of the packet', async () => {
+    const g = await gref();
+    await rig.cmd(bad, 'rawTx', { reqs: [{ gref: g, offset: 0, flags: NETTXF_more_data, id: 0, size: 60 }, { gref: g, offset: 0, flags: 0, id: 1, size: 1000 }] });
+    await cutOff(/more than the packet size/);
+  });
+
+  it('too many slots (more than fatal_skb_slots = 20)', async () => {
+    await rig.cmd(bad, 'chain', { gref: await gref(), n: 21 });
+    await cutOff(/more than 20 slots/);
+  });
+
+  it('a bad grant reference', async () => {
+    await rig.cmd(bad, 'rawTx', { reqs: [{ gref: 4000, offset: 0, flags: 0, id: 0, size: 100 }] });
+    await cutOff(/GNTST_permission_denied/);
+  });
+
+  it('multi-queue-num-queues = 0 or too large is refused', async () => {
+    await rig.cmd(nd, 'backDisconnect', { name: `vif${bad.domid}.0` });
+    const { info } = (await rig.cmd(bad, 'frontReconnect')) as unknown as { info: NetfrontConnectInfo };
+    await expect(rig.connect(nd, bad, badMac, { ...info, queues: [] })).rejects.toThrow(/0 queues/);
+    await expect(rig.connect(nd, bad, badMac, { ...info, queues: Array.from({ length: 9 }, () => info.queues[0]) })).rejects.toThrow(/9 queues/);
+    await rig.connect(nd, bad, badMac, info);
+    const r = await rig.ping(a, b.ip, ['-c', '1', '-W', '2']);
+    expect(r.code).toBe(0);
+  });
+
+  it('a frontend that never posts rx buffers: netdom queues a bounded backlog, drops, counts, stalls (XSA-392)', async () => {
+    await rig.cmd(bad, 'starveRx');
+    await nsRun(a.ns, 'ip', ['neigh', 'replace', '10.213.0.99', 'lladdr', badMac, 'dev', 'eth0', 'nud', 'permanent']);
+    // 500 frames at it: more than the 256 rx buffers it had posted plus the 64-frame backlog
+    await nsRun(a.ns, 'ping', ['-c', '500', '-i', '0.002', '-s', '1000', '-W', '1', '-q', '10.213.0.99'], 30_000);
+    const end = Date.now() + 10_000;
+    let v = await rig.vif(nd, bad);
+    while (!(Number(v.rxStalls) > 0) && Date.now() < end) {
+      await sleep(100);
+      v = await rig.vif(nd, bad);
+    }
+    expect(Number(v.rxQueueDrops) + Number(v.rxStallDrops) + Number(v.rxDrainDrops)).toBeGreaterThan(0);
+    expect(Number(v.rxStalls)).toBeGreaterThan(0);
+    expect((v.backlog as unknown as number[])[0]).toBe(0);
+    const r = await rig.ping(a, b.ip, ['-c', '1', '-W', '2']);
+    expect(r.code).toBe(0);
+  });
+
+  it('the honest pair\'s iperf3 ran through all of it without a stalled interval', async () => {
+    const r = await background;
+    expect(r.intervals.every((x) => x > 0), `intervals ${r.intervals}`).toBe(true);
+  }, 40_000);
+});

@@ -34,3 +34,6 @@ export type { CheckReport, GroupVerdict, CheckFinding, MemberReport } from './ch
 
 export { runIommuBench, formatIommuBench } from './bench.js';
 export type { IommuBenchResult, IommuBenchOptions } from './bench.js';
+
+export { runBlockPathBench } from './devices/bench-blk.js';
+export type { BlockPathBench } from './devices/bench-blk.js';

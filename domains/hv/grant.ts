@@ -15,6 +15,15 @@ export interface MapHandle {
   ref: number;
   readonly: boolean;
   gfn: number;
+  /** with GNTMAP_device_map: where the mapper's devices reach the frame */
+  busAddr?: number;
+}
+
+/** The IOMMU side of GNTMAP_device_map (hv's PCI host when the platform has one). */
+export interface DeviceMapper {
+  /** the bus address, or -1 when the mapper's IOMMU domain has no room */
+  map(mapper: number, grantor: number, ref: number, gfn: number, readonly: boolean): number;
+  unmap(mapper: number, busAddr: number): void;
 }
 
 /** Xen's maptrack limit, per mapping domain. */
@@ -25,6 +34,9 @@ type Lookup = (domid: number) => DomainRecord | undefined;
 export class GrantService {
   /** (grantor, ref) -> live mapping counts, to know when to clear GTF_reading / GTF_writing */
   private readonly pins = new Map<string, { readers: number; writers: number }>();
+
+  /** Set once the PCI platform exists; before that device_map is accepted and means nothing, as without an IOMMU. */
+  deviceMapper: DeviceMapper | null = null;
 
   constructor(private readonly lookup: Lookup) {}
 
@@ -57,19 +69,40 @@ export class GrantService {
       if (pin.readers === 0) this.pins.delete(`${grantor.domid}:${op.ref}`);
       return fail(GNTST.bad_page);
     }
+    let busAddr: number | undefined;
+    if ((op.flags & GNTMAP_device_map) !== 0 && this.deviceMapper !== null) {
+      busAddr = this.deviceMapper.map(mapper.domid, grantor.domid, op.ref, gfn, ro);
+      if (busAddr < 0) {
+        this.unpin(grantor, op.ref, pin.writers > 0, pin.readers > 0);
+        if (pin.readers === 0) this.pins.delete(`${grantor.domid}:${op.ref}`);
+        return fail(GNTST.no_device_space);
+      }
+    }
     pin.readers++;
     if (!ro) pin.writers++;
     const handle = mapper.nextHandle++;
-    mapper.mapped.set(handle, { grantor: grantor.domid, ref: op.ref, readonly: ro, gfn });
+    const h: MapHandle = { grantor: grantor.domid, ref: op.ref, readonly: ro, gfn };
+    if (busAddr !== undefined) h.busAddr = busAddr;
+    mapper.mapped.set(handle, h);
+    if ((op.flags & GNTMAP_host_map) === 0) {
+      // device-only mapping: the mapper's CPU gets no descriptor
+      const result: GntMapResult = { status: GNTST.okay, handle, fdIndex: -1, readonly: ro };
+      if (busAddr !== undefined) result.devBusAddr = busAddr;
+      return { result, fd: -1, ownFd: false };
+    }
     // A read-only mapping gets a read-only descriptor: the kernel, not our code, refuses writes.
     const fd = ro ? native.reopen(grantor.frames[gfn], true) : grantor.frames[gfn];
-    return { result: { status: GNTST.okay, handle, fdIndex: -1, readonly: ro }, fd, ownFd: ro };
+    const result: GntMapResult = { status: GNTST.okay, handle, fdIndex: -1, readonly: ro };
+    if (busAddr !== undefined) result.devBusAddr = busAddr;
+    return { result, fd, ownFd: ro };
   }
 
   unmap(mapper: DomainRecord, handle: number): number {
     const h = mapper.mapped.get(handle);
     if (!h) return GNTST.bad_handle;
     mapper.mapped.delete(handle);
+    // devices lose the frame (IOTLB invalidated) before the grantor may take it back
+    if (h.busAddr !== undefined) this.deviceMapper?.unmap(mapper.domid, h.busAddr);
     const grantor = this.lookup(h.grantor);
     const key = `${h.grantor}:${h.ref}`;
     const pin = this.pins.get(key);

@@ -8,6 +8,8 @@ import { native } from '../../src/native/index.js';
 import { DomainRecord } from './domain.js';
 import { EvtchnError, EvtchnService } from './evtchn.js';
 import { GrantService } from './grant.js';
+import { PciError, PciHost } from './pci-host.js';
+import { bdfArg, parseAssign, parsePlatformInit } from './pci-validate.js';
 import { Policy } from './policy.js';
 import { bundleFor, spawnDomain, KIND_RE } from './spawn.js';
 import { ArgError, bytes, list, obj, str, uint } from './validate.js';
@@ -48,6 +50,8 @@ export class Hypervisor {
   private readonly started = Date.now();
   private shuttingDown = false;
   private readonly handlers: Record<OpName, Handler>;
+  /** The emulated PCI hardware, once dom0 described it (platform_init). */
+  pci: PciHost | null = null;
 
   constructor(private readonly opts: HypervisorOptions) {
     this.policy = new Policy(opts.log);
@@ -111,6 +115,42 @@ export class Hypervisor {
       hv_shutdown: (d) => {
         setImmediate(() => this.shutdown(`requested by dom${d.domid}`));
         return { result: {} };
+      },
+      platform_init: (_d, a) => {
+        if (this.pci !== null) throw new OpError('EEXIST', 'the PCI platform is already initialised');
+        const host = parsePlatformInit(a);
+        const pci = new PciHost(host, (id) => this.domains.get(id), this.opts.log);
+        this.pci = pci;
+        this.grants.deviceMapper = { map: (m, g, ref, gfn, ro) => pci.deviceMap(m, g, ref, gfn, ro), unmap: (m, addr) => pci.deviceUnmap(m, addr) };
+        this.opts.log(`hv: PCI platform: ${host.devices.length} devices, ${pci.platform.groups().length} IOMMU groups, IOMMU ${host.iommu.enabled ? `VT-d ${host.iommu.addressWidth}-bit` : 'off'}`);
+        return { result: { devices: host.devices.length, groups: pci.platform.groups().length, warnings: [] } };
+      },
+      pci_list: () => ({ result: { devices: this.needPci().list() } }),
+      pci_assignable_add: (_d, a) => ({ result: { warnings: this.needPci().assignableAdd(bdfArg(a, 'bdf')) } }),
+      pci_assignable_remove: (_d, a) => ({ result: { warnings: this.needPci().assignableRemove(bdfArg(a, 'bdf')) } }),
+      pci_assignable_list: () => ({ result: { devices: this.needPci().platform.assignableList() } }),
+      pci_assign: (_d, a) => {
+        const pci = this.needPci();
+        const target = this.need(uint(a, 'domid', DOMID_MAX));
+        if (target.domid === 0) throw new OpError('EINVAL', 'the control domain holds no device (disaggregation policy)');
+        return { result: pci.assign(target.domid, parseAssign(a), target) };
+      },
+      pci_release: (_d, a) => ({ result: { warnings: this.needPci().release(bdfArg(a, 'bdf')) } }),
+      pci_faults: () => ({ result: { faults: [...this.needPci().faults], records: [...this.needPci().records] } }),
+      pci_device_open: (d, a) => this.needPci().open(d, bdfArg(a, 'bdf')),
+      pci_config_read: (d, a) => {
+        const bdf = bdfArg(a, 'bdf');
+        const offset = uint(a, 'offset', 0xff);
+        const size = accessSize(a);
+        return { result: { value: this.needPci().platform.configRead(bdf, offset, size, d.domid) } };
+      },
+      pci_config_write: (d, a) => {
+        const bdf = bdfArg(a, 'bdf');
+        const offset = uint(a, 'offset', 0xff);
+        const size = accessSize(a);
+        const value = uint(a, 'value', 0xffffffff);
+        const r = this.needPci().platform.configWrite(bdf, offset, size, value, d.domid);
+        return { result: r.dropped === undefined ? { applied: r.applied } : { applied: r.applied, dropped: r.dropped } };
       },
     };
   }
@@ -217,9 +257,10 @@ export class Hypervisor {
       const out = this.handlers[op](dom, args, []);
       dom.channel?.send({ id, ok: true, result: out.result }, out.fds ?? [], out.closeAfter ?? []);
     } catch (e) {
-      const code = e instanceof OpError || e instanceof ArgError || e instanceof EvtchnError ? e.code : 'EINVAL';
+      const known = e instanceof OpError || e instanceof ArgError || e instanceof EvtchnError || e instanceof PciError;
+      const code = known ? e.code : 'EINVAL';
       const message = e instanceof Error ? e.message : String(e);
-      if (!(e instanceof OpError || e instanceof ArgError || e instanceof EvtchnError)) this.opts.log(`hv: internal error serving dom${dom.domid}: ${(e as Error).stack ?? message}`);
+      if (!known) this.opts.log(`hv: internal error serving dom${dom.domid}: ${(e as Error).stack ?? message}`);
       this.violation(dom, `${code}: ${message}`);
       if (id >= 0) dom.channel?.send({ id, ok: false, code, message });
     }
@@ -270,6 +311,11 @@ export class Hypervisor {
     return { result: { statuses } };
   }
 
+  private needPci(): PciHost {
+    if (this.pci === null) throw new OpError('ENODEV', 'the PCI platform is not initialised (dom0 calls platform_init first)');
+    return this.pci;
+  }
+
   private need(domid: number): DomainRecord {
     const d = this.domains.get(domid);
     if (!d || d.state === 'dead') throw new OpError('ESRCH', `no domain ${domid}`);
@@ -318,6 +364,8 @@ export class Hypervisor {
     this.grants.unmapAll(dom);
     this.evtchn.closeAll(dom);
     this.grants.forgetGrantor(dom.domid);
+    // before its frames go: its devices stop and nobody's devices reach its memory
+    this.pci?.onDomainDead(dom.domid);
     dom.channel?.close();
     dom.release();
     this.domains.delete(dom.domid);
@@ -343,4 +391,10 @@ export class Hypervisor {
     if (dom0) this.kill(dom0, 'hv shutdown');
     if (this.domains.size === 0) this.opts.onShutdown?.();
   }
+}
+
+function accessSize(a: Record<string, unknown>): 1 | 2 | 4 {
+  const size = uint(a, 'size', 4);
+  if (size !== 1 && size !== 2 && size !== 4) throw new ArgError(`size must be 1, 2 or 4, got ${size}`);
+  return size;
 }

@@ -15,6 +15,16 @@ const RULES: Record<string, Rule> = {
   domain_list: toolstackOnly,
   hv_shutdown: toolstackOnly,
   hv_info: toolstackOnly,
+  platform_init: toolstackOnly,
+  pci_list: toolstackOnly,
+  pci_assignable_add: toolstackOnly,
+  pci_assignable_remove: toolstackOnly,
+  pci_assignable_list: toolstackOnly,
+  pci_assign: toolstackOnly,
+  pci_release: toolstackOnly,
+  pci_faults: toolstackOnly,
+  // the control domain drives no device: pci_device_open is for the owner, and dom0 owns none
+  pci_device_open: (c) => (c.privileged ? 'the control domain drives no device (disaggregation policy)' : null),
   // The control domain holds no data path: it never maps another domain's frames.
   gnttab_map: (c, d) =>
     c.privileged && d.targetDom !== undefined && d.targetDom !== c.domid

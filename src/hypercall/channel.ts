@@ -15,7 +15,8 @@ export interface Incoming {
 
 export type ChannelCloseReason = { kind: 'eof' } | { kind: 'error'; message: string };
 
-const packr = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: true, int64AsType: 'number' });
+// copyBuffers: decoded byte strings must not alias our reused receive buffer.
+const packr = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: true, int64AsType: 'number', copyBuffers: true });
 
 export class Channel {
   readonly fd: number;

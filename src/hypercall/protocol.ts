@@ -1,6 +1,7 @@
 // The hypercall interface between a domain and hv: operation names, argument and result shapes.
 // Both sides import these types; hv validates every argument at runtime (see validate.ts)
 // because a domain is hostile until proven otherwise.
+import type { PciAssignSpec, PciDeviceView, PciFault, PciFaultRecord, PciOpenResult, PlatformInitArgs } from './pci.js';
 
 export interface BootInfo {
   domid: number;
@@ -37,6 +38,8 @@ export interface GntMapResult {
   /** index into the reply's descriptors for this mapping's frame, or -1 */
   fdIndex: number;
   readonly: boolean;
+  /** with GNTMAP_device_map: the address the mapper's devices reach the frame at (Xen's dev_bus_addr) */
+  devBusAddr?: number;
 }
 
 export interface GntCopyPtr {
@@ -79,6 +82,22 @@ export interface HypercallOps {
   evtchn_status: { args: { port: number }; result: EvtchnStatus };
   hv_info: { args: Record<string, never>; result: { pid: number; domains: number; uptimeMs: number; denials: number } };
   hv_shutdown: { args: Record<string, never>; result: Record<string, never> };
+  // PCI platform and IOMMU (dom0 only, except pci_device_open / pci_config_* by the owner)
+  platform_init: { args: PlatformInitArgs; result: { devices: number; groups: number; warnings: string[] } };
+  pci_list: { args: Record<string, never>; result: { devices: PciDeviceView[] } };
+  pci_assignable_add: { args: { bdf: string }; result: { warnings: string[] } };
+  pci_assignable_remove: { args: { bdf: string }; result: { warnings: string[] } };
+  pci_assignable_list: { args: Record<string, never>; result: { devices: string[] } };
+  pci_assign: {
+    args: { domid: number; devices: PciAssignSpec[] };
+    result: { devices: string[]; warnings: string[]; resets: { bdf: string; method: string }[] };
+  };
+  pci_release: { args: { bdf: string }; result: { warnings: string[] } };
+  pci_faults: { args: Record<string, never>; result: { faults: PciFault[]; records: PciFaultRecord[] } };
+  /** fds: [register page memfd, doorbell eventfd, interrupt eventfd] */
+  pci_device_open: { args: { bdf: string }; result: PciOpenResult };
+  pci_config_read: { args: { bdf: string; offset: number; size: number }; result: { value: number } };
+  pci_config_write: { args: { bdf: string; offset: number; size: number; value: number }; result: { applied: boolean; dropped?: string } };
 }
 
 export type OpName = keyof HypercallOps;
@@ -86,6 +105,8 @@ export const OP_NAMES: readonly OpName[] = [
   'boot_info', 'memory_frames', 'domain_create', 'domain_unpause', 'domain_destroy', 'domain_list',
   'gnttab_query_size', 'gnttab_map', 'gnttab_unmap', 'gnttab_copy', 'evtchn_alloc_unbound',
   'evtchn_bind_interdomain', 'evtchn_close', 'evtchn_status', 'hv_info', 'hv_shutdown',
+  'platform_init', 'pci_list', 'pci_assignable_add', 'pci_assignable_remove', 'pci_assignable_list', 'pci_assign',
+  'pci_release', 'pci_faults', 'pci_device_open', 'pci_config_read', 'pci_config_write',
 ];
 
 export interface Request<K extends OpName = OpName> {

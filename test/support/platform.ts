@@ -60,9 +60,9 @@ export class TestPlatform {
     this.dom0.onEvent((ev) => this.events.push(ev));
   }
 
-  async probe(name: string, opts: { ioFrames?: number; grantFrames?: number } = {}): Promise<Probe> {
+  async probe(name: string, opts: { ioFrames?: number; grantFrames?: number; kind?: string } = {}): Promise<Probe> {
     const { result } = await this.dom0.call('domain_create', {
-      name, kind: 'probe', memoryMiB: 64, ioFrames: opts.ioFrames ?? 16, grantFrames: opts.grantFrames ?? 1,
+      name, kind: opts.kind ?? 'probe', memoryMiB: 64, ioFrames: opts.ioFrames ?? 16, grantFrames: opts.grantFrames ?? 1,
     });
     const control = join(this.dir, `${name}.sock`);
     await this.dom0.call('domain_unpause', { domid: result.domid, bootArgs: pack({ control }) });

@@ -1,0 +1,217 @@
+import { mkdtempSync, openSync, closeSync, ftruncateSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { NvmeDriver } from '../../src/drivers/nvme.js';
+import { NvmeModel } from './nvme.js';
+import { CQE, NVME_CC_EN, NVME_CFS, NVME_CSTS_CFS, NVME_CSTS_RDY, NVME_OP, NVME_REG as R, NVME_SC, SQE, statusCode } from './nvme-abi.js';
+import { makeRig, OWNER_PA, type Rig } from './testrig.js';
+
+const MiB = 1 << 20;
+
+function io(fn: (done: (e: Error | null) => void) => void): Promise<void> {
+  return new Promise((res, rej) => fn((e) => (e ? rej(e) : res())));
+}
+
+describe('NVMe model under a driver, through the IOMMU', () => {
+  let dir: string;
+  let path: string;
+  let fd: number;
+  let rig: Rig;
+  let model: NvmeModel;
+  let bar: Uint8Array;
+  let busMaster: boolean;
+
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'nvme-'));
+    path = join(dir, 'disk.img');
+    fd = openSync(path, 'w+');
+    ftruncateSync(fd, 4 * MiB);
+    rig = makeRig();
+    bar = new Uint8Array(4096);
+    busMaster = true;
+  });
+  afterEach(() => {
+    closeSync(fd);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  function mk(): ReturnType<Rig['port']> {
+    let raise = () => {};
+    model = new NvmeModel({ unit: rig.unit, mem: rig.mem, sid: rig.sid, bar, medium: { fd, size: 4 * MiB }, busMaster: () => busMaster, raiseIrq: () => raise() });
+    const port = rig.port(bar, () => model.kick());
+    raise = () => port.raise();
+    return port;
+  }
+
+  async function driver(opts = {}): Promise<NvmeDriver> {
+    const d = new NvmeDriver('t', mk(), rig.driverMem, 4 * MiB, false, opts);
+    await d.start();
+    return d;
+  }
+
+  it('writes, flushes, reads back and discards, multi-page transfers through PRP lists', async () => {
+    const d = await driver({ depth: 8, slotPages: 16 });
+    const data = new Uint8Array(200 * 1024).map((_, i) => (i * 7 + 3) & 0xff);
+    await io((cb) => d.write(data, 0, data.length, 512 * 100, cb));
+    await io((cb) => d.flush(cb));
+    const file = readFileSync(path);
+    expect(Buffer.compare(file.subarray(51200, 51200 + data.length), Buffer.from(data))).toBe(0);
+    const back = new Uint8Array(data.length);
+    await io((cb) => d.read(back, 0, back.length, 512 * 100, cb));
+    expect(back).toEqual(data);
+    // vectored, unaligned to pages but sector sized
+    const a = new Uint8Array(1536).fill(0xaa);
+    const b = new Uint8Array(6656).fill(0xbb);
+    await io((cb) => d.writev([a, b], 3 * MiB, cb));
+    const x = new Uint8Array(1536);
+    const y = new Uint8Array(6656);
+    await io((cb) => d.readv([x, y], 3 * MiB, cb));
+    expect(x.every((v) => v === 0xaa) && y.every((v) => v === 0xbb)).toBe(true);
+    await io((cb) => d.discard(3 * MiB, 8192, cb));
+    await io((cb) => d.readv([x, y], 3 * MiB, cb));
+    expect(x.every((v) => v === 0) && y.every((v) => v === 0)).toBe(true);
+    expect(model.stats.dmaFaults).toBe(0);
+    expect(rig.faults).toEqual([]);
+    // many concurrent requests, more than the queue holds
+    const jobs: Promise<void>[] = [];
+    for (let i = 0; i < 40; i++) jobs.push(io((cb) => d.write(new Uint8Array(4096).fill(i), 0, 4096, i * 4096, cb)));
+    await Promise.all(jobs);
+    const f2 = readFileSync(path);
+    for (let i = 0; i < 40; i++) expect(f2[i * 4096 + 17]).toBe(i);
+    await d.close();
+  });
+
+  it('refuses out-of-range and misaligned requests before they reach the device', async () => {
+    const d = await driver();
+    await expect(io((cb) => d.read(new Uint8Array(512), 0, 512, 4 * MiB, cb))).rejects.toThrow(/not whole sectors inside/);
+    await expect(io((cb) => d.read(new Uint8Array(512), 0, 100, 0, cb))).rejects.toThrow(/not whole sectors/);
+  });
+
+  // A hand-driven controller for hostile programming.
+  function raw(): { sq: number; cq: number; submit(fill: (dv: DataView) => void): { status: number; dw0: number; cid: number } | null } {
+    mk();
+    const sq = rig.driverMem.alloc(1);
+    const cq = rig.driverMem.alloc(1);
+    const w = new Int32Array(bar.buffer);
+    w[R.AQA >> 2] = 7 | (7 << 16);
+    w[R.ASQ >> 2] = sq.iova;
+    w[R.ACQ >> 2] = cq.iova;
+    w[R.CC >> 2] = NVME_CC_EN;
+    model.kick();
+    expect(w[R.CSTS >> 2] & NVME_CSTS_RDY).toBe(NVME_CSTS_RDY);
+    let tail = 0;
+    let head = 0;
+    let phase = 1;
+    return {
+      sq: sq.iova,
+      cq: cq.iova,
+      submit(fill) {
+        const dv = new DataView(sq.bytes.buffer, sq.bytes.byteOffset + tail * 64, 64);
+        for (let i = 0; i < 64; i += 4) dv.setUint32(i, 0, true);
+        dv.setUint32(SQE.NSID, 1, true);
+        fill(dv);
+        tail = (tail + 1) % 8;
+        w[R.SQ0TDBL >> 2] = tail;
+        model.kick();
+        const c = new DataView(cq.bytes.buffer, cq.bytes.byteOffset + head * 16, 16);
+        const st = c.getUint16(CQE.STATUS, true);
+        if ((st & 1) !== phase) return null;
+        head = (head + 1) % 8;
+        if (head === 0) phase ^= 1;
+        w[R.CQ0HDBL >> 2] = head;
+        return { status: statusCode(st), dw0: c.getUint32(CQE.DW0, true), cid: c.getUint16(CQE.CID, true) };
+      },
+    };
+  }
+
+  const rw = (op: number, prp1: number, slba = 0, nlb = 0, cid = 5) => (dv: DataView) => {
+    dv.setUint32(SQE.CDW0, op | (cid << 16), true);
+    dv.setUint32(SQE.PRP1, prp1 >>> 0, true);
+    dv.setUint32(SQE.PRP1 + 4, Math.floor(prp1 / 2 ** 32), true);
+    dv.setUint32(SQE.CDW10, slba, true);
+    dv.setUint32(SQE.CDW12, nlb, true);
+  };
+
+  it('a DMA at an IOVA the owner was not given faults, fails just that command, and records the fault', async () => {
+    const c = raw();
+    const target = 0x200000; // not mapped in the owner's domain
+    const r = c.submit(rw(NVME_OP.READ, target));
+    expect(r).toMatchObject({ status: NVME_SC.DATA_TRANSFER_ERROR, dw0: 5, cid: 5 }); // device write: PTE write not set
+    const recs = rig.unit.pendingFaults();
+    expect(recs).toHaveLength(1);
+    expect(recs[0]).toMatchObject({ sid: rig.sid, reason: 5, write: true, address: BigInt(target) });
+    expect(rig.mem.has((OWNER_PA + target) / 4096)).toBe(false);
+    // past the address width: reason 4, nothing else touched; the controller keeps going
+    const r2 = c.submit(rw(NVME_OP.WRITE, 2 ** 50));
+    expect(r2).toMatchObject({ status: NVME_SC.DATA_TRANSFER_ERROR, dw0: 4 });
+    expect(rig.faults.map((f) => f.reason)).toEqual([5, 4]);
+    const ok = rig.driverMem.alloc(1);
+    expect(c.submit(rw(NVME_OP.READ, ok.iova))).toMatchObject({ status: NVME_SC.SUCCESS });
+  });
+
+  it('a read-only IOMMU entry refuses device writes but serves device reads', async () => {
+    const c = raw();
+    const page = 0x300000;
+    rig.iommu.map(1, page, OWNER_PA + page, { read: true, write: false });
+    rig.mem.page((OWNER_PA + page) / 4096).fill(0x5c);
+    expect(c.submit(rw(NVME_OP.READ, page))).toMatchObject({ status: NVME_SC.DATA_TRANSFER_ERROR, dw0: 5 });
+    expect(rig.mem.page((OWNER_PA + page) / 4096).every((v) => v === 0x5c)).toBe(true);
+    expect(c.submit(rw(NVME_OP.WRITE, page, 10))).toMatchObject({ status: NVME_SC.SUCCESS });
+    expect(readFileSync(path)[10 * 512 + 3]).toBe(0x5c);
+  });
+
+  it('answers hostile register values with a fatal status or an error completion, never a throw', () => {
+    const c = raw();
+    expect(c.submit((dv) => dv.setUint32(SQE.CDW0, 0x7f | (1 << 16), true))).toMatchObject({ status: NVME_SC.INVALID_OPCODE, cid: 1 });
+    expect(c.submit(rw(NVME_OP.READ, 0x1000, 0xffffffff))).toMatchObject({ status: NVME_SC.LBA_OUT_OF_RANGE });
+    expect(c.submit(rw(NVME_OP.READ, 0x1002))).toMatchObject({ status: NVME_SC.PRP_OFFSET_INVALID });
+    expect(c.submit(rw(NVME_OP.READ, 0x1000, 0, 0xffff))).toMatchObject({ status: NVME_SC.INVALID_FIELD });
+    expect(c.submit((dv) => { rw(NVME_OP.READ, 0x1000)(dv); dv.setUint32(SQE.NSID, 9, true); })).toMatchObject({ status: NVME_SC.INVALID_NAMESPACE });
+    // a PRP list pointing at itself forever, and one at an unmapped page
+    const w = new Int32Array(bar.buffer);
+    w[R.SQ0TDBL >> 2] = 100; // beyond the 8-entry queue
+    model.kick();
+    expect(w[R.CSTS >> 2] & NVME_CSTS_CFS).toBe(NVME_CSTS_CFS);
+    expect(w[R.CFS_REASON >> 2]).toBe(NVME_CFS.BAD_SQ_DOORBELL);
+    // disable + re-enable with nonsense queue sizes and bases
+    w[R.CC >> 2] = 0;
+    model.kick();
+    w[R.AQA >> 2] = 0;
+    w[R.ASQ >> 2] = 0x1234;
+    w[R.CC >> 2] = NVME_CC_EN;
+    model.kick();
+    expect(w[R.CFS_REASON >> 2]).toBe(NVME_CFS.BAD_QUEUE_CONFIG);
+  });
+
+  it('without bus mastering the controller issues no DMA', () => {
+    busMaster = false;
+    mk();
+    const w = new Int32Array(bar.buffer);
+    w[R.AQA >> 2] = 7 | (7 << 16);
+    w[R.ASQ >> 2] = 0x700000;
+    w[R.ACQ >> 2] = 0x701000;
+    w[R.CC >> 2] = NVME_CC_EN;
+    model.kick();
+    w[R.SQ0TDBL >> 2] = 1;
+    model.kick();
+    expect(rig.faults).toEqual([]);
+    expect(rig.unit.stats.translations).toBe(0);
+  });
+
+  it('in quarantine every DMA faults: the queue fetch fails and the controller stops', () => {
+    rig.iommu.attach(rig.bdf, 'quarantine');
+    mk();
+    const w = new Int32Array(bar.buffer);
+    w[R.AQA >> 2] = 7 | (7 << 16);
+    w[R.ASQ >> 2] = 0x1000;
+    w[R.ACQ >> 2] = 0x2000;
+    w[R.CC >> 2] = NVME_CC_EN;
+    model.kick();
+    w[R.SQ0TDBL >> 2] = 1;
+    model.kick();
+    expect(w[R.CSTS >> 2] & NVME_CSTS_CFS).toBe(NVME_CSTS_CFS);
+    expect(w[R.CFS_REASON >> 2]).toBe(NVME_CFS.SQ_FETCH_FAULT);
+    expect(rig.faults[0]).toMatchObject({ sid: rig.sid, iova: 0x1000, reason: 6, write: false });
+  });
+});

@@ -1,0 +1,427 @@
+// The emulated NVMe-like block controller. Its queues live in the owning domain's memory at
+// IOVAs the driver programs into the register page; every fetch, PRP list read, data transfer and
+// completion post is a DMA through the remapping unit with the controller's source id. The medium
+// is a raw image file: reads and writes move straight between the file and the translated memory
+// (pread/pwrite into the frames, no copy of ours), a write completes once pwrite returned, a flush
+// once fdatasync did.
+//
+// The register page is shared with a domain that may be hostile: every value is read once into a
+// local, range-checked, and a bad one stops the controller (CSTS.CFS) or fails the command, never
+// hv. A DMA fault fails just that command with "data transfer error" and the fault in DW0; a
+// fault on the queues themselves is fatal to the controller, as on hardware.
+
+import { fdatasync, readSync, writeSync } from 'node:fs';
+import type { VtdUnit } from '../vtd/unit.js';
+import { DmaEngine, type DmaMemory } from './dma.js';
+import {
+  CQE, NVME_BAR_SIZE, NVME_CC_EN, NVME_CFS, NVME_CQE_SIZE, NVME_CSTS_CFS, NVME_CSTS_RDY, NVME_DSM_AD,
+  NVME_DSM_RANGE_SIZE, NVME_FAULT_KIND, NVME_MAX_QUEUE_ENTRIES, NVME_MDTS_PAGES, NVME_OP, NVME_REG as R,
+  NVME_SC, NVME_SQE_SIZE, NVME_VS, SQE, statusField,
+} from './nvme-abi.js';
+
+const PAGE = 4096;
+const TWO32 = 4294967296;
+const LBA_SHIFT = 9;
+/** Commands in flight at once (only flushes are asynchronous). */
+const MAX_INFLIGHT = 64;
+const ZERO_CHUNK = 256 * 1024;
+
+export interface NvmeMedium {
+  fd: number;
+  /** bytes; a whole number of 512-byte blocks is exposed */
+  size: number;
+  readonly?: boolean;
+}
+
+export interface NvmeModelOptions {
+  unit: VtdUnit;
+  mem: DmaMemory;
+  sid: number;
+  /** the register page, shared with the owner */
+  bar: Uint8Array;
+  medium: NvmeMedium;
+  /** PCI command register's bus-master bit: without it the controller issues no DMA */
+  busMaster: () => boolean;
+  raiseIrq: () => void;
+  log?: (msg: string) => void;
+}
+
+export interface NvmeStats {
+  commands: number;
+  errors: number;
+  dmaFaults: number;
+  reads: number;
+  writes: number;
+  flushes: number;
+  discards: number;
+  bytesRead: number;
+  bytesWritten: number;
+}
+
+export class NvmeModel {
+  readonly stats: NvmeStats = { commands: 0, errors: 0, dmaFaults: 0, reads: 0, writes: 0, flushes: 0, discards: 0, bytesRead: 0, bytesWritten: 0 };
+  private readonly words: Int32Array;
+  private readonly data: DmaEngine;
+  private readonly ctl: DmaEngine;
+  private readonly sqe = new Uint8Array(NVME_SQE_SIZE);
+  private readonly sqeDv = new DataView(this.sqe.buffer);
+  private readonly cqe = new Uint8Array(NVME_CQE_SIZE);
+  private readonly cqeDv = new DataView(this.cqe.buffer);
+  private readonly prpList = new Uint8Array(PAGE);
+  private readonly prpDv = new DataView(this.prpList.buffer);
+  private readonly nsze: number;
+  private readonly log: (msg: string) => void;
+
+  // queue state: device-private, never read back from the shared page
+  private enabled = false;
+  private fatal = false;
+  private sqBase = 0;
+  private cqBase = 0;
+  private sqSize = 0;
+  private cqSize = 0;
+  private sqHead = 0;
+  private cqTail = 0;
+  private cqHead = 0;
+  private phase = 1;
+  private inflight = 0;
+  /** bumped on reset and disable: completions of older commands are dropped */
+  private generation = 0;
+  private readonly flushDone: ((err: Error | null) => void)[] = [];
+  private readonly flushCid = new Uint16Array(MAX_INFLIGHT);
+  private readonly flushGen = new Uint32Array(MAX_INFLIGHT);
+  private readonly freeFlush: number[] = [];
+  private zeroes: Uint8Array | null = null;
+  private kicking = false;
+  private closed = false;
+
+  constructor(private readonly o: NvmeModelOptions) {
+    if (o.bar.byteLength < NVME_BAR_SIZE) throw new RangeError('NVMe register page must be 4 KiB');
+    this.words = new Int32Array(o.bar.buffer, o.bar.byteOffset, NVME_BAR_SIZE / 4);
+    this.data = new DmaEngine(o.unit, o.mem, o.sid, NVME_MDTS_PAGES + 2);
+    this.ctl = new DmaEngine(o.unit, o.mem, o.sid, 4);
+    this.nsze = Math.floor(o.medium.size / 512);
+    this.log = o.log ?? (() => {});
+    for (let i = 0; i < MAX_INFLIGHT; i++) {
+      this.freeFlush.push(i);
+      this.flushDone.push((err) => this.flushFinished(i, err));
+    }
+    this.reset();
+  }
+
+  /** Function-level reset: queues forgotten, registers back to power-on values. */
+  reset(): void {
+    this.generation++;
+    this.enabled = false;
+    this.fatal = false;
+    this.sqHead = this.cqTail = this.cqHead = 0;
+    this.phase = 1;
+    this.words.fill(0);
+    this.put(R.CAP, (NVME_MAX_QUEUE_ENTRIES - 1) | (1 << 16));
+    this.put(R.VS, NVME_VS);
+    this.put(R.NSZE, this.nsze >>> 0);
+    this.put(R.NSZE + 4, Math.floor(this.nsze / TWO32));
+    this.put(R.LBADS, LBA_SHIFT);
+    this.put(R.MDTS, NVME_MDTS_PAGES);
+  }
+
+  /** The model is being replaced (reset, new owner): late flush completions touch nothing. */
+  close(): void {
+    this.closed = true;
+    this.generation++;
+    this.enabled = false;
+  }
+
+  get ready(): boolean {
+    return this.enabled && !this.fatal;
+  }
+
+  /** The doorbell: the driver changed CC or a doorbell register. */
+  kick(): void {
+    if (this.kicking || this.closed) return;
+    this.kicking = true;
+    try {
+      this.checkEnable();
+      if (!this.enabled || this.fatal || !this.o.busMaster()) return;
+      const cqh = this.get(R.CQ0HDBL) >>> 0;
+      if (cqh >= this.cqSize) return this.die(NVME_CFS.BAD_CQ_DOORBELL, `CQ head doorbell ${cqh} outside a ${this.cqSize}-entry queue`);
+      this.cqHead = cqh;
+      const sqt = this.get(R.SQ0TDBL) >>> 0;
+      if (sqt >= this.sqSize) return this.die(NVME_CFS.BAD_SQ_DOORBELL, `SQ tail doorbell ${sqt} outside a ${this.sqSize}-entry queue`);
+      let posted = false;
+      while (this.sqHead !== sqt && !this.fatal && this.enabled) {
+        // a command is fetched only when its completion is sure to have a slot
+        const used = (this.cqTail - this.cqHead + this.cqSize) % this.cqSize;
+        if (used + this.inflight >= this.cqSize - 1 || this.inflight >= MAX_INFLIGHT) break;
+        if (!this.ctl.read(this.sqBase + this.sqHead * NVME_SQE_SIZE, this.sqe, NVME_SQE_SIZE)) {
+          this.noteFault(this.ctl);
+          return this.die(NVME_CFS.SQ_FETCH_FAULT, `fetching SQ entry ${this.sqHead} faulted`);
+        }
+        this.sqHead = (this.sqHead + 1) % this.sqSize;
+        if (this.execute()) posted = true;
+      }
+      if (posted) this.o.raiseIrq();
+    } finally {
+      this.kicking = false;
+    }
+  }
+
+  private checkEnable(): void {
+    const cc = this.get(R.CC);
+    const want = (cc & NVME_CC_EN) !== 0;
+    if (want === this.enabled) return;
+    this.generation++;
+    // a controller reset clears the doorbells: stale values from before must not run commands
+    this.put(R.SQ0TDBL, 0);
+    this.put(R.CQ0HDBL, 0);
+    if (!want) {
+      this.enabled = false;
+      this.fatal = false;
+      this.inflight = 0;
+      this.put(R.CSTS, 0);
+      return;
+    }
+    const aqa = this.get(R.AQA) >>> 0;
+    const sqs = (aqa & 0xfff) + 1;
+    const cqs = ((aqa >>> 16) & 0xfff) + 1;
+    const sq = this.get64(R.ASQ);
+    const cq = this.get64(R.ACQ);
+    this.enabled = true;
+    this.fatal = false;
+    this.sqHead = this.cqTail = this.cqHead = 0;
+    this.phase = 1;
+    this.inflight = 0;
+    if (sqs < 2 || cqs < 2 || sqs > NVME_MAX_QUEUE_ENTRIES || cqs > NVME_MAX_QUEUE_ENTRIES) {
+      return this.die(NVME_CFS.BAD_QUEUE_CONFIG, `queue sizes SQ ${sqs} / CQ ${cqs} outside 2..${NVME_MAX_QUEUE_ENTRIES}`);
+    }
+    if (sq % PAGE !== 0 || cq % PAGE !== 0) return this.die(NVME_CFS.BAD_QUEUE_CONFIG, 'queue base addresses must be 4 KiB aligned');
+    this.sqSize = sqs;
+    this.cqSize = cqs;
+    this.sqBase = sq;
+    this.cqBase = cq;
+    this.put(R.CSTS, NVME_CSTS_RDY);
+  }
+
+  /** Runs the fetched command; true when its completion was posted now. */
+  private execute(): boolean {
+    this.stats.commands++;
+    const dv = this.sqeDv;
+    const cdw0 = dv.getUint32(SQE.CDW0, true);
+    const op = cdw0 & 0xff;
+    const cid = cdw0 >>> 16;
+    const nsid = dv.getUint32(SQE.NSID, true);
+    if (op === NVME_OP.FLUSH) {
+      if (nsid !== 1 && nsid !== 0xffffffff) return this.complete(cid, NVME_SC.INVALID_NAMESPACE, 0);
+      return this.flush(cid);
+    }
+    if (op !== NVME_OP.READ && op !== NVME_OP.WRITE && op !== NVME_OP.DSM) return this.complete(cid, NVME_SC.INVALID_OPCODE, 0);
+    if (nsid !== 1) return this.complete(cid, NVME_SC.INVALID_NAMESPACE, 0);
+    if (op === NVME_OP.DSM) return this.discard(cid);
+    const slba = dv.getUint32(SQE.CDW10, true) + dv.getUint32(SQE.CDW11, true) * TWO32;
+    const nlb = (dv.getUint32(SQE.CDW12, true) & 0xffff) + 1;
+    const len = nlb << LBA_SHIFT;
+    if (len > NVME_MDTS_PAGES * PAGE) return this.complete(cid, NVME_SC.INVALID_FIELD, 0);
+    if (!(slba + nlb <= this.nsze)) return this.complete(cid, NVME_SC.LBA_OUT_OF_RANGE, 0);
+    const isRead = op === NVME_OP.READ;
+    if (!isRead && this.o.medium.readonly) return this.complete(cid, NVME_SC.WRITE_FAULT, 0);
+    // a read from the medium is a DMA write into memory
+    const sc = this.mapPrps(len, isRead);
+    if (sc !== NVME_SC.SUCCESS) return this.complete(cid, sc, sc === NVME_SC.DATA_TRANSFER_ERROR ? this.faultWord(this.data) : 0);
+    let pos = slba * 512;
+    const fd = this.o.medium.fd;
+    const d = this.data;
+    try {
+      for (let s = 0; s < d.segCount; s++) {
+        const v = d.segView[s] as Uint8Array;
+        let off = d.segOff[s];
+        let n = d.segLen[s];
+        while (n > 0) {
+          const k = isRead ? readSync(fd, v, off, n, pos) : writeSync(fd, v, off, n, pos);
+          if (k <= 0) return this.complete(cid, isRead ? NVME_SC.UNRECOVERED_READ : NVME_SC.WRITE_FAULT, 0);
+          off += k;
+          n -= k;
+          pos += k;
+        }
+      }
+    } catch (e) {
+      this.log(`nvme: medium ${isRead ? 'read' : 'write'} failed: ${(e as Error).message}`);
+      return this.complete(cid, isRead ? NVME_SC.UNRECOVERED_READ : NVME_SC.WRITE_FAULT, 0);
+    }
+    if (isRead) {
+      this.stats.reads++;
+      this.stats.bytesRead += len;
+    } else {
+      this.stats.writes++;
+      this.stats.bytesWritten += len;
+    }
+    return this.complete(cid, NVME_SC.SUCCESS, 0);
+  }
+
+  /**
+   * Walks PRP1/PRP2 (and PRP lists, chained by their last entry) for `len` bytes into the data
+   * engine's segments, translating every page for a device read or write.
+   */
+  private mapPrps(len: number, deviceWrites: boolean): number {
+    const dv = this.sqeDv;
+    const prp1 = dv.getUint32(SQE.PRP1, true) + dv.getUint32(SQE.PRP1 + 4, true) * TWO32;
+    const prp2 = dv.getUint32(SQE.PRP2, true) + dv.getUint32(SQE.PRP2 + 4, true) * TWO32;
+    if (prp1 % 4 !== 0) return NVME_SC.PRP_OFFSET_INVALID;
+    const d = this.data;
+    d.reset();
+    const first = Math.min(len, PAGE - (prp1 % PAGE));
+    if (!d.translate(prp1, first, deviceWrites)) return this.dmaFailed(d);
+    let left = len - first;
+    if (left === 0) return NVME_SC.SUCCESS;
+    if (left <= PAGE) {
+      if (prp2 % PAGE !== 0) return NVME_SC.PRP_OFFSET_INVALID;
+      return d.translate(prp2, left, deviceWrites) ? NVME_SC.SUCCESS : this.dmaFailed(d);
+    }
+    // PRP list: entries fill the rest of the list's page; the last one chains when more follow
+    if (prp2 % 8 !== 0) return NVME_SC.PRP_OFFSET_INVALID;
+    let list = prp2;
+    for (let hops = 0; left > 0; hops++) {
+      if (hops > NVME_MDTS_PAGES) return NVME_SC.INVALID_FIELD;
+      const room = (PAGE - (list % PAGE)) / 8;
+      const needed = Math.ceil(left / PAGE);
+      const take = needed <= room ? needed : room; // when more are needed the last slot is a chain pointer
+      const bytes = take * 8;
+      if (!this.ctl.read(list, this.prpList, bytes)) return this.dmaFailed(this.ctl);
+      const entries = needed <= room ? take : take - 1;
+      for (let i = 0; i < entries; i++) {
+        const e = this.prpDv.getUint32(i * 8, true) + this.prpDv.getUint32(i * 8 + 4, true) * TWO32;
+        if (e % PAGE !== 0) return NVME_SC.PRP_OFFSET_INVALID;
+        const n = left < PAGE ? left : PAGE;
+        if (!d.translate(e, n, deviceWrites)) return this.dmaFailed(d);
+        left -= n;
+      }
+      if (left > 0) {
+        list = this.prpDv.getUint32(entries * 8, true) + this.prpDv.getUint32(entries * 8 + 4, true) * TWO32;
+        if (list % 8 !== 0) return NVME_SC.PRP_OFFSET_INVALID;
+      }
+    }
+    return NVME_SC.SUCCESS;
+  }
+
+  private dmaFailed(e: DmaEngine): number {
+    this.noteFault(e);
+    return NVME_SC.DATA_TRANSFER_ERROR;
+  }
+
+  private noteFault(e: DmaEngine): void {
+    this.stats.dmaFaults++;
+    const f = e.fault;
+    this.put(R.FAULTS, (this.get(R.FAULTS) + 1) | 0);
+    this.put(R.LAST_FAULT, this.faultWord(e));
+    this.put(R.LAST_FAULT_IOVA, f.iova >>> 0);
+    this.put(R.LAST_FAULT_IOVA + 4, Math.floor(f.iova / TWO32) >>> 0);
+  }
+
+  private faultWord(e: DmaEngine): number {
+    const f = e.fault;
+    return f.kind === 'fault' ? f.reason : f.kind === 'none' ? 0 : NVME_FAULT_KIND[f.kind];
+  }
+
+  private flush(cid: number): boolean {
+    const slot = this.freeFlush.pop();
+    if (slot === undefined) return this.complete(cid, NVME_SC.INTERNAL, 0);
+    this.flushCid[slot] = cid;
+    this.flushGen[slot] = this.generation;
+    this.inflight++;
+    fdatasync(this.o.medium.fd, this.flushDone[slot]);
+    return false;
+  }
+
+  private flushFinished(slot: number, err: Error | null): void {
+    this.freeFlush.push(slot);
+    if (this.closed || this.flushGen[slot] !== this.generation) return; // reset since: nobody waits for it
+    this.inflight--;
+    this.stats.flushes++;
+    if (err) this.log(`nvme: fdatasync failed: ${err.message}`);
+    if (this.complete(this.flushCid[slot], err ? NVME_SC.WRITE_FAULT : NVME_SC.SUCCESS, 0)) this.o.raiseIrq();
+    // a full completion queue may have held commands back
+    this.kick();
+  }
+
+  /** Dataset management with the deallocate attribute: the ranges read back as zeroes. */
+  private discard(cid: number): boolean {
+    const dv = this.sqeDv;
+    const nr = (dv.getUint32(SQE.CDW10, true) & 0xff) + 1;
+    if ((dv.getUint32(SQE.CDW11, true) & NVME_DSM_AD) === 0) return this.complete(cid, NVME_SC.SUCCESS, 0);
+    if (this.o.medium.readonly) return this.complete(cid, NVME_SC.WRITE_FAULT, 0);
+    const bytes = nr * NVME_DSM_RANGE_SIZE;
+    // the range list is data, addressed by PRPs like any other transfer
+    const sc = this.mapPrps(bytes, false);
+    if (sc !== NVME_SC.SUCCESS) return this.complete(cid, sc, sc === NVME_SC.DATA_TRANSFER_ERROR ? this.faultWord(this.data) : 0);
+    const ranges = this.prpList;
+    this.data.copySegments(ranges, 0, false);
+    const rdv = this.prpDv;
+    for (let i = 0; i < nr; i++) {
+      const nlb = rdv.getUint32(i * 16 + 4, true);
+      const slba = rdv.getUint32(i * 16 + 8, true) + rdv.getUint32(i * 16 + 12, true) * TWO32;
+      if (!(slba + nlb <= this.nsze)) return this.complete(cid, NVME_SC.LBA_OUT_OF_RANGE, 0);
+    }
+    this.zeroes ??= new Uint8Array(ZERO_CHUNK);
+    try {
+      for (let i = 0; i < nr; i++) {
+        const nlb = rdv.getUint32(i * 16 + 4, true);
+        let pos = (rdv.getUint32(i * 16 + 8, true) + rdv.getUint32(i * 16 + 12, true) * TWO32) * 512;
+        let left = nlb * 512;
+        while (left > 0) {
+          const n = left < ZERO_CHUNK ? left : ZERO_CHUNK;
+          const k = writeSync(this.o.medium.fd, this.zeroes, 0, n, pos);
+          if (k <= 0) return this.complete(cid, NVME_SC.WRITE_FAULT, 0);
+          pos += k;
+          left -= k;
+        }
+      }
+    } catch (e) {
+      this.log(`nvme: discard failed: ${(e as Error).message}`);
+      return this.complete(cid, NVME_SC.WRITE_FAULT, 0);
+    }
+    this.stats.discards++;
+    return this.complete(cid, NVME_SC.SUCCESS, 0);
+  }
+
+  /** Posts a completion; false (and the controller fatal) when the post itself faulted. */
+  private complete(cid: number, code: number, dw0: number): boolean {
+    if (!this.enabled || this.fatal) return false;
+    if (code !== NVME_SC.SUCCESS) this.stats.errors++;
+    const dv = this.cqeDv;
+    dv.setUint32(CQE.DW0, dw0 >>> 0, true);
+    dv.setUint32(4, 0, true);
+    dv.setUint32(CQE.SQHD, this.sqHead, true); // SQ id 0 in the upper half
+    dv.setUint16(CQE.CID, cid, true);
+    dv.setUint16(CQE.STATUS, statusField(code) | this.phase, true);
+    if (!this.ctl.write(this.cqBase + this.cqTail * NVME_CQE_SIZE, this.cqe, NVME_CQE_SIZE)) {
+      this.noteFault(this.ctl);
+      this.die(NVME_CFS.CQ_POST_FAULT, `posting CQ entry ${this.cqTail} faulted`);
+      return false;
+    }
+    this.cqTail++;
+    if (this.cqTail === this.cqSize) {
+      this.cqTail = 0;
+      this.phase ^= 1;
+    }
+    return true;
+  }
+
+  private die(code: number, why: string): void {
+    this.fatal = true;
+    this.generation++;
+    this.put(R.CSTS, this.get(R.CSTS) | NVME_CSTS_CFS);
+    this.put(R.CFS_REASON, code);
+    this.log(`nvme: controller fatal status: ${why}`);
+    this.o.raiseIrq();
+  }
+
+  private get(off: number): number {
+    return Atomics.load(this.words, off >> 2);
+  }
+
+  private get64(off: number): number {
+    return (Atomics.load(this.words, off >> 2) >>> 0) + (Atomics.load(this.words, (off >> 2) + 1) >>> 0) * TWO32;
+  }
+
+  private put(off: number, v: number): void {
+    Atomics.store(this.words, off >> 2, v | 0);
+  }
+}

@@ -1,0 +1,86 @@
+// An in-process platform for device-model tests: page memory, a VT-d unit with its tables, an
+// IOMMU domain for the device's owner, and driver memory that the owner's domain maps 1:1 into
+// IOVA space the way hv maps a domain's frames. Tests and the bench use it; hv does not.
+import { BumpFrames } from '../vtd/physmem.js';
+import { VtdUnit } from '../vtd/unit.js';
+import { IommuDomains } from '../platform/iommu-domains.js';
+import type { FaultInfo } from '../vtd/faults.js';
+import { PageMemory } from './dma.js';
+import type { DevicePort, DmaPages, DriverMemory } from '../../src/drivers/port.js';
+import { parseBdf, type Bdf } from '../../src/config/bdf.js';
+
+/** Owner memory sits at pa OWNER_PA + iova; tables at TABLES_PA. */
+export const OWNER_PA = 0x10000000;
+export const TABLES_PA = 0x40000000;
+
+export interface Rig {
+  mem: PageMemory;
+  unit: VtdUnit;
+  iommu: IommuDomains;
+  faults: FaultInfo[];
+  bdf: Bdf;
+  sid: number;
+  /** driver memory: next iova handed out, mapped in the owner's domain */
+  driverMem: DriverMemory;
+  /** a port whose doorbell kicks `kick` and whose interrupt is delivered on the next turn */
+  port(bar: Uint8Array, kick: () => void): DevicePort & { raise(): void };
+}
+
+export function makeRig(opts: { owner?: number; bdf?: string } = {}): Rig {
+  const mem = new PageMemory(2 ** 39);
+  const faults: FaultInfo[] = [];
+  const unit = new VtdUnit(mem, { onFault: (f) => faults.push(f) });
+  const iommu = new IommuDomains(unit, mem, new BumpFrames(mem, TABLES_PA), { queued: true });
+  const bdf = parseBdf(opts.bdf ?? '01:00.0') as Bdf;
+  const owner = opts.owner ?? 1;
+  iommu.attach(bdf, owner);
+  let next = 0x1000;
+  const driverMem: DriverMemory = {
+    alloc(pages: number): DmaPages {
+      const iova = next;
+      next += pages * 4096;
+      for (let i = 0; i < pages; i++) iommu.map(owner, iova + i * 4096, OWNER_PA + iova + i * 4096, { read: true, write: true });
+      // the driver's view: one contiguous buffer mirrored into the page memory on demand
+      return { iova, bytes: new MirrorBytes(mem, OWNER_PA + iova, pages * 4096).view };
+    },
+  };
+  return {
+    mem, unit, iommu, faults, bdf, sid: (bdf.bus << 8) | (bdf.dev << 3) | bdf.fn, driverMem,
+    port(bar, kick) {
+      let cb: (() => void) | null = null;
+      let scheduled = false;
+      return {
+        bar,
+        ring: () => kick(),
+        onIrq: (f) => {
+          cb = f;
+        },
+        close: () => {
+          cb = null;
+        },
+        raise: () => {
+          if (scheduled) return;
+          scheduled = true;
+          setImmediate(() => {
+            scheduled = false;
+            cb?.();
+          });
+        },
+      };
+    },
+  };
+}
+
+/**
+ * Driver memory must be one contiguous buffer while the device sees 4 KiB pages: build the
+ * driver's view over the very page buffers of the page memory by backing both with one
+ * ArrayBuffer per allocation.
+ */
+class MirrorBytes {
+  readonly view: Uint8Array;
+  constructor(mem: PageMemory, pa: number, len: number) {
+    const ab = new ArrayBuffer(len);
+    this.view = new Uint8Array(ab);
+    for (let i = 0; i < len; i += 4096) mem.adopt((pa + i) / 4096, new Uint8Array(ab, i, 4096));
+  }
+}

@@ -1,0 +1,381 @@
+// The driver for the emulated NVMe controller, as a BlockDevice, so blkback sits on it exactly as
+// it sits on a raw file. One queue pair in the domain's own frames; each queue slot owns a bounce
+// buffer (caller buffers are mapped grants the device has no address for) and a PRP list naming
+// the buffer's pages. Requests larger than a slot are split, and requests that find no free slot
+// wait in order. Pooled request records and one DataView per page keep the path allocation-free
+// in the steady state (one subarray per copied chunk aside).
+import { BlockDeviceError, type BlockDevice, type IoDone } from '../blkdev/device.js';
+import type { Domain } from '../domain/runtime.js';
+import {
+  CQE, NVME_CC_EN, NVME_CQE_SIZE, NVME_CSTS_CFS, NVME_CSTS_RDY, NVME_DSM_AD, NVME_OP, NVME_REG as R, NVME_SQE_SIZE,
+  SQE, statusCode, statusText,
+} from '../../iommu/devices/nvme-abi.js';
+import { domainMemory, PciPort, type DevicePort, type DmaPages, type DriverMemory } from './port.js';
+
+const PAGE = 4096;
+const TWO32 = 4294967296;
+const OP_READ = 1;
+const OP_WRITE = 2;
+const OP_FLUSH = 3;
+const OP_DISCARD = 4;
+const DISCARD_CHUNK = 1 << 30;
+
+export interface NvmeDriverOptions {
+  /** commands in flight (queue entries - 1); default 32 */
+  depth?: number;
+  /** pages per slot's bounce buffer: the largest command; default 16 (64 KiB) */
+  slotPages?: number;
+}
+
+interface Op {
+  kind: number;
+  buf: Uint8Array | null;
+  off: number;
+  bufs: Uint8Array[] | null;
+  position: number;
+  length: number;
+  /** bytes handed to commands so far */
+  issued: number;
+  pending: number;
+  err: Error | null;
+  done: IoDone | null;
+}
+
+interface Slot {
+  mem: DmaPages;
+  prpIova: number;
+  op: Op | null;
+  /** byte offset of this command's data within its op */
+  at: number;
+  len: number;
+}
+
+export class NvmeDriver implements BlockDevice {
+  readonly sectorSize = 512;
+  readonly physicalSectorSize = 4096;
+  readonly discardSupport: { granularity: number; alignment: number; secure: boolean } | null;
+  readonly stats = { commands: 0, errors: 0 };
+  private readonly regs: Int32Array;
+  private readonly sq: DmaPages;
+  private readonly cq: DmaPages;
+  private readonly sqDv: DataView;
+  private readonly cqDv: DataView;
+  private readonly slots: Slot[] = [];
+  private readonly freeSlots: number[] = [];
+  private readonly waiting: Op[] = [];
+  private readonly pool: Op[] = [];
+  private readonly entries: number;
+  private readonly slotBytes: number;
+  private sqTail = 0;
+  private cqHead = 0;
+  private phase = 1;
+  private ringPending = false;
+  private dead: Error | null = null;
+  private closed = false;
+  private readonly ringNow = () => {
+    this.ringPending = false;
+    Atomics.store(this.regs, R.CQ0HDBL >> 2, this.cqHead);
+    Atomics.store(this.regs, R.SQ0TDBL >> 2, this.sqTail);
+    this.port.ring();
+  };
+
+  constructor(
+    readonly name: string,
+    private readonly port: DevicePort,
+    mem: DriverMemory,
+    readonly size: number,
+    readonly readonly: boolean,
+    opts: NvmeDriverOptions = {},
+  ) {
+    const depth = opts.depth ?? 32;
+    const slotPages = opts.slotPages ?? 16;
+    if (!(depth >= 1 && depth <= 63)) throw new RangeError('NVMe depth must be 1..63 (one page of submission entries)');
+    if (!(slotPages >= 1 && slotPages <= 64)) throw new RangeError('slotPages must be 1..64');
+    this.entries = depth + 1;
+    this.slotBytes = slotPages * PAGE;
+    this.discardSupport = readonly ? null : { granularity: 4096, alignment: 0, secure: true };
+    this.regs = new Int32Array(port.bar.buffer, port.bar.byteOffset, port.bar.byteLength >> 2);
+    this.sq = mem.alloc(1);
+    this.cq = mem.alloc(1);
+    this.sqDv = new DataView(this.sq.bytes.buffer, this.sq.bytes.byteOffset, PAGE);
+    this.cqDv = new DataView(this.cq.bytes.buffer, this.cq.bytes.byteOffset, PAGE);
+    for (let i = 0; i < depth; i++) {
+      const m = mem.alloc(slotPages);
+      let prpIova = 0;
+      if (slotPages > 2) {
+        const list = mem.alloc(1);
+        const dv = new DataView(list.bytes.buffer, list.bytes.byteOffset, PAGE);
+        for (let p = 1; p < slotPages; p++) {
+          const a = m.iova + p * PAGE;
+          dv.setUint32((p - 1) * 8, a >>> 0, true);
+          dv.setUint32((p - 1) * 8 + 4, Math.floor(a / TWO32), true);
+        }
+        prpIova = list.iova;
+      }
+      this.slots.push({ mem: m, prpIova, op: null, at: 0, len: 0 });
+      this.freeSlots.push(i);
+    }
+    port.onIrq(() => this.reap());
+  }
+
+  /** Programs the queues and enables the controller; resolves once it reports ready. */
+  async start(timeoutMs = 5000): Promise<void> {
+    const put = (off: number, v: number) => Atomics.store(this.regs, off >> 2, v | 0);
+    put(R.CC, 0);
+    this.port.ring();
+    put(R.AQA, (this.entries - 1) | ((this.entries - 1) << 16));
+    put(R.ASQ, this.sq.iova >>> 0);
+    put(R.ASQ + 4, Math.floor(this.sq.iova / TWO32));
+    put(R.ACQ, this.cq.iova >>> 0);
+    put(R.ACQ + 4, Math.floor(this.cq.iova / TWO32));
+    put(R.SQ0TDBL, 0);
+    put(R.CQ0HDBL, 0);
+    put(R.CC, NVME_CC_EN);
+    this.port.ring();
+    const end = Date.now() + timeoutMs;
+    for (;;) {
+      const csts = Atomics.load(this.regs, R.CSTS >> 2);
+      if ((csts & NVME_CSTS_CFS) !== 0) throw new BlockDeviceError('EIO', `${this.name}: controller failed to start (fatal status, reason ${Atomics.load(this.regs, R.CFS_REASON >> 2)})`);
+      if ((csts & NVME_CSTS_RDY) !== 0) return;
+      if (Date.now() > end) throw new BlockDeviceError('ETIMEDOUT', `${this.name}: controller not ready after ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 2));
+    }
+  }
+
+  read(buf: Uint8Array, offset: number, length: number, position: number, done: IoDone): void {
+    this.submit(OP_READ, buf, offset, null, length, position, done);
+  }
+
+  write(buf: Uint8Array, offset: number, length: number, position: number, done: IoDone): void {
+    if (this.readonly) return done(new BlockDeviceError('EROFS', `${this.name} is read-only`));
+    this.submit(OP_WRITE, buf, offset, null, length, position, done);
+  }
+
+  readv(bufs: Uint8Array[], position: number, done: IoDone): void {
+    this.submit(OP_READ, null, 0, bufs, total(bufs), position, done);
+  }
+
+  writev(bufs: Uint8Array[], position: number, done: IoDone): void {
+    if (this.readonly) return done(new BlockDeviceError('EROFS', `${this.name} is read-only`));
+    this.submit(OP_WRITE, null, 0, bufs, total(bufs), position, done);
+  }
+
+  flush(done: IoDone): void {
+    this.submit(OP_FLUSH, null, 0, null, 0, 0, done);
+  }
+
+  discard(position: number, length: number, done: IoDone): void {
+    if (this.readonly) return done(new BlockDeviceError('EROFS', `${this.name} is read-only`));
+    this.submit(OP_DISCARD, null, 0, null, length, position, done);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.failAll(new BlockDeviceError('EBADF', `${this.name} is closed`));
+    Atomics.store(this.regs, R.CC >> 2, 0);
+    this.port.ring();
+    this.port.close();
+  }
+
+  private submit(kind: number, buf: Uint8Array | null, off: number, bufs: Uint8Array[] | null, length: number, position: number, done: IoDone): void {
+    if (this.closed) return done(new BlockDeviceError('EBADF', `${this.name} is closed`));
+    if (this.dead) return done(this.dead);
+    if (kind !== OP_FLUSH && !(position >= 0 && length >= 0 && position + length <= this.size && position % 512 === 0 && length % 512 === 0)) {
+      return done(new BlockDeviceError('EINVAL', `${this.name}: [${position}, +${length}) is not whole sectors inside ${this.size} bytes`));
+    }
+    if (length === 0 && kind !== OP_FLUSH) return done(null);
+    const op = this.pool.pop() ?? ({} as Op);
+    op.kind = kind;
+    op.buf = buf;
+    op.off = off;
+    op.bufs = bufs;
+    op.position = position;
+    op.length = length;
+    op.issued = 0;
+    op.pending = 0;
+    op.err = null;
+    op.done = done;
+    this.waiting.push(op);
+    this.pump();
+  }
+
+  /** Hands waiting requests to free slots, in order. */
+  private pump(): void {
+    let submitted = false;
+    while (this.waiting.length > 0 && this.freeSlots.length > 0) {
+      const op = this.waiting[0];
+      const cid = this.freeSlots.pop() as number;
+      const slot = this.slots[cid];
+      const chunk = op.kind === OP_FLUSH ? 0 : Math.min(op.length - op.issued, op.kind === OP_DISCARD ? DISCARD_CHUNK : this.slotBytes);
+      slot.op = op;
+      slot.at = op.issued;
+      slot.len = chunk;
+      op.issued += chunk;
+      op.pending++;
+      this.encode(cid, slot, op);
+      submitted = true;
+      if (op.issued >= op.length) this.waiting.shift();
+    }
+    if (submitted && !this.ringPending) {
+      this.ringPending = true;
+      queueMicrotask(this.ringNow);
+    }
+  }
+
+  private encode(cid: number, slot: Slot, op: Op): void {
+    const dv = this.sqDv;
+    const e = this.sqTail * NVME_SQE_SIZE;
+    for (let i = 0; i < NVME_SQE_SIZE; i += 4) dv.setUint32(e + i, 0, true);
+    const pos = op.position + slot.at;
+    const base = slot.mem.iova;
+    let opcode: number = NVME_OP.FLUSH;
+    if (op.kind === OP_READ || op.kind === OP_WRITE) {
+      opcode = op.kind === OP_READ ? NVME_OP.READ : NVME_OP.WRITE;
+      if (op.kind === OP_WRITE) this.copy(op, slot.at, slot.mem.bytes, slot.len, true);
+      const prp2 = slot.len <= PAGE ? 0 : slot.len <= 2 * PAGE ? base + PAGE : slot.prpIova;
+      setU64(dv, e + SQE.PRP1, base);
+      setU64(dv, e + SQE.PRP2, prp2);
+      setU64(dv, e + SQE.CDW10, pos / 512);
+      dv.setUint32(e + SQE.CDW12, slot.len / 512 - 1, true);
+    } else if (op.kind === OP_DISCARD) {
+      opcode = NVME_OP.DSM;
+      const r = new DataView(slot.mem.bytes.buffer, slot.mem.bytes.byteOffset, 16);
+      r.setUint32(0, 0, true);
+      r.setUint32(4, slot.len / 512, true);
+      setU64(r, 8, pos / 512);
+      setU64(dv, e + SQE.PRP1, base);
+      dv.setUint32(e + SQE.CDW10, 0, true);
+      dv.setUint32(e + SQE.CDW11, NVME_DSM_AD, true);
+    }
+    dv.setUint32(e + SQE.CDW0, opcode | (cid << 16), true);
+    dv.setUint32(e + SQE.NSID, 1, true);
+    this.sqTail = (this.sqTail + 1) % this.entries;
+    this.stats.commands++;
+  }
+
+  /** The interrupt: consume completions whose phase bit says they are new. */
+  private reap(): void {
+    if (this.closed) return;
+    const dv = this.cqDv;
+    let any = false;
+    for (;;) {
+      const e = this.cqHead * NVME_CQE_SIZE;
+      const status = dv.getUint16(e + CQE.STATUS, true);
+      if ((status & 1) !== this.phase) break;
+      const cid = dv.getUint16(e + CQE.CID, true);
+      const dw0 = dv.getUint32(e + CQE.DW0, true);
+      this.cqHead++;
+      if (this.cqHead === this.entries) {
+        this.cqHead = 0;
+        this.phase ^= 1;
+      }
+      any = true;
+      const slot = cid < this.slots.length ? this.slots[cid] : undefined;
+      const op = slot?.op;
+      if (slot === undefined || op === null || op === undefined) continue; // a completion we did not ask for
+      slot.op = null;
+      this.freeSlots.push(cid);
+      const code = statusCode(status);
+      if (code !== 0) {
+        this.stats.errors++;
+        op.err ??= new BlockDeviceError('EIO', `${this.name}: ${statusText(code)}${dw0 !== 0 ? ` (DMA fault reason 0x${dw0.toString(16)})` : ''}`);
+      } else if (op.kind === OP_READ) this.copy(op, slot.at, slot.mem.bytes, slot.len, false);
+      op.pending--;
+      if (op.pending === 0 && op.issued >= op.length) this.finish(op);
+    }
+    const csts = Atomics.load(this.regs, R.CSTS >> 2);
+    if ((csts & NVME_CSTS_CFS) !== 0 && this.dead === null) {
+      this.dead = new BlockDeviceError('EIO', `${this.name}: controller fatal status (reason ${Atomics.load(this.regs, R.CFS_REASON >> 2)})`);
+      this.failAll(this.dead);
+      return;
+    }
+    if (any) {
+      Atomics.store(this.regs, R.CQ0HDBL >> 2, this.cqHead);
+      this.pump();
+    }
+  }
+
+  private finish(op: Op): void {
+    const done = op.done as IoDone;
+    const err = op.err;
+    op.done = null;
+    op.buf = null;
+    op.bufs = null;
+    this.pool.push(op);
+    done(err);
+  }
+
+  private failAll(err: Error): void {
+    for (const s of this.slots) {
+      const op = s.op;
+      s.op = null;
+      if (op && op.done) {
+        op.err = err;
+        op.pending = 0;
+        op.issued = op.length;
+        this.finish(op);
+      }
+    }
+    for (const op of this.waiting.splice(0)) {
+      op.err = err;
+      this.finish(op);
+    }
+  }
+
+  /** Moves `len` bytes between the op's buffer(s) at byte `at` and `bounce`. */
+  private copy(op: Op, at: number, bounce: Uint8Array, len: number, toBounce: boolean): void {
+    if (op.buf !== null) {
+      const s = op.off + at;
+      if (toBounce) bounce.set(op.buf.subarray(s, s + len), 0);
+      else op.buf.set(bounce.subarray(0, len), s);
+      return;
+    }
+    const bufs = op.bufs as Uint8Array[];
+    let skip = at;
+    let done = 0;
+    for (let i = 0; i < bufs.length && done < len; i++) {
+      const b = bufs[i];
+      if (skip >= b.length) {
+        skip -= b.length;
+        continue;
+      }
+      const n = Math.min(b.length - skip, len - done);
+      if (toBounce) bounce.set(b.subarray(skip, skip + n), done);
+      else b.set(bounce.subarray(done, done + n), skip);
+      done += n;
+      skip = 0;
+    }
+  }
+}
+
+function setU64(dv: DataView, off: number, v: number): void {
+  dv.setUint32(off, v >>> 0, true);
+  dv.setUint32(off + 4, Math.floor(v / TWO32) >>> 0, true);
+}
+
+function total(bufs: Uint8Array[]): number {
+  let n = 0;
+  for (let i = 0; i < bufs.length; i++) n += bufs[i].length;
+  return n;
+}
+
+/**
+ * Opens the NVMe controller at `bdf` (assigned to this domain by dom0's pci_assign) as a block
+ * device. Needs 2 + depth * (slotPages + 1) free I/O frames: 546 with the defaults.
+ */
+export async function openNvme(dom: Domain, bdf: string, opts: NvmeDriverOptions = {}): Promise<NvmeDriver> {
+  const port = await PciPort.open(dom, bdf);
+  if (port.info.kind !== 'nvme' || port.info.blocks === undefined) {
+    port.close();
+    throw new BlockDeviceError('ENODEV', `${bdf} is a ${port.info.kind}, not an NVMe controller`);
+  }
+  try {
+    const d = new NvmeDriver(`nvme@${bdf}`, port, domainMemory(dom), port.info.blocks * 512, port.info.readonly ?? false, opts);
+    await d.start();
+    return d;
+  } catch (e) {
+    port.close();
+    throw e;
+  }
+}

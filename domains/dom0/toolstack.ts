@@ -34,9 +34,9 @@ interface Managed {
   dead: boolean;
 }
 
-/** Frames a domain gets for rings and buffers: 1/32 of its memory, within hv's limits. */
+/** Frames a domain gets for rings and buffers (3/64 of its memory), within hv limits. */
 export function ioFramesFor(memoryMiB: number): number {
-  return Math.max(64, Math.min(4096, memoryMiB * 8));
+  return Math.max(64, Math.min(4096, memoryMiB * 12));
 }
 
 export class Toolstack {
@@ -131,6 +131,7 @@ export class Toolstack {
       stateDir: this.state.dir,
       nbdDir: this.state.nbd,
       seccomp: cfg.seccomp,
+      ...(cfg.uplink ? { uplink: cfg.uplink.name } : {}),
     };
     await this.dom.hc.call('domain_unpause', { domid: m.domid, bootArgs: pack(boot) });
     this.log(`dom0: started ${cfg.role} domain '${cfg.name}' as dom${m.domid}`);
@@ -200,9 +201,16 @@ export class Toolstack {
     if (!m) return;
     m.dead = true;
     this.log(`dom0: ${m.cfg.name} (dom${ev.domid}) died: ${ev.reason}`);
-    void this.xs.release(ev.domid).catch(() => undefined);
-    if (m.cfg.onCrash === 'restart') void this.restart(m, 'crashed').catch((e: Error) => this.log(`dom0: restarting ${m.cfg.name} failed: ${e.message}`));
-    else if (m.cfg.onCrash === 'destroy') void this.removeDomainNodes(m);
+    // Release first: xenstored strips the dead domid from every permission, and that must be
+    // over before a restart writes the domain's nodes afresh.
+    void this.xs
+      .release(ev.domid)
+      .catch(() => undefined)
+      .then(() => {
+        if (m.cfg.onCrash === 'restart') return this.restart(m, 'crashed');
+        if (m.cfg.onCrash === 'destroy') return this.removeDomainNodes(m);
+      })
+      .catch((e: Error) => this.log(`dom0: handling the death of ${m.cfg.name} failed: ${e.message}`));
   }
 
   /**

@@ -60,8 +60,27 @@ async function writeEnd(tx: XsOps, dir: string, perms: string, kv: Record<string
   await writeDir(tx, dir, perms, kv);
 }
 
+/**
+ * The directories above a device end. Set explicitly because xenstored strips a released
+ * domain from every permission list: a restarted driver domain must be able to read its
+ * backend/<type>/<frontend> again, a restarted guest its device/<type>.
+ */
+async function writeParents(tx: XsOps, fe: number, be: number, type: 'vbd' | 'vif', ends: Ends): Promise<void> {
+  if (ends.backend) {
+    for (const p of [`${dompath(be)}/backend`, `${dompath(be)}/backend/${type}`, `${dompath(be)}/backend/${type}/${fe}`]) {
+      await tx.mkdir(p);
+      await tx.setPerms(p, `n0,r${be}`);
+    }
+  }
+  if (ends.frontend) {
+    await tx.mkdir(`${dompath(fe)}/device/${type}`);
+    await tx.setPerms(`${dompath(fe)}/device/${type}`, `n${fe}`);
+  }
+}
+
 export async function writeVbd(tx: XsOps, fe: number, be: number, disk: DiskSpec, ends: Ends = BOTH): Promise<DevicePaths> {
   const p = vbdPaths(fe, be, disk.devid);
+  await writeParents(tx, fe, be, 'vbd', ends);
   if (ends.backend) await writeEnd(tx, p.backend, `n${be},r${fe}`, {
     frontend: p.frontend,
     'frontend-id': String(fe),
@@ -88,6 +107,7 @@ export async function writeVbd(tx: XsOps, fe: number, be: number, disk: DiskSpec
 
 export async function writeVif(tx: XsOps, fe: number, be: number, vif: VifSpec, ends: Ends = BOTH): Promise<DevicePaths> {
   const p = vifPaths(fe, be, vif.devid);
+  await writeParents(tx, fe, be, 'vif', ends);
   const backend: Record<string, string> = {
     frontend: p.frontend,
     'frontend-id': String(fe),

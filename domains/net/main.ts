@@ -1,13 +1,44 @@
-// Net driver domain entry point: follow our backend/vif directory and run netback for every vif.
+// Net driver domain entry point: one netback (with its L2 switch and optional uplink) serving
+// every vif under our backend/vif directory, then privileges dropped.
 import { Domain } from '../../src/domain/runtime.js';
 import { connectXenstore } from '../../src/domain/xenstore.js';
-import { DeviceDirWatcher } from '../../src/xenbus/device.js';
+import { dropDriverPrivileges } from '../../src/domain/sandbox.js';
 import type { DomainBootArgs } from '../../src/domain/bootargs.js';
+import { Netback } from '../../src/netback/netback.js';
+import { TapUplink } from '../../src/netswitch/tap-uplink.js';
+import { DeviceDirWatcher } from '../../src/xenbus/device.js';
+import { VifBackend } from './vif.js';
 
 const log = (l: string) => process.stdout.write(`${l}\n`);
 const dom = await Domain.boot();
 const args = dom.bootArgs<DomainBootArgs>();
 const xs = await connectXenstore(args.xenstore, log);
-const w = new DeviceDirWatcher(xs, `/local/domain/${dom.domid}/backend/vif`, 2, (p) => log(`netdom: new vif ${p}`), (p) => log(`netdom: vif ${p} removed`));
-await w.start();
-log(`netdom ${dom.name}: up as dom${dom.domid}`);
+const netback = new Netback({ frames: dom.frames, mapper: dom.mapper, evtchn: dom.evtchn, log });
+if (args.uplink) {
+  netback.setUplink(await TapUplink.open({ name: args.uplink }));
+  log(`netdom: uplink TAP ${args.uplink}`);
+}
+const vifs = new Map<string, Promise<VifBackend | null>>();
+const watcher = new DeviceDirWatcher(
+  xs,
+  `/local/domain/${dom.domid}/backend/vif`,
+  2,
+  (path) => {
+    vifs.set(
+      path,
+      VifBackend.start(netback, xs, path, log).catch((e: Error) => {
+        log(`netdom: vif ${path}: ${e.message}`);
+        return null;
+      }),
+    );
+  },
+  (path) => {
+    const v = vifs.get(path);
+    vifs.delete(path);
+    void v?.then((x) => x?.close());
+    log(`netdom: vif ${path} removed`);
+  },
+);
+await watcher.start();
+if (args.seccomp) dropDriverPrivileges(log);
+log(`netdom ${dom.name}: switching vifs as dom${dom.domid}`);

@@ -7,4 +7,6 @@ export interface DomainBootArgs {
   nbdDir: string;
   /** drop privileges (no_new_privs + seccomp deny-list) once set up */
   seccomp: boolean;
+  /** net driver domains: host TAP to bridge the switch to */
+  uplink?: string;
 }

@@ -62,6 +62,18 @@ export class XenbusDevice {
     });
   }
 
+  /**
+   * Reads every key under the other end's directory (two levels, for queue-N/ subdirectories)
+   * into a synchronous lookup, so negotiation code can parse a consistent set of values.
+   */
+  async snapshotOther(maxNodes = 512): Promise<(key: string) => string | undefined> {
+    return snapshot(this.xs, this.other.path, maxNodes);
+  }
+
+  async snapshotSelf(maxNodes = 512): Promise<(key: string) => string | undefined> {
+    return snapshot(this.xs, this.path, maxNodes);
+  }
+
   async state(): Promise<XenbusState> {
     return parseXenbusState(await this.tryRead('state'));
   }
@@ -108,6 +120,27 @@ async function readEnd(xs: XenstoreClient, path: string, which: 'frontend' | 'ba
   if (!p || !p.startsWith('/local/domain/')) throw new XenbusError(`${path}/${which} is missing or not a /local/domain path`);
   if (id === undefined || !/^\d{1,5}$/.test(id) || Number(id) > 0x7fef) throw new XenbusError(`${path}/${which}-id is missing or not a domain id`);
   return { path: p, domid: Number(id) };
+}
+
+async function snapshot(xs: XenstoreClient, dir: string, maxNodes: number): Promise<(key: string) => string | undefined> {
+  const values = new Map<string, string>();
+  const walk = async (rel: string, depth: number): Promise<void> => {
+    let kids: string[];
+    try {
+      kids = await xs.directory(rel ? `${dir}/${rel}` : dir);
+    } catch {
+      return;
+    }
+    for (const k of kids) {
+      if (values.size >= maxNodes) throw new XenbusError(`${dir} has more than ${maxNodes} nodes`);
+      const key = rel ? `${rel}/${k}` : k;
+      const v = await xs.tryRead(`${dir}/${key}`);
+      if (v !== undefined) values.set(key, v);
+      if (depth < 1) await walk(key, depth + 1);
+    }
+  };
+  await walk('', 0);
+  return (key) => values.get(key);
 }
 
 /** Waits for the state node at `statePath` to satisfy `pred`. */

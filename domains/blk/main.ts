@@ -5,12 +5,13 @@ import { connectXenstore } from '../../src/domain/xenstore.js';
 import { dropDriverPrivileges } from '../../src/domain/sandbox.js';
 import type { DomainBootArgs } from '../../src/domain/bootargs.js';
 import { DeviceDirWatcher } from '../../src/xenbus/device.js';
-import { VbdBackend, openRawFile } from './vbd.js';
+import { VbdBackend, mediumOpener } from './vbd.js';
 
 const log = (l: string) => process.stdout.write(`${l}\n`);
 const dom = await Domain.boot();
 const args = dom.bootArgs<DomainBootArgs>();
 const xs = await connectXenstore(args.xenstore, log);
+const openMedium = mediumOpener(dom);
 const vbds = new Map<string, Promise<VbdBackend | null>>();
 const watcher = new DeviceDirWatcher(
   xs,
@@ -19,7 +20,7 @@ const watcher = new DeviceDirWatcher(
   (path) => {
     vbds.set(
       path,
-      VbdBackend.start(dom, xs, path, openRawFile, log).catch((e: Error) => {
+      VbdBackend.start(dom, xs, path, openMedium, log).catch((e: Error) => {
         log(`blkdom: vbd ${path}: ${e.message}`);
         return null;
       }),

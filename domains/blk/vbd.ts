@@ -6,6 +6,7 @@ import { XenbusState } from '../../src/abi/xenbus.js';
 import { BlkbackVbd } from '../../src/blkback/vbd.js';
 import type { BlockDevice } from '../../src/blkdev/device.js';
 import { RawFile } from '../../src/blkdev/raw-file.js';
+import { openNvme } from '../../src/drivers/nvme.js';
 import { blkbackConnectKeys, blkbackFeatureKeys, parseBlkfrontConnect } from '../../src/blkif/features.js';
 import type { Domain } from '../../src/domain/runtime.js';
 import { XenbusDevice } from '../../src/xenbus/device.js';
@@ -13,7 +14,19 @@ import { BACKEND_INSTANCE_KEY, INSTANCE_KEY, Serial, instanceMatches, newInstanc
 import type { XenstoreClient } from '../../src/xenstore/client.js';
 
 export type OpenMedium = (params: string, readonly: boolean) => Promise<BlockDevice>;
-export const openRawFile: OpenMedium = (params, readonly) => RawFile.open(params, { readonly });
+
+/**
+ * The medium named in `params`: `pci:DDDD:BB:DD.F` is an NVMe controller passed through to us
+ * (the device path: every DMA through the IOMMU); anything else is a raw image we open directly
+ * (like Xen's qdisk backend).
+ */
+export function mediumOpener(dom: Domain): OpenMedium {
+  return async (params, readonly) => {
+    if (!params.startsWith('pci:')) return RawFile.open(params, { readonly });
+    // mode=r is enforced by blkback itself (BlkbackVbd readonly), whatever the medium.
+    return openNvme(dom, params.slice(4));
+  };
+}
 
 export class VbdBackend {
   private vbd: BlkbackVbd | null = null;
@@ -64,12 +77,16 @@ export class VbdBackend {
   private async onFrontend(s: XenbusState): Promise<void> {
     const vbd = this.vbd;
     if (!vbd || this.closed) return;
+    this.log(`blkback ${this.name}: frontend is ${XenbusState[s]}${this.offering ? ' (we are offering)' : ''}`);
     switch (s) {
       case XenbusState.Initialised:
       case XenbusState.Connected: {
         if (!this.offering) return;
         const read = await this.xb.snapshotOther();
-        if (!instanceMatches(read(BACKEND_INSTANCE_KEY), this.instance)) return; // written for a previous backend
+        if (!instanceMatches(read(BACKEND_INSTANCE_KEY), this.instance)) {
+          this.log(`blkback ${this.name}: frontend keys name backend instance ${read(BACKEND_INSTANCE_KEY)}, not ours: waiting for it to start over`);
+          return;
+        }
         try {
           this.offering = false;
           const info = await vbd.connect(this.xb.other.domid, parseBlkfrontConnect(read, vbd.features));

@@ -51,6 +51,17 @@ async function handle(req: unknown, ts: Toolstack): Promise<ControlReply> {
       return { ok: true, message: await ts.destroy(name()) };
     case 'restart':
       return { ok: true, message: await ts.restartByName(name()) };
+    case 'pci': {
+      // xl pci-assignable-*: dom0 only forwards; hv owns the platform and checks everything.
+      const bdf = () => {
+        if (typeof r.bdf !== 'string' || !/^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/.test(r.bdf)) throw new Error('bdf must be DDDD:BB:DD.F');
+        return r.bdf;
+      };
+      if (r.action === 'assignable-list') return { ok: true, devices: (await ts.hypercall('pci_assignable_list', {})).devices };
+      if (r.action === 'assignable-add') return { ok: true, warnings: (await ts.hypercall('pci_assignable_add', { bdf: bdf() })).warnings, message: `${r.bdf} is assignable` };
+      if (r.action === 'assignable-remove') return { ok: true, warnings: (await ts.hypercall('pci_assignable_remove', { bdf: bdf() })).warnings, message: `${r.bdf} is no longer assignable` };
+      return { ok: false, error: `unknown pci action ${JSON.stringify(String(r.action).slice(0, 32))}` };
+    }
     case 'down':
       setImmediate(() => void ts.down());
       return { ok: true, message: 'shutting down' };

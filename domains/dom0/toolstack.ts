@@ -7,13 +7,15 @@ import { pack } from 'msgpackr';
 import { XenbusState, parseXenbusState } from '../../src/abi/xenbus.js';
 import { loadSystem, type SystemConfig, type SystemDomain } from '../../src/config/system.js';
 import type { Domain } from '../../src/domain/runtime.js';
-import type { HvEvent } from '../../src/hypercall/protocol.js';
+import type { HvEvent, HypercallOps, OpName } from '../../src/hypercall/protocol.js';
 import { XenstoreClient, type XsOps } from '../../src/xenstore/client.js';
 import type { DeviceRow, DomainRow } from '../../src/control/wire.js';
 import { statePaths, type StatePaths } from '../../src/control/paths.js';
 import { ensureImage } from './images.js';
+import { toPlatformInit } from '../../src/hypercall/pci.js';
+import { bdfEqual, formatBdf } from '../../src/config/bdf.js';
 import type { DomainBootArgs } from '../../src/domain/bootargs.js';
-import { dompath, writeDomainNodes, writeVbd, writeVif, type DevicePaths, type Ends } from './xsnodes.js';
+import { dompath, restorePerms, writeDomainNodes, writeVbd, writeVif, type DevicePaths, type Ends } from './xsnodes.js';
 import type { DiskSpec } from '../../src/config/disk.js';
 import type { VifSpec } from '../../src/config/vif.js';
 
@@ -59,6 +61,11 @@ export class Toolstack {
     dom.hc.onEvent((ev) => this.onHvEvent(ev));
   }
 
+  /** A hypercall on the CLI's behalf (pci assignable-*): hv's policy and checks apply. */
+  async hypercall<K extends OpName>(op: K, args: HypercallOps[K]['args']): Promise<HypercallOps[K]['result']> {
+    return (await this.dom.hc.call(op, args)).result;
+  }
+
   get xenstoredPath(): string {
     return this.state.xenstored;
   }
@@ -78,7 +85,13 @@ export class Toolstack {
     await this.startXenstored();
     await this.xs.write('/local/domain/0/name', 'Domain-0');
     await this.xs.write('/local/domain/0/domid', '0');
-    for (const d of this.sys.domains) for (const disk of d.disks) this.log(`dom0: ${ensureImage(disk)}`);
+    for (const d of this.sys.domains) for (const disk of d.disks) if (!disk.device) this.log(`dom0: ${ensureImage(disk)}`);
+    if (this.sys.host.devices.length > 0) {
+      // hv parses no config: it gets the hardware list as plain data and checks it again.
+      const { result } = await this.dom.hc.call('platform_init', toPlatformInit(this.sys.host));
+      this.log(`dom0: platform: ${result.devices} PCI functions in ${result.groups} IOMMU groups`);
+      for (const w of result.warnings) this.log(`dom0: platform: ${w}`);
+    }
     for (const d of this.sys.domains) await this.startDomain(d);
   }
 
@@ -126,11 +139,19 @@ export class Toolstack {
     await this.xs.transaction((tx) => writeDomainNodes(tx, m.domid, cfg.name, cfg.memoryMiB, cfg.role));
     if (!previous) await this.writeDevices(m);
     if (beforeUnpause) await beforeUnpause();
+    // Passthrough before the domain runs (again after a restart: hv quarantined its devices).
+    if (cfg.pci.length > 0) {
+      await this.dom.hc.call('pci_assign', {
+        domid: m.domid,
+        devices: cfg.pci.map((p) => ({ bdf: formatBdf(p.bdf), allFunctions: p.allFunctions, permissive: p.permissive, seize: p.seize, rdmPolicy: p.rdmPolicy })),
+      });
+    }
     const boot: DomainBootArgs = {
       xenstore: `${this.state.xenstoreDomains}/domain-${m.domid}.sock`,
       stateDir: this.state.dir,
       nbdDir: this.state.nbd,
       seccomp: cfg.seccomp,
+      devices: cfg.assigned.map((b) => ({ bdf: formatBdf(b), type: this.sys.host.devices.find((h) => bdfEqual(h.bdf, b))?.type ?? 'unknown' })),
       ...(cfg.uplink ? { uplink: cfg.uplink.name } : {}),
     };
     await this.dom.hc.call('domain_unpause', { domid: m.domid, bootArgs: pack(boot) });
@@ -232,6 +253,9 @@ export class Toolstack {
           for (const d of other.devices) {
             const ends: Ends = { backend: d.backendId === m.domid, frontend: other === m };
             if (ends.backend || ends.frontend) await this.writeDevice(tx, other.domid, d, ends);
+            // The end that survived must let the restarted domain read it again.
+            if (ends.backend && !ends.frontend) await restorePerms(tx, d.paths.frontend, `n${other.domid},r${m.domid}`);
+            if (ends.frontend && !ends.backend) await restorePerms(tx, d.paths.backend, `n${d.backendId},r${m.domid}`);
           }
       });
     });

@@ -16,10 +16,13 @@ export async function writeDomainNodes(tx: XsOps, domid: number, name: string, m
   const home = dompath(domid);
   await tx.mkdir(home);
   await tx.setPerms(home, `n0,r${domid}`);
-  await tx.write(`${home}/name`, name);
-  await tx.write(`${home}/domid`, String(domid));
-  await tx.write(`${home}/memory/target`, String(memoryMiB * 1024));
-  await tx.write(`${home}/ringside/role`, role);
+  // Explicit perms on each key: after a restart under the same domid the old nodes would keep
+  // the permissions xenstored stripped when it released the domain.
+  for (const [k, v] of [['name', name], ['domid', String(domid)], ['memory/target', String(memoryMiB * 1024)], ['ringside/role', role]]) {
+    await tx.write(`${home}/${k}`, v);
+    await tx.setPerms(`${home}/${k}`, `n0,r${domid}`);
+  }
+  for (const k of ['memory', 'ringside']) await tx.setPerms(`${home}/${k}`, `n0,r${domid}`);
   for (const d of OWN_DIRS) {
     await tx.mkdir(`${home}/${d}`);
     await tx.setPerms(`${home}/${d}`, `n${domid}`);
@@ -58,6 +61,23 @@ async function writeEnd(tx: XsOps, dir: string, perms: string, kv: Record<string
     if (!isXenstoreError(e, 'ENOENT')) throw e;
   });
   await writeDir(tx, dir, perms, kv);
+}
+
+/**
+ * Re-applies a device end's permissions to every node below it. xenstored drops a released
+ * domid from every permission list (XSA-322), so when a domain comes back under the same domid
+ * the surviving other end must let it read again.
+ */
+export async function restorePerms(tx: XsOps, dir: string, perms: string, depth = 0): Promise<void> {
+  let kids: string[];
+  try {
+    kids = await tx.directory(dir);
+  } catch (e) {
+    if (isXenstoreError(e, 'ENOENT')) return;
+    throw e;
+  }
+  await tx.setPerms(dir, perms);
+  if (depth < 3) for (const k of kids) await restorePerms(tx, `${dir}/${k}`, perms, depth + 1);
 }
 
 /**

@@ -6,6 +6,7 @@ import { dropDriverPrivileges } from '../../src/domain/sandbox.js';
 import type { DomainBootArgs } from '../../src/domain/bootargs.js';
 import { Netback } from '../../src/netback/netback.js';
 import { TapUplink } from '../../src/netswitch/tap-uplink.js';
+import { openNic } from '../../src/drivers/nic.js';
 import { DeviceDirWatcher } from '../../src/xenbus/device.js';
 import { VifBackend } from './vif.js';
 
@@ -14,7 +15,12 @@ const dom = await Domain.boot();
 const args = dom.bootArgs<DomainBootArgs>();
 const xs = await connectXenstore(args.xenstore, log);
 const netback = new Netback({ frames: dom.frames, mapper: dom.mapper, evtchn: dom.evtchn, log });
-if (args.uplink) {
+// The uplink: a NIC passed through to us (its DMA through the IOMMU), else a host TAP if configured.
+const nic = (args.devices ?? []).find((d) => d.type === 'nic');
+if (nic) {
+  netback.setUplink(await openNic(dom, nic.bdf));
+  log(`netdom: uplink NIC ${nic.bdf}`);
+} else if (args.uplink) {
   netback.setUplink(await TapUplink.open({ name: args.uplink }));
   log(`netdom: uplink TAP ${args.uplink}`);
 }

@@ -4,9 +4,16 @@
 #include "common.h"
 #include <uv.h>
 #include <unistd.h>
+#include <set>
 
 namespace ringside {
 namespace {
+
+class Watcher;
+// Live watchers per process. When the environment is torn down (process exit, worker exit),
+// every poll handle must stop before V8 goes away, or a late wakeup would call into a dead env.
+std::set<Watcher*> g_live;
+bool g_hooked = false;
 
 class Watcher : public Napi::ObjectWrap<Watcher> {
  public:
@@ -41,9 +48,27 @@ class Watcher : public Napi::ObjectWrap<Watcher> {
     uv_unref((uv_handle_t*)handle_);
     Start();
     Ref();  // stay alive while polling, whatever JS holds
+    g_live.insert(this);
+    if (!g_hooked) {
+      g_hooked = true;
+      napi_add_env_cleanup_hook(env, [](void*) {
+        for (Watcher* w : std::set<Watcher*>(g_live)) w->Release();
+        g_live.clear();
+      }, nullptr);
+    }
   }
 
-  ~Watcher() {}
+  ~Watcher() { g_live.erase(this); }
+
+  /** Stops polling and frees the handle; safe to call twice and during env teardown. */
+  void Release() {
+    if (!handle_) return;
+    Stop();
+    handle_->data = nullptr;
+    uv_close((uv_handle_t*)handle_, [](uv_handle_t* h) { delete (uv_poll_t*)h; });
+    handle_ = nullptr;
+    g_live.erase(this);
+  }
 
  private:
   void Start() {
@@ -99,10 +124,7 @@ class Watcher : public Napi::ObjectWrap<Watcher> {
   // close(): stop and release the handle. The descriptor itself stays open: its owner closes it.
   Napi::Value Close(const Napi::CallbackInfo& info) {
     if (!handle_) return info.Env().Undefined();
-    Stop();
-    handle_->data = nullptr;
-    uv_close((uv_handle_t*)handle_, [](uv_handle_t* h) { delete (uv_poll_t*)h; });
-    handle_ = nullptr;
+    Release();
     cb_.Reset();
     Unref();
     return info.Env().Undefined();

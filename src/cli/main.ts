@@ -9,6 +9,8 @@ import type { DomainRow } from '../control/wire.js';
 import { ConfigError } from '../config/errors.js';
 import { measureTcb, formatTcb } from './tcb.js';
 import { topSamples, formatTop } from './top.js';
+import { benchCommand } from './bench.js';
+import { pciCommand } from './pci.js';
 
 const USAGE = `usage: ringside <command> [options]
 
@@ -19,6 +21,10 @@ const USAGE = `usage: ringside <command> [options]
   restart NAME [--state DIR]                      restart a driver domain; its frontends reconnect
   down [--state DIR]                              stop everything and clean up
   tcb [--json]                                    measure the trusted computing base (hv + dom0)
+  bench ring|blk|net|iommu [options] [--json]     measure ('ringside bench help' lists the options)
+  pci list|check [options] [--json]               PCI devices and the passthrough checker ('ringside pci help')
+  pci assignable-list|assignable-add BDF|assignable-remove BDF [--state DIR]
+                                                  the assignable pool of a running system, like xl's
   help                                            this text
 
 The state directory (default .ringside) holds the sockets: export
@@ -135,6 +141,10 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write((values.json ? JSON.stringify(r, null, 2) : formatTcb(r)) + '\n');
       return 0;
     }
+    case 'bench':
+      return benchCommand(rest);
+    case 'pci':
+      return pciCommand(rest);
     default:
       throw new CliError(`ringside: unknown command '${cmd}'\n\n${USAGE}`, 2);
   }

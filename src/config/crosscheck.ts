@@ -149,6 +149,17 @@ function checkPci(domains: DomainConfig[], host: HostConfig): Map<DomainConfig, 
   return assigned;
 }
 
+/** A `target=pci:` disk must be an nvme controller passed through to that disk's backend. */
+function checkDeviceDisk(d: DomainConfig, bdf: Bdf, where: ErrorWhere, domains: DomainConfig[], host: HostConfig): void {
+  const dev = host.devices.find((h) => bdfEqual(h.bdf, bdf));
+  if (!dev) fail(where, `target pci:${short(bdf)} is not a device of ${host.file || 'host.cfg'}`, 'name an nvme device listed in host.cfg');
+  if (dev!.type !== 'nvme') fail(where, `target pci:${short(bdf)} is a ${dev!.type}, not an nvme controller`, 'a device disk must be an nvme device');
+  const disk = d.disks.find((x) => x.where === where)!;
+  const backend = domains.find((x) => x.name === disk.backend);
+  const owns = backend?.pci.some((p) => p.bdf.bus === bdf.bus && p.bdf.dev === bdf.dev && p.bdf.domain === bdf.domain && (p.allFunctions || p.bdf.fn === bdf.fn));
+  if (!owns) fail(where, `target pci:${short(bdf)} is not passed through to the backend '${disk.backend}'`, `add "${short(bdf)}" to pci = [...] in ${disk.backend}'s config`);
+}
+
 function checkUnique(domains: DomainConfig[], host: HostConfig): void {
   const macs = new Map<string, string>();
   for (const h of host.devices) if (h.mac) macs.set(h.mac, `${host.file}:${h.line} (NIC ${short(h.bdf)})`);
@@ -167,6 +178,7 @@ function checkUnique(domains: DomainConfig[], host: HostConfig): void {
       const prev = devids.get(disk.devid);
       if (prev) fail(disk.where, `vdev ${disk.vdev} is the same disk (id ${disk.devid}) as the entry at line ${prev.line}`, 'give each disk its own vdev: xvda, xvdb, ...');
       devids.set(disk.devid, disk.where);
+      if (disk.device) checkDeviceDisk(d, disk.device, disk.where, domains, host);
       const medium = media.get(disk.target);
       if (medium) fail(disk.where, `target ${disk.targetAsWritten} is the raw medium of a PCI device at ${medium}`, 'a guest disk needs its own image');
       const w = writers.get(disk.target);

@@ -10,6 +10,7 @@ import { quote, unknownHint, type ErrorWhere } from './errors.js';
 import { SeenOptions, specFail, splitSpec } from './spec.js';
 import { parseSize } from './units.js';
 import { parseVdev } from './vdev.js';
+import { formatBdf, parseBdf, type Bdf } from './bdf.js';
 
 export type DiskAccess = 'r' | 'w';
 
@@ -19,8 +20,12 @@ export interface DiskSpec {
   vdev: string;
   /** Xen vbd number (xvda = 51712): the device id in xenstore. */
   devid: number;
-  /** Image path, absolute (relative targets are resolved against the config file's directory). */
+  /** Image path, absolute (relative targets are resolved against the config file's directory);
+   *  for a device target, `pci:DDDD:BB:DD.F`. */
   target: string;
+  /** `target=pci:BB:DD.F`: the disk is the whole NVMe controller at this address, owned by the
+   *  backend through the IOMMU (the device path); absent for a raw image served directly. */
+  device: Bdf | undefined;
   /** The target exactly as written, for messages. */
   targetAsWritten: string;
   format: 'raw';
@@ -37,6 +42,8 @@ const FLAGS = ['discard', 'no-discard'] as const;
 const POSITIONAL = ['target', 'format', 'vdev', 'access'] as const;
 const OTHER_FORMATS = ['qcow', 'qcow2', 'vhd', 'qed', 'vmdk'];
 const MAX_PATH = 4096;
+
+const sizeText0 = (named: Map<string, string>) => named.get('size');
 
 export function parseDisk(text: string, where: ErrorWhere, baseDir: string): DiskSpec {
   const fail = (problem: string, hint?: string): never => specFail(where, problem, hint);
@@ -89,6 +96,13 @@ export function parseDisk(text: string, where: ErrorWhere, baseDir: string): Dis
     targetText = targetText.slice(prefix[0].length);
   }
   if (targetText === '') fail('missing target=', 'add target=<raw image path>, e.g. target=guest1.img');
+  let device: Bdf | undefined;
+  if (targetText.startsWith('pci:')) {
+    const b = parseBdf(targetText.slice(4));
+    if (typeof b === 'string') fail(`target=${quote(targetText)}: ${b}`, 'write target=pci:BB:DD.F naming an nvme device of host.cfg');
+    device = b as Bdf;
+    if (sizeText0(named) !== undefined) fail('size= has no meaning for a device target', 'set the size on the nvme device in host.cfg');
+  }
   if (targetText.length > MAX_PATH) fail(`target path is longer than ${MAX_PATH} characters`);
 
   const format = prefixFormat ?? (named.get('format') || 'raw');
@@ -121,7 +135,8 @@ export function parseDisk(text: string, where: ErrorWhere, baseDir: string): Dis
     backend: backend as string,
     vdev: v.name,
     devid: v.devid,
-    target: isAbsolute(targetText) ? targetText : resolve(baseDir, targetText),
+    target: device ? `pci:${formatBdf(device)}` : isAbsolute(targetText) ? targetText : resolve(baseDir, targetText),
+    device,
     targetAsWritten: targetText,
     format: 'raw',
     access,

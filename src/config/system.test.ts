@@ -30,21 +30,39 @@ describe('the embedded default system', () => {
     const s = loadSystem(DEFAULT);
     expect(s.domains.map((d) => `${d.name}:${d.role}`)).toEqual(['blkdom:blk', 'netdom:net', 'guest1:guest', 'guest2:guest']);
     expect(s.host.iommu).toEqual({ enabled: true, addressWidth: 48, cachingMode: false });
-    expect(s.host.devices.map((d) => d.type)).toEqual(['host-bridge', 'root-port', 'root-port', 'nvme', 'nic']);
+    expect(s.host.devices.map((d) => d.type)).toEqual(['host-bridge', 'root-port', 'root-port', 'nvme', 'nvme', 'nic']);
     const nvme = s.host.devices[3];
-    expect(nvme).toMatchObject({ medium: join(DEFAULT, 'disk0.img'), sizeBytes: 64 << 20, parent: { bus: 0, dev: 1, fn: 0 } });
+    expect(nvme).toMatchObject({ medium: join(DEFAULT, 'guest1-disk.img'), sizeBytes: 64 << 20, parent: { bus: 0, dev: 1, fn: 0 }, multifunction: true });
     const [blk, net, g1, g2] = s.domains;
-    expect(blk).toMatchObject({ driverDomain: true, onCrash: 'restart', seccomp: true, pci: [{ bdf: { bus: 1, dev: 0, fn: 0 } }] });
+    expect(blk).toMatchObject({ driverDomain: true, onCrash: 'restart', seccomp: true, pciSeize: true, pci: [{ bdf: { bus: 1, dev: 0, fn: 0 }, allFunctions: true }] });
+    expect(blk.assigned).toEqual([{ domain: 0, bus: 1, dev: 0, fn: 0 }, { domain: 0, bus: 1, dev: 0, fn: 1 }]);
     expect(net.pci[0].bdf).toMatchObject({ bus: 2 });
-    expect(g1.disks[0]).toMatchObject({ backend: 'blkdom', vdev: 'xvda', devid: 51712, target: join(DEFAULT, 'guest1.img'), sizeBytes: 64 << 20, access: 'w' });
+    expect(g1.disks[0]).toMatchObject({ backend: 'blkdom', vdev: 'xvda', devid: 51712, target: 'pci:0000:01:00.0', device: { bus: 1, dev: 0, fn: 0 }, access: 'w' });
     expect(g1.vifs[0]).toMatchObject({ backend: 'netdom', mac: '00:16:3e:00:00:01', ip: { cidr: '10.137.0.1/24' }, netns: 'rs-guest1' });
     expect(g2.vifs[0]).toMatchObject({ mac: '00:16:3e:00:00:02', ip: { cidr: '10.137.0.2/24' }, netns: 'rs-guest2' });
-    expect(g2.disks[0].target).toBe(join(DEFAULT, 'guest2.img'));
+    expect(g2.disks[0].target).toBe('pci:0000:01:00.1');
   });
 
   it('each example file also loads on its own', () => {
     expect(loadDomainFile(join(DEFAULT, 'guest1.cfg')).name).toBe('guest1');
-    expect(loadHostFile(join(DEFAULT, 'host.cfg')).devices).toHaveLength(5);
+    expect(loadHostFile(join(DEFAULT, 'host.cfg')).devices).toHaveLength(6);
+  });
+});
+
+describe('device disks (target=pci:)', () => {
+  const host = `iommu = "vtd"\ndevices = [ "bdf=00:01.0, type=root-port", "bdf=01:00.0, type=nvme, parent=00:01.0, medium=/srv/m.img, size=1M", "bdf=02:00.0, type=nic" ]\n`;
+  const blk = (pci: string) => `name = "blkdom"\ndriver_domain = 1\nrole = "blk"\npci = [ ${pci} ]\npci_seize = 1\n`;
+  const g = (target: string) => `name = "g"\ndisk = [ 'backend=blkdom, vdev=xvda, target=${target}' ]\n`;
+  it('accepts an nvme function passed through to the backend', () => {
+    const s = sys({ 'host.cfg': host, 'blkdom.cfg': blk('"01:00.0"'), 'g.cfg': g('pci:01:00.0') });
+    expect(s.domains[1].disks[0].device).toEqual({ domain: 0, bus: 1, dev: 0, fn: 0 });
+  });
+  it('refuses a device the backend does not own, a non-nvme device, an unknown address, and size=', () => {
+    expect(configError(() => sys({ 'host.cfg': host, 'blkdom.cfg': blk(''), 'g.cfg': g('pci:01:00.0') })).message).toMatch(/not passed through to the backend 'blkdom'.*add "01:00\.0" to pci/);
+    expect(configError(() => sys({ 'host.cfg': host, 'blkdom.cfg': blk('"01:00.0"'), 'g.cfg': g('pci:02:00.0') })).message).toMatch(/is a nic, not an nvme controller/);
+    expect(configError(() => sys({ 'host.cfg': host, 'blkdom.cfg': blk('"01:00.0"'), 'g.cfg': g('pci:07:00.0') })).message).toMatch(/is not a device of/);
+    expect(configError(() => sys({ 'host.cfg': host, 'blkdom.cfg': blk('"01:00.0"'), 'g.cfg': `name = "g"\ndisk = [ 'backend=blkdom, vdev=xvda, target=pci:01:00.0, size=1M' ]\n` })).message).toMatch(/size= has no meaning for a device target/);
+    expect(configError(() => sys({ 'host.cfg': host, 'blkdom.cfg': blk('"01:00.0"'), 'g.cfg': g('pci:zz') })).message).toMatch(/is not a PCI address/);
   });
 });
 

@@ -39,10 +39,22 @@ export type ControlRequest =
   | { op: 'list' }
   | { op: 'destroy'; name: string }
   | { op: 'restart'; name: string }
-  | { op: 'down' };
+  | { op: 'down' }
+  | { op: 'pci'; action: 'assignable-list' }
+  | { op: 'pci'; action: 'assignable-add' | 'assignable-remove'; bdf: string };
 
 export type ControlReply =
-  | { ok: true; ready?: boolean; domains?: DomainRow[]; xenstoredPath?: string; message?: string; problems?: string[] }
+  | {
+      ok: true;
+      ready?: boolean;
+      domains?: DomainRow[];
+      xenstoredPath?: string;
+      message?: string;
+      problems?: string[];
+      /** pci assignable-list: BDFs in the assignable pool */
+      devices?: string[];
+      warnings?: string[];
+    }
   | { ok: false; error: string };
 
 export function encodeFrame(v: unknown): Buffer {

@@ -7,6 +7,8 @@ export interface DomainBootArgs {
   nbdDir: string;
   /** drop privileges (no_new_privs + seccomp deny-list) once set up */
   seccomp: boolean;
+  /** PCI functions passed through to this domain (driver domains) */
+  devices: { bdf: string; type: string }[];
   /** net driver domains: host TAP to bridge the switch to */
   uplink?: string;
 }

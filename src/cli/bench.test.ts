@@ -1,0 +1,149 @@
+// `ringside bench` through the built CLI, in short runs: the output's shape and that the blk bench
+// leaves nothing behind. No timing assertions: figures depend on the machine.
+import { afterAll, describe, expect, it } from 'vitest';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const CLI = join(ROOT, 'dist', 'ringside.js');
+const execFileP = promisify(execFile);
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+async function ringside(args: string[], env: NodeJS.ProcessEnv = process.env, timeout = 60_000): Promise<Run> {
+  try {
+    const r = await execFileP(process.execPath, [CLI, ...args], { timeout, env });
+    return { code: 0, stdout: r.stdout, stderr: r.stderr };
+  } catch (e) {
+    const x = e as { code?: number; stdout?: string; stderr?: string };
+    return { code: typeof x.code === 'number' ? x.code : -1, stdout: x.stdout ?? '', stderr: x.stderr ?? '' };
+  }
+}
+
+/** Processes holding any file under `dir` open (every domain's stdout is the system's log there). */
+function holdersUnder(dir: string): string[] {
+  const out: string[] = [];
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    let fds: string[];
+    try {
+      fds = readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue;
+    }
+    for (const fd of fds) {
+      try {
+        if (readlinkSync(`/proc/${pid}/fd/${fd}`).startsWith(dir)) out.push(pid);
+      } catch {
+        /* raced with exit */
+      }
+    }
+  }
+  return [...new Set(out)];
+}
+
+const hasTool = async (t: string): Promise<boolean> => execFileP('sh', ['-c', `command -v ${t}`]).then(() => true, () => false);
+
+describe('ringside bench', () => {
+  if (!existsSync(CLI)) throw new Error('dist/ringside.js is not built: run `npm run build` first');
+  const work = mkdtempSync(join(tmpdir(), 'ringside-bench-test-'));
+  afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+  it('bench iommu --json: both parts, positive rates', async () => {
+    const r = await ringside(['bench', 'iommu', '--json', '--duration', '30']);
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.stdout) as {
+      translation: { iotlbHit: { perSec: number }; walk4: { perSec: number }; walk3: { perSec: number }; dmaWrite4k: { perSec: number } };
+      blockPath: { iops: { device: number; direct: number }; ratio: number };
+    };
+    for (const f of [j.translation.iotlbHit, j.translation.walk4, j.translation.walk3, j.translation.dmaWrite4k]) expect(f.perSec).toBeGreaterThan(0);
+    expect(j.blockPath.iops.device).toBeGreaterThan(0);
+    expect(j.blockPath.iops.direct).toBeGreaterThan(0);
+    expect(j.blockPath.ratio).toBeGreaterThan(0);
+    expect(r.stderr).toMatch(/bench iommu/); // progress on stderr, not in the JSON
+  });
+
+  it('bench iommu: the table shows both figures side by side with ratios', async () => {
+    const r = await ringside(['bench', 'iommu', '--duration', '20']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/hit\/walk ratio\s+[\d.]+x/);
+    expect(r.stdout).toMatch(/NVMe model \+ VT-d\s+[\d.]+k IOPS/);
+    expect(r.stdout).toMatch(/direct file\s+[\d.]+k IOPS/);
+    expect(r.stdout).toMatch(/ratio\s+[\d.]+x/);
+  });
+
+  it('bench blk: one short job, a ratio to nbdkit, and no process, socket or directory left behind', async (ctx) => {
+    if (!(await hasTool('fio')) || !(await hasTool('nbdkit'))) ctx.skip();
+    // The bench makes its system under TMPDIR: point that at a directory of our own to inspect.
+    const tmp = mkdtempSync(join(work, 't-'));
+    const r = await ringside(['bench', 'blk', '--seconds', '1', '--jobs', '4k-randread-qd1'], { ...process.env, TMPDIR: tmp }, 120_000);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^4k randread qd1\s.*\s\d+\.\d\dx$/m);
+    expect(r.stderr).toMatch(/hv started/);
+    expect(readdirSync(tmp)).toEqual([]);
+    expect(holdersUnder(tmp)).toEqual([]);
+  });
+
+  it('bench blk --json: the report with one line per selected job', async (ctx) => {
+    if (!(await hasTool('fio')) || !(await hasTool('nbdkit'))) ctx.skip();
+    const tmp = mkdtempSync(join(work, 't-'));
+    const r = await ringside(['bench', 'blk', '--seconds', '1', '--jobs', '4k-randwrite-qd1', '--json'], { ...process.env, TMPDIR: tmp }, 120_000);
+    expect(r.code, r.stderr).toBe(0);
+    const j = JSON.parse(r.stdout) as { runtimeSec: number; lines: { job: { name: string }; ratio: number; ringside: { iops: number } }[] };
+    expect(j.runtimeSec).toBe(1);
+    expect(j.lines.map((l) => l.job.name)).toEqual(['4k randwrite qd1']);
+    expect(j.lines[0].ringside.iops).toBeGreaterThan(0);
+    expect(readdirSync(tmp)).toEqual([]);
+  });
+
+  it('answers bad arguments with exit status 2, naming the option', async () => {
+    const cases: [string[], RegExp][] = [
+      [['bench'], /say what to measure/],
+      [['bench', 'disk'], /unknown benchmark 'disk'/],
+      [['bench', 'blk', '--seconds', '0'], /--seconds must be from 1 to 600/],
+      [['bench', 'blk', '--seconds', 'lots'], /--seconds must be a whole number/],
+      [['bench', 'blk', '--jobs', 'fast'], /--jobs: unknown job 'fast'.*4k-randread-qd1/],
+      [['bench', 'blk', '--jobs', ','], /--jobs needs at least one job/],
+      [['bench', 'blk', '--bogus'], /Unknown option '--bogus'/],
+      [['bench', 'net', '--seconds', '601'], /--seconds must be from 1 to 600/],
+      [['bench', 'net', 'extra'], /unexpected argument 'extra'/],
+      [['bench', 'iommu', '--duration', '5'], /--duration must be from 20 to 60000/],
+      [['bench', 'iommu', '--html', 'x.html'], /Unknown option '--html'/],
+      [['bench', 'ring', '--orders', '9'], /--orders/],
+      [['bench', 'ring', '--bogus'], /unknown option "--bogus"/],
+    ];
+    for (const [args, msg] of cases) {
+      const r = await ringside(args);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr, args.join(' ')).toMatch(msg);
+    }
+  });
+
+  it('bench net --json from the CLI process: both paths measured, its namespaces removed', async (ctx) => {
+    if (process.getuid?.() !== 0 || !(await hasTool('iperf3'))) ctx.skip();
+    // the bench names its namespaces after its pid: look for the child's after it ends
+    const p = execFileP(process.execPath, [CLI, 'bench', 'net', '--seconds', '1', '--json'], { timeout: 120_000 });
+    const pid = p.child.pid;
+    const r = await p;
+    const j = JSON.parse(r.stdout) as { veth: { tcpGbps: number }; ringside: { tcpGbps: number; pps: number }; ratio: { tcp: number } };
+    expect(j.veth.tcpGbps).toBeGreaterThan(0);
+    expect(j.ringside.tcpGbps).toBeGreaterThan(0);
+    expect(j.ratio.tcp).toBeGreaterThan(0);
+    const ns = (await execFileP('ip', ['netns', 'list'])).stdout;
+    expect(ns).not.toMatch(new RegExp(`rsb${(pid ?? 0) % 100000}[a-z]`));
+  });
+
+  it('bench net without root says it needs root (exit 1)', async (ctx) => {
+    if (process.getuid?.() === 0) ctx.skip();
+    const r = await ringside(['bench', 'net', '--seconds', '1']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/needs root/);
+  });
+});

@@ -1,0 +1,241 @@
+// `ringside bench ring|blk|net|iommu`: the measurements, each one self-contained. Progress goes to
+// stderr so stdout stays the table (or, with --json, one JSON document a script can read).
+import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { ringBenchMain } from '../bench/ring/index.js';
+import { BLK_BENCH_JOBS, benchBlk, formatBlkBench, type BlkBenchJob } from '../bench/blk.js';
+import { runNetBench, formatNetBench } from '../bench/net.js';
+import { runIommuBench, formatIommuBench, runBlockPathBench, type BlockPathBench } from '../../iommu/index.js';
+import { up, down } from './lifecycle.js';
+import { statePaths } from './paths.js';
+import { CliError } from './errors.js';
+
+export const BENCH_USAGE = `usage: ringside bench <ring|blk|net|iommu> [options]
+
+  ring [options] [--json] [--html FILE]   ring throughput lab: TypeScript ring vs Xen's ring.h in C and
+                                          Node transports ('ringside bench ring --help' lists options)
+  blk [--seconds N] [--jobs LIST] [--timeout S] [--json]
+                                          fio over NBD into a guest disk served by a blk driver domain,
+                                          vs nbdkit on the same image; starts and stops its own system
+  net [--seconds N] [--json]              iperf3 between two guests through a net driver domain vs a
+                                          veth pair (needs root and iperf3)
+  iommu [--duration MS] [--json]          VT-d translation rates, and the block path through the NVMe
+                                          model + IOMMU vs the same reads straight from the file
+
+  --seconds N     blk: seconds per fio run (1..600, default 5); net: seconds per measurement (1..600, default 5)
+  --jobs LIST     blk: comma-separated jobs (default all): ${BLK_BENCH_JOBS.map(jobSlug).join(', ')}
+  --timeout S     blk: seconds the bench system may take to come up (1..3600, default 60)
+  --duration MS   iommu: time per figure (20..60000; default 300 for translation, 1000 for the block path)`;
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+/** A job's name as typed on the command line: '4k randread qd1' -> '4k-randread-qd1'. */
+export function jobSlug(j: BlkBenchJob): string {
+  return j.name.toLowerCase().replace(/\s+/g, '-');
+}
+
+function usageError(sub: string, problem: string): CliError {
+  return new CliError(`ringside bench ${sub}: ${problem}\n\n${BENCH_USAGE}`, 2);
+}
+
+function parse(sub: string, args: string[], options: Options) {
+  let r;
+  try {
+    r = parseArgs({ args, options, allowPositionals: true, strict: true });
+  } catch (e) {
+    // node's message names the option ("Unknown option '--foo'", "Option '--seconds <value>' argument missing")
+    throw usageError(sub, (e as Error).message);
+  }
+  if (r.positionals.length > 0) throw usageError(sub, `unexpected argument '${r.positionals[0]}'`);
+  return r.values;
+}
+
+/** A whole number in [min, max] from option `name`, or a usage error that says what is allowed. */
+function intOption(sub: string, name: string, raw: string | boolean | (string | boolean)[] | undefined, min: number, max: number, dflt: number): number {
+  if (raw === undefined) return dflt;
+  const text = String(raw);
+  if (!/^\d+$/.test(text)) throw usageError(sub, `--${name} must be a whole number from ${min} to ${max}, got '${text}'`);
+  const n = Number(text);
+  if (n < min || n > max) throw usageError(sub, `--${name} must be from ${min} to ${max}, got ${n}`);
+  return n;
+}
+
+/** `--jobs` entries by slug or by the name as printed (case-insensitive), each at most once. */
+export function selectBlkJobs(list: string): BlkBenchJob[] {
+  const items = list.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  if (items.length === 0) throw usageError('blk', `--jobs needs at least one job: ${BLK_BENCH_JOBS.map(jobSlug).join(', ')}`);
+  const out: BlkBenchJob[] = [];
+  for (const item of items) {
+    const key = item.toLowerCase().replace(/\s+/g, '-');
+    const job = BLK_BENCH_JOBS.find((j) => jobSlug(j) === key);
+    if (!job) throw usageError('blk', `--jobs: unknown job '${item}'; the jobs are ${BLK_BENCH_JOBS.map(jobSlug).join(', ')}`);
+    if (!out.includes(job)) out.push(job);
+  }
+  return out;
+}
+
+const progress = (line: string): void => {
+  process.stderr.write(`ringside: ${line}\n`);
+};
+
+export async function benchCommand(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  switch (sub) {
+    case 'ring':
+      // the lab parses its own options and prints its own usage errors (exit 2)
+      return ringBenchMain(rest);
+    case 'blk':
+      return benchBlkCommand(rest);
+    case 'net':
+      return benchNetCommand(rest);
+    case 'iommu':
+      return benchIommuCommand(rest);
+    case undefined:
+      throw new CliError(`ringside bench: say what to measure: ring, blk, net or iommu\n\n${BENCH_USAGE}`, 2);
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(BENCH_USAGE + '\n');
+      return 0;
+    default:
+      throw new CliError(`ringside bench: unknown benchmark '${sub}'; choose ring, blk, net or iommu\n\n${BENCH_USAGE}`, 2);
+  }
+}
+
+// ---- blk ----
+
+/** The disk the bench guest gets; fio's jobs touch all of it. */
+const BLK_BENCH_SIZE_MIB = 256;
+
+function hasTool(name: string): Promise<boolean> {
+  return new Promise((resolve) => execFile('sh', ['-c', `command -v ${name}`], (err) => resolve(err === null)));
+}
+
+/** The throwaway system: one blk driver domain serving one guest's disk from a fresh image. */
+export function writeBenchSystem(dir: string, image: string): void {
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(
+    join(dir, 'benchblk.cfg'),
+    ['# written by ringside bench blk; removed when it ends', 'name = "benchblk"', 'memory = 128', 'driver_domain = 1', 'role = "blk"', ''].join('\n'),
+  );
+  writeFileSync(
+    join(dir, 'benchguest.cfg'),
+    [
+      '# written by ringside bench blk; removed when it ends',
+      'name = "benchguest"',
+      'memory = 128',
+      `disk = [ 'backend=benchblk, vdev=xvda, target=${image}, format=raw, access=rw, size=${BLK_BENCH_SIZE_MIB}M' ]`,
+      '',
+    ].join('\n'),
+  );
+}
+
+async function benchBlkCommand(args: string[]): Promise<number> {
+  const v = parse('blk', args, {
+    seconds: { type: 'string' },
+    jobs: { type: 'string' },
+    json: { type: 'boolean', default: false },
+    timeout: { type: 'string' },
+  });
+  const runtimeSec = intOption('blk', 'seconds', v.seconds, 1, 600, 5);
+  const timeoutS = intOption('blk', 'timeout', v.timeout, 1, 3600, 60);
+  const jobs = v.jobs === undefined ? [...BLK_BENCH_JOBS] : selectBlkJobs(String(v.jobs));
+  for (const tool of ['fio', 'nbdkit']) {
+    if (!(await hasTool(tool))) throw new CliError(`ringside bench blk: needs ${tool} on PATH (apt-get install ${tool})`);
+  }
+
+  const work = mkdtempSync(join(tmpdir(), 'ringside-benchblk-'));
+  const systemDir = join(work, 'system');
+  const stateDir = join(work, 'state');
+  const image = join(work, 'bench.img');
+  writeBenchSystem(systemDir, image);
+
+  // hv runs detached (its own process group), so an interrupted bench must still bring it down:
+  // the same cleanup runs from finally and from SIGINT/SIGTERM, once.
+  let started = false;
+  let cleaning: Promise<void> | undefined;
+  const cleanup = (): Promise<void> =>
+    (cleaning ??= (async () => {
+      try {
+        // up() may have failed before creating the state directory: then nothing was started
+        if (started && existsSync(stateDir)) for (const n of await down(stateDir)) progress(n);
+      } catch (e) {
+        progress(`bench blk: stopping the bench system failed: ${(e as Error).message}`);
+      } finally {
+        rmSync(work, { recursive: true, force: true });
+      }
+    })());
+  const onSignal = (sig: NodeJS.Signals): void => {
+    progress(`bench blk: ${sig}; stopping the bench system`);
+    void cleanup().then(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    progress(`bench blk: starting a blk driver domain and a guest with a ${BLK_BENCH_SIZE_MIB} MiB disk (in ${work})`);
+    started = true;
+    const r = await up({ system: systemDir, stateDir, detach: true, timeoutMs: timeoutS * 1000, progress });
+    const guest = r.domains.find((d) => d.name === 'benchguest');
+    const guestSocket = guest?.devices.find((d) => d.type === 'vbd' && d.name === 'xvda')?.export ?? join(statePaths(stateDir).nbd, 'benchguest-xvda.sock');
+    let report;
+    try {
+      report = await benchBlk({ guestSocket, image, sizeBytes: BLK_BENCH_SIZE_MIB << 20, workdir: work, runtimeSec, jobs, progress });
+    } catch (e) {
+      throw new CliError(`ringside bench blk: ${(e as Error).message}\n(the system's log was ${statePaths(stateDir).log}; it is removed with the bench directory)`);
+    }
+    process.stdout.write((v.json ? JSON.stringify(report, null, 2) : formatBlkBench(report)) + '\n');
+    return 0;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await cleanup();
+  }
+}
+
+// ---- net ----
+
+async function benchNetCommand(args: string[]): Promise<number> {
+  const v = parse('net', args, { seconds: { type: 'string' }, json: { type: 'boolean', default: false } });
+  const seconds = intOption('net', 'seconds', v.seconds, 1, 600, 5);
+  // runNetBench runs hv in this process, whose handles are unref'd: with nothing else ref'd the loop
+  // drains while the domains start, node exits mid-bench (and the addon's watchers crash in
+  // teardown). A ref'd timer keeps the process alive until the bench settles.
+  const keepAlive = setInterval(() => undefined, 1 << 30);
+  let report;
+  try {
+    report = await runNetBench({ seconds, log: progress });
+  } catch (e) {
+    // not root, no iperf3, a namespace that cannot be made: the bench says which
+    throw new CliError(`ringside bench net: ${(e as Error).message}`);
+  } finally {
+    clearInterval(keepAlive);
+  }
+  process.stdout.write((v.json ? JSON.stringify(report, null, 2) : formatNetBench(report)) + '\n');
+  return 0;
+}
+
+// ---- iommu ----
+
+export function formatBlockPath(b: BlockPathBench): string {
+  const k = (x: number): string => `${(x / 1000).toFixed(1)}k`;
+  return [
+    'Block path, 4 KiB random reads at QD32',
+    `  NVMe model + VT-d  ${k(b.iops.device).padStart(10)} IOPS`,
+    `  direct file        ${k(b.iops.direct).padStart(10)} IOPS`,
+    `  ratio              ${b.ratio.toFixed(2).padStart(10)}x    (${b.translations} translations, IOTLB hit rate ${(b.iotlbHitRate * 100).toFixed(1)}%)`,
+  ].join('\n');
+}
+
+async function benchIommuCommand(args: string[]): Promise<number> {
+  const v = parse('iommu', args, { duration: { type: 'string' }, json: { type: 'boolean', default: false } });
+  const duration = v.duration === undefined ? undefined : intOption('iommu', 'duration', v.duration, 20, 60_000, 300);
+  progress('bench iommu: translation rates');
+  const translation = runIommuBench(duration === undefined ? {} : { durationMs: duration });
+  progress('bench iommu: block path (NVMe model + VT-d vs direct file)');
+  const blockPath = await runBlockPathBench(duration === undefined ? {} : { ms: duration });
+  process.stdout.write((v.json ? JSON.stringify({ translation, blockPath }, null, 2) : `${formatIommuBench(translation)}\n\n${formatBlockPath(blockPath)}`) + '\n');
+  return 0;
+}

@@ -37,6 +37,8 @@ await Promise.all([
   ...testDomains.map((d) =>
     build({ ...common, entryPoints: [join(root, 'test', 'domains', d, 'main.ts')], outfile: join(root, 'dist', 'test-domains', `${d}.js`) }),
   ),
+  // The ring lab's peer process (both sides of the TS ring run as separate processes).
+  build({ ...common, entryPoints: [join(root, 'src', 'bench', 'ring', 'peer.ts')], outfile: join(root, 'dist', 'bench', 'ring-peer.js') }),
   existsSync(join(root, 'src', 'cli', 'main.ts')) && build({ ...common, entryPoints: [join(root, 'src', 'cli', 'main.ts')], outfile: join(root, 'dist', 'ringside.js'),
     banner: { js: "#!/usr/bin/env node\n" + common.banner.js } }),
 ]);

@@ -3,6 +3,7 @@
 // same domid so its frontends reconnect to the same backend paths. It holds no device and maps
 // no guest memory (hv's policy would refuse it anyway).
 import { existsSync, mkdirSync } from 'node:fs';
+import { execFile } from 'node:child_process';
 import { pack } from 'msgpackr';
 import { XenbusState, parseXenbusState } from '../../src/abi/xenbus.js';
 import { loadSystem, type SystemConfig, type SystemDomain } from '../../src/config/system.js';
@@ -20,6 +21,10 @@ import type { DiskSpec } from '../../src/config/disk.js';
 import type { VifSpec } from '../../src/config/vif.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const run = (cmd: string, args: string[]) =>
+  new Promise<number>((resolve) => execFile(cmd, args, { timeout: 10_000 }, (err) => resolve(err ? 1 : 0)));
+/** How long a domain gets to stop cleanly before it is destroyed. */
+const SHUTDOWN_MS = 5000;
 
 
 type ManagedDevice = { name: string; paths: DevicePaths; backendId: number; export?: string; devid: number } & (
@@ -212,7 +217,15 @@ export class Toolstack {
   }
 
   private onHvEvent(ev: HvEvent): void {
-    if (ev.event !== 'domain_died' || this.stopping) return;
+    if (ev.event !== 'domain_died') return;
+    if (this.stopping) {
+      const m = [...this.managed.values()].find((x) => x.domid === ev.domid && !x.dead);
+      if (m) {
+        m.dead = true;
+        void this.cleanupHost(m);
+      }
+      return;
+    }
     if (ev.domid === this.xenstoredDomid) {
       this.log(`dom0: xenstored died (${ev.reason}); the system cannot run without it: shutting down`);
       void this.down();
@@ -229,7 +242,7 @@ export class Toolstack {
       .catch(() => undefined)
       .then(() => {
         if (m.cfg.onCrash === 'restart') return this.restart(m, 'crashed');
-        if (m.cfg.onCrash === 'destroy') return this.removeDomainNodes(m);
+        if (m.cfg.onCrash === 'destroy') return this.removeDomainNodes(m).then(() => this.cleanupHost(m));
       })
       .catch((e: Error) => this.log(`dom0: handling the death of ${m.cfg.name} failed: ${e.message}`));
   }
@@ -261,6 +274,19 @@ export class Toolstack {
     });
   }
 
+  /**
+   * What a hotplug "offline" script does in Xen: a guest that is gone for good leaves no network
+   * namespace behind. A guest that stopped cleanly has removed its own; after a crash the
+   * namespace is empty (its TAP died with the process) and dom0 removes it.
+   */
+  private async cleanupHost(m: Managed): Promise<void> {
+    for (const vif of m.cfg.vifs) {
+      if (!vif.netns) continue;
+      const r = await run('ip', ['netns', 'delete', vif.netns]);
+      if (r === 0) this.log(`dom0: removed network namespace ${vif.netns} of ${m.cfg.name}`);
+    }
+  }
+
   private async removeDomainNodes(m: Managed): Promise<void> {
     await this.xs.transaction(async (tx) => {
       for (const d of m.devices) {
@@ -286,8 +312,9 @@ export class Toolstack {
       const onCrash = m.cfg.onCrash;
       // Kill it and let the death handler restart it as for a crash.
       m.cfg = { ...m.cfg, onCrash: 'restart' };
+      const before = m.restarts;
       await this.dom.hc.call('domain_destroy', { domid: m.domid });
-      await this.waitFor(() => m.restarts > 0 && !m.dead, 30_000);
+      await this.waitFor(() => m.restarts > before && !m.dead, 30_000);
       m.cfg = { ...m.cfg, onCrash };
     } else await this.restart(m, 'requested');
     return `restarted ${name} as dom${m.domid}`;
@@ -332,11 +359,13 @@ export class Toolstack {
     if (this.stopping) return;
     this.stopping = true;
     const all = [...this.managed.values()].filter((m) => !m.dead);
-    const kill = async (ms: Managed[]) => {
-      for (const m of ms) await this.dom.hc.call('domain_destroy', { domid: m.domid }).catch(() => undefined);
+    // Guests first (they tear down their TAPs, namespaces and exports), then their backends.
+    const stop = async (ms: Managed[]) => {
+      for (const m of ms) await this.dom.hc.call('domain_shutdown', { domid: m.domid, timeoutMs: SHUTDOWN_MS }).catch(() => undefined);
+      await this.waitFor(() => ms.every((m) => m.dead), SHUTDOWN_MS + 2000).catch(() => undefined);
     };
-    await kill(all.filter((m) => m.cfg.role === 'guest'));
-    await kill(all.filter((m) => m.cfg.role !== 'guest'));
+    await stop(all.filter((m) => m.cfg.role === 'guest'));
+    await stop(all.filter((m) => m.cfg.role !== 'guest'));
     await this.xs?.close().catch(() => undefined);
     if (this.xenstoredDomid >= 0) await this.dom.hc.call('domain_destroy', { domid: this.xenstoredDomid }).catch(() => undefined);
     await this.dom.hc.call('hv_shutdown', {});

@@ -60,8 +60,9 @@ export class VbdFrontend {
       case XenbusState.Connected: {
         if (this.front.state !== 'prepared') return;
         this.front.connect(parseBlkbackConnect(await this.xb.snapshotOther()));
-        await this.xb.switchState(XenbusState.Connected);
+        // Export first: Connected tells the toolstack the disk is usable, socket included.
         this.nbd ??= await NbdServer.start({ socketPath: this.exportPath, exports: [{ name: this.vdev, disk: this.front }], log: this.log });
+        await this.xb.switchState(XenbusState.Connected);
         return;
       }
       case XenbusState.Closing:

@@ -68,8 +68,9 @@ export class VifFrontend {
       const keys: Record<string, string> = Object.fromEntries(frontendNodes(this.nf.connectInfo));
       const instance = read(INSTANCE_KEY);
       if (instance !== undefined) keys[BACKEND_INSTANCE_KEY] = instance;
-      await this.xb.writeKeys({ ...keys, state: XenbusState.Connected });
+      // The TAP is configured before Connected: Connected tells the toolstack the vif is usable.
       this.tap ??= await TapAdapter.create({ netfront: this.nf, netns: this.cfg.netns, mac: this.cfg.mac, ip: this.cfg.ip, mtu: this.cfg.mtu, tag: this.cfg.devid, log: this.log });
+      await this.xb.writeKeys({ ...keys, state: XenbusState.Connected });
       return;
     }
     if (s !== XenbusState.Connected) await this.enter(XenbusState.Initialising);

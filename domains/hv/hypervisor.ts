@@ -85,6 +85,12 @@ export class Hypervisor {
         this.kill(target, `destroyed by dom${d.domid}`);
         return { result: {} };
       },
+      domain_shutdown: (d, a) => {
+        const target = this.need(uint(a, 'domid', DOMID_MAX));
+        if (target === d) throw new OpError('EINVAL', 'the control domain cannot shut itself down; use hv_shutdown');
+        this.shutdownDomain(target, uint(a, 'timeoutMs', 60_000), `shut down by dom${d.domid}`);
+        return { result: {} };
+      },
       domain_list: () => ({ result: { domains: [...this.domains.values()].map((x) => x.info()) } }),
       gnttab_query_size: (d) => ({ result: { nrFrames: d.grantFrames, maxFrames: d.grantFrames } }),
       gnttab_map: (d, a) => this.gntMap(d, a),
@@ -330,6 +336,21 @@ export class Hypervisor {
     // Event fds are duplicates we own for the transfer only.
     const dups = closeFds ? fds.map((f) => native.dup(f)) : fds;
     dom.channel.send(ev, dups, closeFds);
+  }
+
+  /**
+   * SCHEDOP_shutdown's counterpart: asks the domain to stop (SIGTERM, so it can tear down its
+   * TAPs and exports) and destroys it if it has not exited within `timeoutMs`.
+   */
+  shutdownDomain(dom: DomainRecord, timeoutMs: number, reason: string): void {
+    if (dom.state === 'dead' || dom.state === 'dying') return;
+    if (!dom.proc || dom.proc.exitCode !== null || dom.proc.signalCode !== null) return this.kill(dom, reason);
+    dom.deathReason ??= reason;
+    this.opts.log(`hv: asking dom${dom.domid} (${dom.name}) to shut down: ${reason}`);
+    dom.proc.kill('SIGTERM');
+    setTimeout(() => {
+      if (this.domains.get(dom.domid) === dom && dom.state !== 'dead') this.kill(dom, `${reason}; did not stop within ${timeoutMs} ms`);
+    }, timeoutMs).unref();
   }
 
   /** Kills a domain's process; resources are released when it has exited. */

@@ -12,6 +12,7 @@ const RULES: Record<string, Rule> = {
   domain_create: toolstackOnly,
   domain_unpause: toolstackOnly,
   domain_destroy: toolstackOnly,
+  domain_shutdown: toolstackOnly,
   domain_list: toolstackOnly,
   hv_shutdown: toolstackOnly,
   hv_info: toolstackOnly,

@@ -71,6 +71,8 @@ export interface HypercallOps {
   };
   domain_unpause: { args: { domid: number; bootArgs: Uint8Array }; result: { pid: number } };
   domain_destroy: { args: { domid: number }; result: Record<string, never> };
+  /** graceful: the domain gets to clean up, then is destroyed after timeoutMs */
+  domain_shutdown: { args: { domid: number; timeoutMs: number }; result: Record<string, never> };
   domain_list: { args: Record<string, never>; result: { domains: DomainInfo[] } };
   gnttab_query_size: { args: Record<string, never>; result: { nrFrames: number; maxFrames: number } };
   gnttab_map: { args: { ops: GntMapOp[] }; result: { results: GntMapResult[] } };
@@ -102,7 +104,7 @@ export interface HypercallOps {
 
 export type OpName = keyof HypercallOps;
 export const OP_NAMES: readonly OpName[] = [
-  'boot_info', 'memory_frames', 'domain_create', 'domain_unpause', 'domain_destroy', 'domain_list',
+  'boot_info', 'memory_frames', 'domain_create', 'domain_unpause', 'domain_destroy', 'domain_shutdown', 'domain_list',
   'gnttab_query_size', 'gnttab_map', 'gnttab_unmap', 'gnttab_copy', 'evtchn_alloc_unbound',
   'evtchn_bind_interdomain', 'evtchn_close', 'evtchn_status', 'hv_info', 'hv_shutdown',
   'platform_init', 'pci_list', 'pci_assignable_add', 'pci_assignable_remove', 'pci_assignable_list', 'pci_assign',

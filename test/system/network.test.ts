@@ -1,0 +1,185 @@
+// The whole system, network side (issue 4): a net driver domain and two guests deployed with
+// `ringside up`, each guest's vif a TAP in its own network namespace. Real Linux TCP/IP (ping,
+// iperf3) goes guest A's TAP -> netfront -> netback + switch in netdom -> netfront -> guest B's
+// TAP, and back; the link comes back by itself after a netdom restart; `down` leaves nothing.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
+import { existsSync, rmSync } from 'node:fs';
+import { requireBuilt } from '../support/platform.js';
+import { SystemUnderTest, alive, allConnected, deviceStates, run, sleep, type UpJson } from './support.js';
+
+/** Why this kernel/container cannot run the test, or null. */
+async function netUnsupported(): Promise<string | null> {
+  if (process.getuid?.() !== 0) return 'not running as root (TAP devices and network namespaces need CAP_NET_ADMIN)';
+  if (!existsSync('/dev/net/tun')) return 'no /dev/net/tun in this kernel/container';
+  const probe = `rstprobe${process.pid}`;
+  const add = await run('ip', ['netns', 'add', probe]);
+  if (add.code !== 0) return `network namespaces unavailable: ${add.stderr.trim() || `ip netns add exited ${add.code}`}`;
+  await run('ip', ['netns', 'del', probe]);
+  return null;
+}
+
+const why = await netUnsupported();
+if (why) console.warn(`skipping the system network test: ${why}`);
+
+const pid = process.pid;
+const NET = 'sysnet';
+const GA = 'sysna';
+const GB = 'sysnb';
+const NSA = `rst${pid}a`;
+const NSB = `rst${pid}b`;
+// an unused /24 in 10/8 per test process (the default system uses 10.137.0.0/24)
+const SUBNET = `10.${200 + (pid % 50)}.${(pid >> 6) % 250}`;
+const IPA = `${SUBNET}.1`;
+const IPB = `${SUBNET}.2`;
+const PORT = 5201 + (pid % 1000);
+const mac = (n: number) => `00:16:3e:${((pid >> 8) & 0x7f).toString(16).padStart(2, '0')}:${(pid & 0xff).toString(16).padStart(2, '0')}:0${n}`;
+
+const files = {
+  [`${NET}.cfg`]: `# net driver domain of the system test\nname = "${NET}"\nmemory = 128\ndriver_domain = 1\nrole = "net"\non_crash = "restart"\n`,
+  [`${GA}.cfg`]: `name = "${GA}"\nmemory = 128\nvif = [ 'backend=${NET}, mac=${mac(1)}, ip=${IPA}/24, netns=${NSA}' ]\n`,
+  [`${GB}.cfg`]: `name = "${GB}"\nmemory = 128\nvif = [ 'backend=${NET}, mac=${mac(2)}, ip=${IPB}/24, netns=${NSB}' ]\n`,
+};
+
+const nsRun = (ns: string, cmd: string, args: string[], timeoutMs = 20_000) => run('ip', ['netns', 'exec', ns, cmd, ...args], { timeoutMs });
+const netnsList = async () => (await run('ip', ['netns', 'list'])).stdout;
+
+interface Iperf {
+  end: { sum_sent?: { bytes: number; bits_per_second: number }; sum_received?: { bytes: number; bits_per_second: number } };
+  error?: string;
+}
+
+/** iperf3 server (one client, then exit) in `srvNs`, client in `cliNs`; `reverse` makes the server send. */
+async function iperf(srvNs: string, cliNs: string, srvIp: string, reverse: boolean): Promise<{ json: Iperf | null; out: string }> {
+  // A bounded background server, our own child, killed by pid if the client never comes.
+  const srv = spawn('ip', ['netns', 'exec', srvNs, 'iperf3', '-s', '-1', '-p', String(PORT)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let srvOut = '';
+  srv.stdout.on('data', (b: Buffer) => (srvOut += b.toString()));
+  srv.stderr.on('data', (b: Buffer) => (srvOut += b.toString()));
+  const srvExit = new Promise<void>((r) => srv.once('exit', () => r()));
+  const killer = setTimeout(() => srv.kill('SIGKILL'), 20_000);
+  try {
+    // wait until it listens inside its namespace
+    const end = Date.now() + 5000;
+    while (Date.now() < end && !(await nsRun(srvNs, 'ss', ['-Hltn', `sport = :${PORT}`])).stdout.includes(`:${PORT}`)) await sleep(50);
+    const c = await nsRun(cliNs, 'iperf3', ['-c', srvIp, '-p', String(PORT), '-t', '3', '-J', '--connect-timeout', '3000', ...(reverse ? ['-R'] : [])], 15_000);
+    let json: Iperf | null = null;
+    try {
+      json = JSON.parse(c.stdout) as Iperf;
+    } catch {
+      /* no report */
+    }
+    return { json, out: `client code ${c.code}\n${c.stdout.slice(-3000)}\n${c.stderr}\nserver: ${srvOut.slice(-1000)}` };
+  } finally {
+    await Promise.race([srvExit, sleep(3000)]);
+    if (srv.exitCode === null) srv.kill('SIGKILL');
+    clearTimeout(killer);
+  }
+}
+
+const tapAddr = async (ns: string) => (await nsRun(ns, 'ip', ['-o', 'addr', 'show', 'dev', 'eth0'])).stdout;
+
+describe.skipIf(why !== null)('network: a driver domain switching TCP between two guests, end to end through ringside up', () => {
+  let s: SystemUnderTest;
+  let atUp: string[] = [];
+
+  beforeAll(async () => {
+    requireBuilt();
+    s = new SystemUnderTest('ringside-sysnet-', files);
+    await s.up();
+    // What a user sees the moment `up` returns ...
+    atUp = await Promise.all([[NSA, IPA], [NSB, IPB]].map(async ([ns, ip]) => `${ns}: ${(await tapAddr(ns)).includes(`${ip}/24`) ? 'configured' : 'missing'}`));
+    // ... and, so the other tests don't depend on that, the TAPs once they are there.
+    const end = Date.now() + 5000;
+    while (Date.now() < end && !((await tapAddr(NSA)).includes(`${IPA}/24`) && (await tapAddr(NSB)).includes(`${IPB}/24`))) await sleep(50);
+  });
+
+  afterAll(async () => {
+    if (!s) return;
+    const d = await s.down();
+    if (d.code !== 0) console.warn(`ringside down failed: ${d.stderr}`);
+    const left = s.killLeftovers();
+    if (left.length) console.warn(`killed leftover pids after down: ${left.join(' ')}`);
+    // last resort for our own, pid-named namespaces (down should have removed them)
+    const ns = await netnsList();
+    for (const n of [NSA, NSB]) if (ns.includes(n)) await run('ip', ['netns', 'del', n]);
+    rmSync(s.work, { recursive: true, force: true });
+  });
+
+  it('deploys netdom and two guests, each vif a TAP with its address in its own namespace', async () => {
+    const r = s.last as UpJson;
+    expect(r.domains.map((d) => `${d.name}:${d.role}`).sort()).toEqual(['Domain-0:control', `${GA}:guest`, `${GB}:guest`, `${NET}:driver`, 'xenstored:xenstore']);
+    expect(allConnected(r.domains), deviceStates(r.domains)).toBe(true);
+    const ns = await netnsList();
+    expect(ns).toContain(NSA);
+    expect(ns).toContain(NSB);
+    const a = await nsRun(NSA, 'ip', ['-o', 'addr', 'show', 'dev', 'eth0']);
+    expect(a.code, a.stderr).toBe(0);
+    expect(a.stdout).toContain(`${IPA}/24`);
+    const link = await nsRun(NSB, 'ip', ['-d', 'link', 'show', 'dev', 'eth0']);
+    expect(link.stdout).toContain(mac(2));
+    expect(link.stdout, link.stdout).toMatch(/tun type tap/);
+    expect(link.stdout).toMatch(/state UP|LOWER_UP/);
+  });
+
+  it('up returns only once each guest has its TAP configured (the export is usable when up says ready)', () => {
+    expect(atUp).toEqual([`${NSA}: configured`, `${NSB}: configured`]);
+  });
+
+  it('ping between the guests namespaces through netdom', async () => {
+    const p = await nsRun(NSA, 'ping', ['-c', '3', '-i', '0.2', '-W', '2', IPB]);
+    expect(p.code, p.stdout + p.stderr).toBe(0);
+    expect(p.stdout).toMatch(/3 received/);
+    const q = await nsRun(NSB, 'ping', ['-c', '1', '-W', '2', '-s', '1472', '-M', 'do', IPA]); // a full 1500-byte frame
+    expect(q.code, q.stdout + q.stderr).toBe(0);
+  });
+
+  it('iperf3 TCP for 3 s each way with nonzero throughput', async () => {
+    const ab = await iperf(NSB, NSA, IPB, false); // A sends to B
+    expect(ab.json?.error, ab.out).toBeUndefined();
+    expect(ab.json?.end.sum_received?.bytes ?? 0, ab.out).toBeGreaterThan(0);
+    expect(ab.json?.end.sum_received?.bits_per_second ?? 0, ab.out).toBeGreaterThan(0);
+    const ba = await iperf(NSB, NSA, IPB, true); // B sends to A
+    expect(ba.json?.error, ba.out).toBeUndefined();
+    expect(ba.json?.end.sum_received?.bytes ?? 0, ba.out).toBeGreaterThan(0);
+    expect(ba.json?.end.sum_received?.bits_per_second ?? 0, ba.out).toBeGreaterThan(0);
+  });
+
+  it('after ringside restart of netdom the link comes back by itself', async () => {
+    const before = (await s.list()).find((d) => d.name === NET)!;
+    const r = await s.cli(['restart', NET], 40_000);
+    expect(r.code, r.stderr).toBe(0);
+    // no action on the guests: ping until it answers again
+    const end = Date.now() + 10_000;
+    let p = await nsRun(NSA, 'ping', ['-c', '1', '-W', '1', IPB]);
+    while (p.code !== 0 && Date.now() < end) p = await nsRun(NSA, 'ping', ['-c', '1', '-W', '1', IPB]);
+    const rows = await s.list();
+    expect(p.code, `no ping 10 s after restart; devices ${deviceStates(rows)}\n--- ringside.log ---\n${s.logTail()}`).toBe(0);
+    const nd = rows.find((d) => d.name === NET)!;
+    expect(nd.restarts).toBe(1);
+    expect(nd.domid).toBe(before.domid);
+    expect(nd.pid).not.toBe(before.pid);
+    expect(allConnected(rows), deviceStates(rows)).toBe(true);
+    const again = await nsRun(NSB, 'ping', ['-c', '3', '-i', '0.2', '-W', '2', IPA]);
+    expect(again.code, again.stdout + again.stderr).toBe(0);
+  });
+
+  it('ringside down leaves no TAP, namespace, process or socket', async () => {
+    const pids = [...s.pids];
+    const d = await s.down();
+    expect(d.code, d.stderr).toBe(0);
+    for (const p of pids) expect(alive(p), `pid ${p} after down`).toBe(false);
+    expect(s.socketsUnderState()).toEqual([]);
+    // no TAP left: none in the host namespace named after our guests, none in theirs if those linger
+    const links = (await run('ip', ['-o', 'link', 'show'])).stdout;
+    for (const n of [GA, GB, NSA, NSB, NET]) expect(links).not.toContain(n);
+    const ns = await netnsList();
+    for (const n of [NSA, NSB]) {
+      if (!ns.includes(n)) continue;
+      const inside = await nsRun(n, 'ip', ['-o', 'link', 'show']);
+      expect(inside.stdout.split('\n').filter((l) => l.trim() && !/: lo:/.test(l)), `links left in netns ${n}`).toEqual([]);
+    }
+    // and the guests' namespaces are gone with them
+    expect(ns.split('\n').map((l) => l.split(' ')[0]).filter((n) => n === NSA || n === NSB), `namespaces left after ringside down (ip netns list):\n${ns}\n--- ringside.log ---\n${s.logTail(25)}`).toEqual([]);
+  });
+});

@@ -1,0 +1,142 @@
+// Whole-system test helpers: a system written to a temp dir, deployed with the real CLI
+// (`node dist/ringside.js up SYSTEM --state DIR --detach --json`), driven with real tools, and
+// always torn down. Everything here is asynchronous (the tools talk to processes we started).
+import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DIST } from '../support/platform.js';
+import type { DomainRow } from '../../src/control/wire.js';
+
+export const CLI = join(DIST, 'ringside.js');
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export interface Run {
+  code: number;
+  signal: string | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a command; never throws (code -1 on spawn failure or timeout). */
+export function run(cmd: string, args: string[], opts: { timeoutMs?: number; cwd?: string } = {}): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(cmd, args, { timeout: opts.timeoutMs ?? 30_000, cwd: opts.cwd, encoding: 'utf8', maxBuffer: 64 << 20, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
+      const e = err as (Error & { code?: unknown; signal?: string | null }) | null;
+      const code = e ? (typeof e.code === 'number' ? e.code : -1) : 0;
+      resolve({ code, signal: e?.signal ?? null, stdout: String(stdout), stderr: String(stderr) });
+    });
+  });
+}
+
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export interface UpJson {
+  domains: DomainRow[];
+  xenstoredPath: string;
+  hvPid: number;
+}
+
+/** A system directory and its state directory, both under one fresh temp dir. */
+export class SystemUnderTest {
+  readonly work: string;
+  readonly sys: string;
+  readonly state: string;
+  /** every pid any `up` reported, for the last-resort cleanup */
+  readonly pids = new Set<number>();
+  last: UpJson | null = null;
+
+  constructor(prefix: string, files: Record<string, string>) {
+    this.work = mkdtempSync(join(tmpdir(), prefix));
+    this.sys = join(this.work, 'sys');
+    this.state = join(this.work, 'state');
+    mkdirSync(this.sys);
+    for (const [f, text] of Object.entries(files)) writeFileSync(join(this.sys, f), text);
+  }
+
+  cli(args: string[], timeoutMs = 60_000): Promise<Run> {
+    return run(process.execPath, [CLI, ...args, '--state', this.state], { timeoutMs });
+  }
+
+  async up(): Promise<UpJson> {
+    const r = await run(process.execPath, [CLI, 'up', this.sys, '--state', this.state, '--detach', '--json'], { timeoutMs: 60_000 });
+    if (r.code !== 0) throw new Error(`ringside up failed (code ${r.code}):\n${r.stderr}\n${r.stdout}\n--- log tail ---\n${this.logTail()}`);
+    const j = JSON.parse(r.stdout) as UpJson;
+    this.pids.add(j.hvPid);
+    for (const d of j.domains) if (d.pid) this.pids.add(d.pid);
+    this.last = j;
+    return j;
+  }
+
+  async down(): Promise<Run> {
+    return this.cli(['down'], 60_000);
+  }
+
+  async list(): Promise<DomainRow[]> {
+    const r = await this.cli(['list', '--json'], 15_000);
+    if (r.code !== 0) throw new Error(`ringside list failed: ${r.stderr}`);
+    const rows = JSON.parse(r.stdout) as DomainRow[];
+    for (const d of rows) if (d.pid) this.pids.add(d.pid);
+    return rows;
+  }
+
+  /** Polls `list` until `pred` holds; returns the last rows either way. */
+  async waitList(pred: (rows: DomainRow[]) => boolean, ms: number): Promise<{ ok: boolean; rows: DomainRow[] }> {
+    const end = Date.now() + ms;
+    for (;;) {
+      let rows: DomainRow[] = [];
+      try {
+        rows = await this.list();
+        if (pred(rows)) return { ok: true, rows };
+      } catch {
+        /* control domain busy or restarting */
+      }
+      if (Date.now() > end) return { ok: false, rows };
+      await sleep(200);
+    }
+  }
+
+  log(): string {
+    try {
+      return readFileSync(join(this.state, 'ringside.log'), 'utf8');
+    } catch {
+      return '';
+    }
+  }
+
+  logTail(lines = 40): string {
+    return this.log().trimEnd().split('\n').filter((l) => l.trim() !== '').slice(-lines).join('\n');
+  }
+
+  /** Last resort after a failed `down`: SIGKILL whatever of ours is still alive. */
+  killLeftovers(): number[] {
+    const left = [...this.pids].filter(alive);
+    for (const pid of left) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
+    return left;
+  }
+
+  socketsUnderState(): string[] {
+    if (!existsSync(this.state)) return [];
+    return readdirSync(this.state, { recursive: true, encoding: 'utf8' }).filter((f) => statSync(join(this.state, f), { throwIfNoEntry: false })?.isSocket());
+  }
+}
+
+/** A one-line summary of every device in `list` rows: name f/b states. */
+export function deviceStates(rows: DomainRow[]): string {
+  return rows.flatMap((d) => d.devices.map((v) => `${d.name}:${v.type}/${v.name}=${v.frontendState}/${v.backendState}`)).join(' ');
+}
+
+export const allConnected = (rows: DomainRow[]) => rows.every((d) => d.state === 'running' && d.devices.every((v) => v.frontendState === 4 && v.backendState === 4));

@@ -329,7 +329,13 @@ export class TapWire implements NicWire {
 
   send(frame: Uint8Array, len: number): boolean {
     if (this.closed) return false;
-    return native.writeFd(this.fd, frame, len) !== null;
+    try {
+      return native.writeFd(this.fd, frame, len) !== null;
+    } catch {
+      // EIO while the host side of the TAP is down (a cable with nobody at the other end):
+      // the frame is lost on the wire, as on real hardware. Never an hv crash.
+      return false;
+    }
   }
 
   rxSpace(): void {
@@ -350,7 +356,12 @@ export class TapWire implements NicWire {
         this.watcher.pause();
         break;
       }
-      const r = native.readFd(this.fd, this.buf);
+      let r: number | null;
+      try {
+        r = native.readFd(this.fd, this.buf);
+      } catch {
+        break; // the host took the TAP down: nothing to receive
+      }
       if (r === null || r === 0) break;
       nic.receive(this.buf, r);
       n++;

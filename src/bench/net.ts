@@ -5,7 +5,7 @@
 // the per-domain split says where ringside's time goes.
 import { execFile, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { pack } from 'msgpackr';
 import { Hypervisor } from '../../domains/hv/hypervisor.js';
 import { HypercallClient } from '../hypercall/client.js';
+import { waitForSocket } from '../control/unix.js';
 
 export interface NetBenchOptions {
   /** seconds per measurement (default 5) */
@@ -152,21 +153,7 @@ class Control {
   }
 }
 
-async function waitConnect(path: string): Promise<Socket> {
-  const end = Date.now() + 15_000;
-  for (;;) {
-    if (existsSync(path)) {
-      const s = await new Promise<Socket | null>((resolve) => {
-        const c = connect(path);
-        c.once('connect', () => resolve(c));
-        c.once('error', () => resolve(null));
-      });
-      if (s) return s;
-    }
-    if (Date.now() > end) throw new Error(`bench domain socket ${path} did not appear`);
-    await sleep(20);
-  }
-}
+const waitConnect = (path: string): Promise<Socket> => waitForSocket(path, 15_000, 'bench domain socket');
 
 const cpuOf = (r: Record<string, unknown>) => {
   const c = r.cpu as { user: number; system: number };

@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync, closeSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pack } from 'msgpackr';
-import { connect } from 'node:net';
+import { tryConnect } from '../control/unix.js';
 import { loadSystem } from '../config/system.js';
 import { control } from './control.js';
 import { CliError } from './errors.js';
@@ -38,15 +38,9 @@ function alive(pid: number): boolean {
 }
 
 async function controlAnswers(path: string): Promise<boolean> {
-  if (!existsSync(path)) return false;
-  return new Promise((r) => {
-    const s = connect(path);
-    s.once('connect', () => {
-      s.destroy();
-      r(true);
-    });
-    s.once('error', () => r(false));
-  });
+  const s = await tryConnect(path);
+  s?.destroy();
+  return s !== null;
 }
 
 export async function up(o: UpOptions): Promise<UpResult> {

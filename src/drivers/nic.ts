@@ -19,6 +19,9 @@ export interface NicDriverOptions {
 
 export class NicDriver implements Uplink {
   readonly drops = { rx: 0, tx: 0, txTooLong: 0 };
+  /** plain 2 KiB descriptors: the switch segments GSO frames and fills in checksums for us */
+  readonly noOffloads = true;
+  readonly maxFrame = 1514;
   private readonly regs: Int32Array;
   private readonly txRing: DmaPages;
   private readonly rxRing: DmaPages;

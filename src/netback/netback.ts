@@ -20,6 +20,7 @@ import { Backlog } from './backlog.js';
 import { CopyBatch } from './copybatch.js';
 import { XenvifQueue } from './queue.js';
 import { Vif, type VifHost } from './vif.js';
+import { SoftwareGso } from '../netif/segment.js';
 
 export interface NetbackOptions {
   features?: Partial<NetifBackendFeatures>;
@@ -53,12 +54,25 @@ class UplinkPort implements SwitchPort {
   readonly mac = null;
   readonly stats = newPortStats();
   drops = 0;
-  constructor(readonly uplink: Uplink) {}
+  /** for a wire without offloads: guests' GSO frames are cut and checksummed here */
+  readonly gso: SoftwareGso | null;
+  private readonly seg: SwitchFrame = { mem: new Uint8Array(0), off: 0, len: 0, meta: newPacketMeta() };
+  private readonly emit = (mem: Uint8Array, off: number, len: number, meta: PacketMeta): boolean => {
+    this.seg.mem = mem;
+    this.seg.off = off;
+    this.seg.len = len;
+    this.seg.meta = meta;
+    return this.uplink.transmit(this.seg);
+  };
+  constructor(readonly uplink: Uplink) {
+    this.gso = uplink.noOffloads ? new SoftwareGso(uplink.maxFrame ?? 1514) : null;
+  }
   get portName(): string {
     return `uplink:${this.uplink.name}`;
   }
   deliver(f: SwitchFrame): void {
-    if (!this.uplink.transmit(f)) this.drops++;
+    const ok = this.gso ? this.gso.process(f.mem, f.off, f.len, f.meta, this.emit) : this.uplink.transmit(f);
+    if (!ok) this.drops++;
   }
 }
 

@@ -14,6 +14,11 @@ export interface UplinkSink {
 
 export interface Uplink {
   readonly name: string;
+  /** the wire takes only whole, checksummed, MTU-sized frames (no GSO or checksum offload):
+   *  the switch segments and checksums in software before transmit */
+  readonly noOffloads?: boolean;
+  /** largest frame the wire takes, with noOffloads */
+  readonly maxFrame?: number;
   /** moves up to `max` frames from the wire into `sink`; returns how many */
   receive(sink: UplinkSink, max: number): number;
   /** copies the frame onto the wire; false when the wire refused it (it is dropped) */

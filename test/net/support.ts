@@ -3,12 +3,13 @@
 // the test process's pid, and close() removes whatever is left.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { pack } from 'msgpackr';
 import { Probe, TestPlatform, sleep } from '../support/platform.js';
 import type { NetfrontConnectInfo } from '../../src/netfront/netfront.js';
 import type { NetifRate } from '../../src/netif/params.js';
+import { waitForSocket } from '../../src/control/unix.js';
 
 export interface Run {
   code: number | null;
@@ -44,21 +45,7 @@ export function missingTool(tool: string): Promise<boolean> {
   return run('sh', ['-c', `command -v ${tool}`]).then((r) => r.code !== 0);
 }
 
-async function waitConnect(path: string, ms = 15_000): Promise<Socket> {
-  const end = Date.now() + ms;
-  for (;;) {
-    if (existsSync(path)) {
-      const s = await new Promise<Socket | null>((resolve) => {
-        const c = connect(path);
-        c.once('connect', () => resolve(c));
-        c.once('error', () => resolve(null));
-      });
-      if (s) return s;
-    }
-    if (Date.now() > end) throw new Error(`control socket ${path} did not appear`);
-    await sleep(20);
-  }
-}
+const waitConnect = (path: string, ms = 15_000): Promise<Socket> => waitForSocket(path, ms, 'control socket');
 
 export interface Guest {
   dom: Probe;

@@ -1,6 +1,6 @@
 // Test harness: an in-process hv with the test itself as the control domain, and probe domains
 // (real processes, test/domains/probe) driven over a line-oriented control socket.
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { mkdtempSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
@@ -10,6 +10,7 @@ import { pack } from 'msgpackr';
 import { Hypervisor } from '../../domains/hv/hypervisor.js';
 import { HypercallClient } from '../../src/hypercall/client.js';
 import type { HvEvent } from '../../src/hypercall/protocol.js';
+import { waitForSocket } from '../../src/control/unix.js';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const DIST = join(ROOT, 'dist');
@@ -101,18 +102,4 @@ export class TestPlatform {
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function waitConnect(path: string, ms = 10_000): Promise<Socket> {
-  const end = Date.now() + ms;
-  for (;;) {
-    if (existsSync(path)) {
-      const s = await new Promise<Socket | null>((resolve) => {
-        const c = connect(path);
-        c.once('connect', () => resolve(c));
-        c.once('error', () => resolve(null));
-      });
-      if (s) return s;
-    }
-    if (Date.now() > end) throw new Error(`probe control socket ${path} did not appear`);
-    await sleep(20);
-  }
-}
+const waitConnect = (path: string, ms = 10_000): Promise<Socket> => waitForSocket(path, ms, 'probe control socket');

@@ -1,8 +1,8 @@
 // The JSON-line control socket a block test domain obeys (like the probe domain's), and the
 // test-side client for it.
-import { connect, createServer, type Socket } from 'node:net';
-import { existsSync } from 'node:fs';
+import { createServer, type Socket } from 'node:net';
 import { createInterface } from 'node:readline';
+import { waitForSocket } from '../../../src/control/unix.js';
 
 export type Command = Record<string, unknown> & { cmd: string };
 
@@ -33,19 +33,7 @@ export class Control {
   }
 
   static async connect(path: string, ms = 20_000): Promise<Control> {
-    const end = Date.now() + ms;
-    for (;;) {
-      if (existsSync(path)) {
-        const s = await new Promise<Socket | null>((resolve) => {
-          const c = connect(path);
-          c.once('connect', () => resolve(c));
-          c.once('error', () => resolve(null));
-        });
-        if (s) return new Control(s);
-      }
-      if (Date.now() > end) throw new Error(`control socket ${path} did not appear`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    return new Control(await waitForSocket(path, ms, 'control socket'));
   }
 
   /** runs a command in the domain; throws with the domain's error message */

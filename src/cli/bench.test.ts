@@ -91,6 +91,17 @@ describe('ringside bench', () => {
     expect(holdersUnder(tmp)).toEqual([]);
   });
 
+  it('bench blk --path both: the NVMe device path beside the direct file, with their ratio', async (ctx) => {
+    if (!(await hasTool('fio')) || !(await hasTool('nbdkit'))) ctx.skip();
+    const tmp = mkdtempSync(join(work, 't-'));
+    const r = await ringside(['bench', 'blk', '--seconds', '1', '--jobs', '4k-randread-qd1', '--path', 'both', '--json'], { ...process.env, TMPDIR: tmp }, 120_000);
+    expect(r.code, r.stderr).toBe(0);
+    const j = JSON.parse(r.stdout) as { file: { lines: unknown[] }; device: { lines: { ringside: { iops: number } }[] }; deviceVsFile: { job: string; ratio: number }[] };
+    expect(j.device.lines[0].ringside.iops).toBeGreaterThan(0);
+    expect(j.deviceVsFile[0].ratio).toBeGreaterThan(0);
+    expect(readdirSync(tmp)).toEqual([]);
+  });
+
   it('bench blk --json: the report with one line per selected job', async (ctx) => {
     if (!(await hasTool('fio')) || !(await hasTool('nbdkit'))) ctx.skip();
     const tmp = mkdtempSync(join(work, 't-'));
@@ -112,6 +123,7 @@ describe('ringside bench', () => {
       [['bench', 'blk', '--jobs', 'fast'], /--jobs: unknown job 'fast'.*4k-randread-qd1/],
       [['bench', 'blk', '--jobs', ','], /--jobs needs at least one job/],
       [['bench', 'blk', '--bogus'], /Unknown option '--bogus'/],
+      [['bench', 'blk', '--path', 'sideways'], /--path must be file, device or both/],
       [['bench', 'net', '--seconds', '601'], /--seconds must be from 1 to 600/],
       [['bench', 'net', 'extra'], /unexpected argument 'extra'/],
       [['bench', 'iommu', '--duration', '5'], /--duration must be from 20 to 60000/],

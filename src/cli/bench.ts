@@ -17,7 +17,7 @@ export const BENCH_USAGE = `usage: ringside bench <ring|blk|net|iommu> [options]
 
   ring [options] [--json] [--html FILE]   ring throughput lab: TypeScript ring vs Xen's ring.h in C and
                                           Node transports ('ringside bench ring --help' lists options)
-  blk [--seconds N] [--jobs LIST] [--timeout S] [--json]
+  blk [--seconds N] [--jobs LIST] [--path file|device|both] [--timeout S] [--json]
                                           fio over NBD into a guest disk served by a blk driver domain,
                                           vs nbdkit on the same image; starts and stops its own system
   net [--seconds N] [--json]              iperf3 between two guests through a net driver domain vs a
@@ -27,6 +27,8 @@ export const BENCH_USAGE = `usage: ringside bench <ring|blk|net|iommu> [options]
 
   --seconds N     blk: seconds per fio run (1..600, default 5); net: seconds per measurement (1..600, default 5)
   --jobs LIST     blk: comma-separated jobs (default all): ${BLK_BENCH_JOBS.map(jobSlug).join(', ')}
+  --path P        blk: file (raw image served by blkback), device (NVMe controller behind the IOMMU)
+                  or both, side by side with their ratio (default file)
   --timeout S     blk: seconds the bench system may take to come up (1..3600, default 60)
   --duration MS   iommu: time per figure (20..60000; default 300 for translation, 1000 for the block path)`;
 
@@ -114,23 +116,35 @@ function hasTool(name: string): Promise<boolean> {
   return new Promise((resolve) => execFile('sh', ['-c', `command -v ${name}`], (err) => resolve(err === null)));
 }
 
-/** The throwaway system: one blk driver domain serving one guest's disk from a fresh image. */
-export function writeBenchSystem(dir: string, image: string): void {
+/**
+ * The throwaway system: one blk driver domain and one guest per measured path. `file`: blkback
+ * serves a raw image directly. `device`: the image is the medium of an emulated NVMe controller
+ * passed through to the driver domain, so every request also crosses the NVMe queues and the
+ * VT-d model (the cost of the IOMMU on the block path).
+ */
+export type BlkBenchPath = 'file' | 'device';
+
+export function writeBenchSystem(dir: string, images: Partial<Record<BlkBenchPath, string>>): void {
   mkdirSync(dir, { recursive: true });
-  writeFileSync(
-    join(dir, 'benchblk.cfg'),
-    ['# written by ringside bench blk; removed when it ends', 'name = "benchblk"', 'memory = 128', 'driver_domain = 1', 'role = "blk"', ''].join('\n'),
-  );
-  writeFileSync(
-    join(dir, 'benchguest.cfg'),
-    [
-      '# written by ringside bench blk; removed when it ends',
-      'name = "benchguest"',
-      'memory = 128',
-      `disk = [ 'backend=benchblk, vdev=xvda, target=${image}, format=raw, access=rw, size=${BLK_BENCH_SIZE_MIB}M' ]`,
-      '',
-    ].join('\n'),
-  );
+  const head = '# written by ringside bench blk; removed when it ends';
+  const blk = [head, 'name = "benchblk"', 'memory = 128', 'driver_domain = 1', 'role = "blk"'];
+  if (images.device) {
+    writeFileSync(
+      join(dir, 'host.cfg'),
+      [head, 'iommu = "vtd"', 'devices = [', '  "bdf=00:01.0, type=root-port, acs=1",', `  "bdf=01:00.0, type=nvme, parent=00:01.0, medium=${images.device}, size=${BLK_BENCH_SIZE_MIB}M",`, ']', ''].join('\n'),
+    );
+    blk.push('pci = [ "01:00.0" ]', 'pci_seize = 1');
+  }
+  writeFileSync(join(dir, 'benchblk.cfg'), [...blk, ''].join('\n'));
+  if (images.file) {
+    writeFileSync(
+      join(dir, 'benchguest.cfg'),
+      [head, 'name = "benchguest"', 'memory = 128', `disk = [ 'backend=benchblk, vdev=xvda, target=${images.file}, format=raw, access=rw, size=${BLK_BENCH_SIZE_MIB}M' ]`, ''].join('\n'),
+    );
+  }
+  if (images.device) {
+    writeFileSync(join(dir, 'benchdev.cfg'), [head, 'name = "benchdev"', 'memory = 128', "disk = [ 'backend=benchblk, vdev=xvda, target=pci:01:00.0, access=rw' ]", ''].join('\n'));
+  }
 }
 
 async function benchBlkCommand(args: string[]): Promise<number> {
@@ -139,8 +153,12 @@ async function benchBlkCommand(args: string[]): Promise<number> {
     jobs: { type: 'string' },
     json: { type: 'boolean', default: false },
     timeout: { type: 'string' },
+    path: { type: 'string' },
   });
   const runtimeSec = intOption('blk', 'seconds', v.seconds, 1, 600, 5);
+  const pathOpt = v.path === undefined ? 'file' : String(v.path);
+  if (!['file', 'device', 'both'].includes(pathOpt)) throw usageError('blk', `--path must be file, device or both, got '${pathOpt}'`);
+  const paths: BlkBenchPath[] = pathOpt === 'both' ? ['file', 'device'] : [pathOpt as BlkBenchPath];
   const timeoutS = intOption('blk', 'timeout', v.timeout, 1, 3600, 60);
   const jobs = v.jobs === undefined ? [...BLK_BENCH_JOBS] : selectBlkJobs(String(v.jobs));
   for (const tool of ['fio', 'nbdkit']) {
@@ -150,8 +168,9 @@ async function benchBlkCommand(args: string[]): Promise<number> {
   const work = mkdtempSync(join(tmpdir(), 'ringside-benchblk-'));
   const systemDir = join(work, 'system');
   const stateDir = join(work, 'state');
-  const image = join(work, 'bench.img');
-  writeBenchSystem(systemDir, image);
+  const images: Partial<Record<BlkBenchPath, string>> = {};
+  for (const p of paths) images[p] = join(work, `bench-${p}.img`);
+  writeBenchSystem(systemDir, images);
 
   // hv runs detached (its own process group), so an interrupted bench must still bring it down:
   // the same cleanup runs from finally and from SIGINT/SIGTERM, once.
@@ -175,24 +194,40 @@ async function benchBlkCommand(args: string[]): Promise<number> {
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   try {
-    progress(`bench blk: starting a blk driver domain and a guest with a ${BLK_BENCH_SIZE_MIB} MiB disk (in ${work})`);
+    progress(`bench blk: starting a blk driver domain and ${paths.length} guest(s) with ${BLK_BENCH_SIZE_MIB} MiB disks: ${paths.join(' and ')} path (in ${work})`);
     started = true;
-    const r = await up({ system: systemDir, stateDir, detach: true, timeoutMs: timeoutS * 1000, progress });
-    const guest = r.domains.find((d) => d.name === 'benchguest');
-    const guestSocket = guest?.devices.find((d) => d.type === 'vbd' && d.name === 'xvda')?.export ?? join(statePaths(stateDir).nbd, 'benchguest-xvda.sock');
-    let report;
-    try {
-      report = await benchBlk({ guestSocket, image, sizeBytes: BLK_BENCH_SIZE_MIB << 20, workdir: work, runtimeSec, jobs, progress });
-    } catch (e) {
-      throw new CliError(`ringside bench blk: ${(e as Error).message}\n(the system's log was ${statePaths(stateDir).log}; it is removed with the bench directory)`);
+    await up({ system: systemDir, stateDir, detach: true, timeoutMs: timeoutS * 1000, progress });
+    const reports: Partial<Record<BlkBenchPath, Awaited<ReturnType<typeof benchBlk>>>> = {};
+    for (const p of paths) {
+      const guestSocket = join(statePaths(stateDir).nbd, `${p === 'file' ? 'benchguest' : 'benchdev'}-xvda.sock`);
+      progress(`bench blk: ${p} path`);
+      try {
+        reports[p] = await benchBlk({ guestSocket, image: images[p]!, sizeBytes: BLK_BENCH_SIZE_MIB << 20, workdir: work, runtimeSec, jobs, progress });
+      } catch (e) {
+        throw new CliError(`ringside bench blk: ${(e as Error).message}\n(the system's log was ${statePaths(stateDir).log}; it is removed with the bench directory)`);
+      }
     }
-    process.stdout.write((v.json ? JSON.stringify(report, null, 2) : formatBlkBench(report)) + '\n');
+    if (v.json) {
+      // One path keeps the single-report shape; both add the device/file ratios.
+      const out = paths.length === 1 ? reports[paths[0]] : { file: reports.file, device: reports.device, deviceVsFile: deviceVsFile(reports.file!, reports.device!) };
+      process.stdout.write(JSON.stringify(out, null, 2) + '\n');
+    } else {
+      for (const p of paths) process.stdout.write((paths.length > 1 ? `== ${p} path\n` : '') + formatBlkBench(reports[p]!) + '\n');
+      if (paths.length > 1) {
+        process.stdout.write('\n== cost of the device path (NVMe + VT-d) against the direct file, same run\n');
+        for (const r of deviceVsFile(reports.file!, reports.device!)) process.stdout.write(`${r.job.padEnd(18)} ${r.ratio.toFixed(2)}x IOPS\n`);
+      }
+    }
     return 0;
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     await cleanup();
   }
+}
+
+function deviceVsFile(file: Awaited<ReturnType<typeof benchBlk>>, device: Awaited<ReturnType<typeof benchBlk>>): { job: string; ratio: number }[] {
+  return file.lines.map((l, i) => ({ job: l.job.name, ratio: device.lines[i].ringside.iops / l.ringside.iops }));
 }
 
 // ---- net ----

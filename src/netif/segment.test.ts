@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { XEN_NETIF_GSO_TYPE_TCPV4, XEN_NETIF_GSO_TYPE_TCPV6 } from '../abi/netif.js';
-import { newPacketMeta } from './meta.js';
+import { newPacketMeta, type PacketMeta } from './meta.js';
 import { SoftwareGso } from './segment.js';
 
 function csum(b: Uint8Array, off: number, len: number, init = 0): number {
@@ -47,7 +47,7 @@ describe('software GSO for a wire without offloads', () => {
       const g = new SoftwareGso(1514);
       const mss = v6 ? 1428 : 1448; // what a 1500-byte MTU allows each
       const f = tcpFrame(v6, 4000, 0x19); // PSH|FIN|ACK... FIN only on the last
-      const meta = { ...newPacketMeta(), gsoType: v6 ? XEN_NETIF_GSO_TYPE_TCPV6 : XEN_NETIF_GSO_TYPE_TCPV4, gsoSize: mss, csumBlank: true };
+      const meta: PacketMeta = { ...newPacketMeta(), gsoType: v6 ? XEN_NETIF_GSO_TYPE_TCPV6 : XEN_NETIF_GSO_TYPE_TCPV4, gsoSize: mss, csumBlank: true };
       const segs: Uint8Array[] = [];
       expect(g.process(f, 0, f.length, meta, (b, off, len, m) => {
         expect(m.gsoType).toBe(0);

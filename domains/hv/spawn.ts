@@ -33,6 +33,8 @@ export function spawnDomain(opts: {
   });
   for (const stream of [child.stdout, child.stderr]) {
     if (!stream) continue;
+    // A domain killed mid-write can reset its end of the pipe: that ends its log, nothing more.
+    stream.on('error', () => undefined);
     createInterface({ input: stream }).on('line', (l) => opts.log(`[${opts.name}#${opts.domid}] ${l}`));
   }
   return child;

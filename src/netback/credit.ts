@@ -1,6 +1,7 @@
 // Credit-based transmit rate limiting as netback's `rate` node asks: `bytes` of credit per
-// `usec` interval. Credit accumulates up to a burst of max(128 KiB, credit) so that a full-size
-// GSO frame can always pass eventually, however small the per-interval credit.
+// `usec` interval. Credit accumulates (one interval's worth per replenish) up to a burst of
+// max(128 KiB, credit) so that a full-size GSO frame can always pass eventually, however small
+// the per-interval credit.
 import type { NetifRate } from '../netif/params.js';
 
 const MIN_BURST = 131072;
@@ -29,9 +30,10 @@ export class TxCredit {
     const r = this.rate;
     if (r === null) return true;
     if (now >= this.nextAt) {
+      // As Linux netback's tx_add_credit: one interval's credit per replenish, however long the
+      // vif was idle, capped at the burst. Idle time never banks a large burst.
       const burst = Math.max(MIN_BURST, r.bytesPerInterval);
-      const intervals = Math.min(Math.floor((now - this.nextAt) / this.intervalMs) + 1, Math.ceil(burst / r.bytesPerInterval));
-      this.remaining = Math.min(this.remaining + intervals * r.bytesPerInterval, burst);
+      this.remaining = Math.min(this.remaining + r.bytesPerInterval, burst);
       this.nextAt = now + this.intervalMs;
     }
     if (size > this.remaining) return false;

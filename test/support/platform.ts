@@ -28,6 +28,8 @@ export class Probe {
     private readonly sock: Socket,
   ) {
     createInterface({ input: sock }).on('line', (l) => this.waiters.shift()?.(JSON.parse(l) as Record<string, unknown>));
+    // A probe that dies (some tests kill it on purpose) resets its control socket.
+    sock.on('error', () => undefined);
   }
 
   // eslint-disable-next-line @typescript-eslint/no-explicit-any

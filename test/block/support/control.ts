@@ -27,6 +27,7 @@ export class Control {
   private waiters: ((v: { ok: boolean; result?: unknown; error?: string }) => void)[] = [];
   private constructor(private readonly sock: Socket) {
     createInterface({ input: sock }).on('line', (l) => this.waiters.shift()?.(JSON.parse(l) as { ok: boolean; result?: unknown; error?: string }));
+    sock.on('error', () => undefined); // a killed domain resets it; 'close' follows
     sock.on('close', () => {
       for (const w of this.waiters.splice(0)) w({ ok: false, error: 'control socket closed (domain died?)' });
     });

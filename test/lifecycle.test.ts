@@ -4,7 +4,15 @@ import { mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { connect } from 'node:net';
 import { DIST, requireBuilt } from './support/platform.js';
+import { encodeFrame, FrameReader } from '../src/control/wire.js';
+
+function decodeReply(b: Buffer): unknown {
+  let out: unknown = null;
+  new FrameReader().push(b, (v) => (out = v));
+  return out;
+}
 
 const run = promisify(execFile);
 const CLI = join(DIST, 'ringside.js');
@@ -75,6 +83,30 @@ describe('ringside up / down', () => {
     };
     expect(top.domains.find((d) => d.name === 'lc-alpha')?.rssMiB).toBeGreaterThan(1);
     expect(top.domains.every((d) => d.cpuPercent !== null && d.cpuPercent >= 0)).toBe(true);
+
+    // The control socket treats its input as hostile: an oversized frame, garbage, and a bad
+    // request each get a refusal or a disconnect, and dom0 keeps serving.
+    const control = join(state, 'control.sock');
+    const hostile = async (bytes: Buffer): Promise<Buffer> =>
+      new Promise((resolve) => {
+        const chunks: Buffer[] = [];
+        const c = connect(control, () => c.write(bytes));
+        c.on('data', (d) => {
+          chunks.push(d);
+          c.destroy(); // one reply is all we wait for
+        });
+        c.on('error', () => undefined);
+        c.on('close', () => resolve(Buffer.concat(chunks)));
+        setTimeout(() => c.destroy(), 1500);
+      });
+    const huge = Buffer.alloc(8);
+    huge.writeUInt32LE(0xfffffff0, 0);
+    expect((await hostile(huge)).length).toBe(0); // cut off, no reply
+    const notAnObject = encodeFrame('hello');
+    expect(JSON.stringify(decodeReply(await hostile(notAnObject)))).toMatch(/request must be an object with an op/);
+    expect(JSON.stringify(decodeReply(await hostile(encodeFrame({ op: 'destroy', name: '../../etc' }))))).toMatch(/name must be a domain name/);
+    expect(JSON.stringify(decodeReply(await hostile(encodeFrame({ op: 'reboot-the-world' }))))).toMatch(/unknown op/);
+    expect(JSON.parse((await run(process.execPath, [CLI, 'list', '--state', state, '--json'])).stdout).length).toBe(4);
 
     await run(process.execPath, [CLI, 'destroy', 'lc-beta', '--state', state]);
     const after = JSON.parse((await run(process.execPath, [CLI, 'list', '--state', state, '--json'])).stdout) as { name: string }[];

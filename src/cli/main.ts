@@ -100,6 +100,7 @@ async function main(argv: string[]): Promise<number> {
         }, 500);
       });
       for (const n of await down(String(values.state))) process.stderr.write(`ringside: ${n}\n`);
+      process.stderr.write('ringside: system stopped\n');
       return 0;
     }
     case 'list': {

@@ -5,7 +5,7 @@
 // standing in for firmware-reserved (RMRR) regions (0x7ffe). No domain is ever handed those frames.
 import type { DmaMemory } from '../../iommu/devices/dma.js';
 import type { FrameSource } from '../../iommu/index.js';
-import { PAGE_SIZE } from '../../src/native/index.js';
+import { PAGE_SIZE, native } from '../../src/native/index.js';
 import type { DomainRecord } from './domain.js';
 
 const SLOT = 1 << 24;
@@ -18,8 +18,25 @@ export function framePa(domid: number, gfn: number): number {
   return domid * SLOT + gfn * PAGE_SIZE;
 }
 
+/**
+ * hv's own mapping of one domain's I/O frames, what device DMA lands in. It is hv-PCI's, not the
+ * domain record's: an asynchronous medium transfer pins it, so when the domain dies mid-transfer
+ * the mapping (and the memfd pages under it, which no other domain ever gets) outlives the
+ * record until the last transfer completes. The address range can then not be reused by a new
+ * mapping (another domain's memory) while the kernel still writes into it.
+ */
+interface DomainView {
+  rec: DomainRecord;
+  view: Uint8Array;
+  pins: number;
+  dead: boolean;
+}
+
 export class HvDmaMemory implements DmaMemory {
   private readonly hvPages = new Map<number, Uint8Array>();
+  private readonly views = new Map<number, DomainView>();
+  private readonly byView = new Map<Uint8Array, DomainView>();
+  private readonly freeTables: number[] = [];
   private nextTable = HV_TABLE_SLOT * FRAMES_PER_SLOT;
   private nextFirmware = HV_FIRMWARE_SLOT * FRAMES_PER_SLOT;
   private readonly scratch = new Uint8Array(8);
@@ -28,13 +45,31 @@ export class HvDmaMemory implements DmaMemory {
 
   constructor(private readonly lookup: (domid: number) => DomainRecord | undefined) {}
 
-  /** Frames for IOMMU tables, in hv's own memory. */
+  /**
+   * Frames for IOMMU tables, in hv's own memory. Freed frames are forgotten at once (a stale
+   * table walk through one finds unbacked memory and faults) and reused before the area grows.
+   */
   readonly tables: FrameSource = {
     alloc: () => {
+      const pfn = this.freeTables.pop();
+      if (pfn !== undefined) return this.hvPage(pfn);
       if (this.nextTable >= (HV_TABLE_SLOT + HV_TABLE_SLOTS) * FRAMES_PER_SLOT) throw new RangeError('hv is out of IOMMU table frames');
       return this.hvPage(this.nextTable++);
     },
+    free: (pa: number) => {
+      const pfn = pa / PAGE_SIZE;
+      if (!(Number.isInteger(pfn) && pfn >= HV_TABLE_SLOT * FRAMES_PER_SLOT && pfn < this.nextTable && this.hvPages.has(pfn))) {
+        throw new RangeError(`0x${pa.toString(16)} is not a live hv table frame`);
+      }
+      this.hvPages.delete(pfn);
+      this.freeTables.push(pfn);
+    },
   };
+
+  /** Table frames ever carved from the table area, and how many of them are free again. */
+  get tableFrames(): { carved: number; free: number } {
+    return { carved: this.nextTable - HV_TABLE_SLOT * FRAMES_PER_SLOT, free: this.freeTables.length };
+  }
 
   /** A zeroed hv page standing in for firmware-reserved memory an RMRR names. */
   allocFirmware(): number {
@@ -64,7 +99,60 @@ export class HvDmaMemory implements DmaMemory {
     if (dom === undefined || dom.state === 'dead' || inSlot >= dom.frames.length * PAGE_SIZE) return null;
     out[0] = inSlot;
     out[1] = dom.frames.length * PAGE_SIZE - inSlot;
-    return dom.dmaView();
+    let v = this.views.get(slot);
+    if (v === undefined || v.rec !== dom) {
+      if (v !== undefined) this.retire(v);
+      let view: Uint8Array;
+      try {
+        view = new Uint8Array(native.mmapFrames(dom.frames, true));
+      } catch {
+        return null; // out of address space or descriptors: the DMA fails, hv goes on
+      }
+      v = { rec: dom, view, pins: 0, dead: false };
+      this.views.set(slot, v);
+      this.byView.set(v.view, v);
+    }
+    return v.view;
+  }
+
+  /** An asynchronous transfer into or out of `view` begins: the mapping stays until unpin. */
+  pin(view: Uint8Array): void {
+    const v = this.byView.get(view);
+    if (v !== undefined) v.pins++;
+  }
+
+  unpin(view: Uint8Array): void {
+    const v = this.byView.get(view);
+    if (v === undefined) return;
+    v.pins--;
+    if (v.dead && v.pins <= 0) this.unmap(v);
+  }
+
+  /** The domain is dead: no new DMA reaches its frames; hv's mapping goes once nothing is in flight. */
+  domainDead(domid: number): void {
+    const v = this.views.get(domid);
+    if (v !== undefined) this.retire(v);
+  }
+
+  /** hv is shutting down: every mapping goes now, or when the transfer pinning it completes. */
+  close(): void {
+    for (const v of [...this.byView.values()]) this.retire(v);
+  }
+
+  /** Domain mappings hv holds (live and dead-but-pinned); tests watch it. */
+  get mappedViews(): number {
+    return this.byView.size;
+  }
+
+  private retire(v: DomainView): void {
+    if (this.views.get(v.rec.domid) === v) this.views.delete(v.rec.domid);
+    v.dead = true;
+    if (v.pins <= 0) this.unmap(v);
+  }
+
+  private unmap(v: DomainView): void {
+    if (!this.byView.delete(v.view)) return;
+    if (v.view.byteLength > 0) native.munmap(v.view.buffer as ArrayBuffer);
   }
 
   readU64(pa: number, out: Uint32Array): boolean {

@@ -36,6 +36,9 @@ interface Medium {
   fd: number;
   size: number;
   readonly: boolean;
+  /** medium transfers in flight (the NVMe model counts them): the fd closes only at 0 */
+  busy?: number;
+  onIdle?: (() => void) | null;
 }
 
 interface Hosted {
@@ -210,9 +213,12 @@ export class PciHost {
         }
       }
       this.windows.delete(domid);
+      // context entries cleared, caches invalidated, then its table frames are reused
       this.iommu.destroy(domid);
     }
     this.ownMapped.delete(domid);
+    // hv's mapping of its frames goes once no medium transfer into them is in flight
+    this.mem.domainDead(domid);
   }
 
   close(): void {
@@ -220,9 +226,15 @@ export class PciHost {
       h.model.close();
       h.transport.close();
       h.tap?.close();
-      if (h.medium) closeSync(h.medium.fd);
+      const m = h.medium;
+      if (m) {
+        // a transfer still on the threadpool must not meet a reused descriptor: close after it
+        if ((m.busy ?? 0) > 0) m.onIdle = () => closeQuietly(m.fd);
+        else closeQuietly(m.fd);
+      }
     }
     this.hosted.clear();
+    this.mem.close();
   }
 
   // ---- internals ----
@@ -343,6 +355,14 @@ function openMedium(dev: HostDevice): Medium {
   } catch (e) {
     if (e instanceof PciError) throw e;
     throw new PciError('EINVAL', `${formatBdf(dev.bdf)}: cannot open medium ${path}: ${(e as Error).message}`);
+  }
+}
+
+function closeQuietly(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // already gone
   }
 }
 

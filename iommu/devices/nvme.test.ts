@@ -89,7 +89,8 @@ describe('NVMe model under a driver, through the IOMMU', () => {
   });
 
   // A hand-driven controller for hostile programming.
-  function raw(): { sq: number; cq: number; submit(fill: (dv: DataView) => void): { status: number; dw0: number; cid: number } | null } {
+  type Cqe = { status: number; dw0: number; cid: number };
+  function raw(): { sq: number; cq: number; submit(fill: (dv: DataView) => void): Cqe | null; poll(): Cqe | null; submitWait(fill: (dv: DataView) => void): Promise<Cqe>; stage(fill: (dv: DataView) => void): void; ring(): void; sqBytes: Uint8Array } {
     mk();
     const sq = rig.driverMem.alloc(1);
     const cq = rig.driverMem.alloc(1);
@@ -106,6 +107,7 @@ describe('NVMe model under a driver, through the IOMMU', () => {
     return {
       sq: sq.iova,
       cq: cq.iova,
+      sqBytes: sq.bytes,
       submit(fill) {
         const dv = new DataView(sq.bytes.buffer, sq.bytes.byteOffset + tail * 64, 64);
         for (let i = 0; i < 64; i += 4) dv.setUint32(i, 0, true);
@@ -114,6 +116,30 @@ describe('NVMe model under a driver, through the IOMMU', () => {
         tail = (tail + 1) % 8;
         w[R.SQ0TDBL >> 2] = tail;
         model.kick();
+        return this.poll();
+      },
+      stage(fill) {
+        const dv = new DataView(sq.bytes.buffer, sq.bytes.byteOffset + tail * 64, 64);
+        for (let i = 0; i < 64; i += 4) dv.setUint32(i, 0, true);
+        dv.setUint32(SQE.NSID, 1, true);
+        fill(dv);
+        tail = (tail + 1) % 8;
+      },
+      ring() {
+        w[R.SQ0TDBL >> 2] = tail;
+        model.kick();
+      },
+      /** Medium transfers complete on a later turn: wait for the completion entry. */
+      async submitWait(fill) {
+        let r = this.submit(fill);
+        for (let i = 0; r === null && i < 2000; i++) {
+          await new Promise((res) => setTimeout(res, 1));
+          r = this.poll();
+        }
+        if (r === null) throw new Error('no completion');
+        return r;
+      },
+      poll() {
         const c = new DataView(cq.bytes.buffer, cq.bytes.byteOffset + head * 16, 16);
         const st = c.getUint16(CQE.STATUS, true);
         if ((st & 1) !== phase) return null;
@@ -147,7 +173,7 @@ describe('NVMe model under a driver, through the IOMMU', () => {
     expect(r2).toMatchObject({ status: NVME_SC.DATA_TRANSFER_ERROR, dw0: 4 });
     expect(rig.faults.map((f) => f.reason)).toEqual([5, 4]);
     const ok = rig.driverMem.alloc(1);
-    expect(c.submit(rw(NVME_OP.READ, ok.iova))).toMatchObject({ status: NVME_SC.SUCCESS });
+    expect(await c.submitWait(rw(NVME_OP.READ, ok.iova))).toMatchObject({ status: NVME_SC.SUCCESS });
   });
 
   it('a read-only IOMMU entry refuses device writes but serves device reads', async () => {
@@ -157,8 +183,76 @@ describe('NVMe model under a driver, through the IOMMU', () => {
     rig.mem.page((OWNER_PA + page) / 4096).fill(0x5c);
     expect(c.submit(rw(NVME_OP.READ, page))).toMatchObject({ status: NVME_SC.DATA_TRANSFER_ERROR, dw0: 5 });
     expect(rig.mem.page((OWNER_PA + page) / 4096).every((v) => v === 0x5c)).toBe(true);
-    expect(c.submit(rw(NVME_OP.WRITE, page, 10))).toMatchObject({ status: NVME_SC.SUCCESS });
+    expect(await c.submitWait(rw(NVME_OP.WRITE, page, 10))).toMatchObject({ status: NVME_SC.SUCCESS });
     expect(readFileSync(path)[10 * 512 + 3]).toBe(0x5c);
+  });
+
+  it('medium transfers finish on a later turn, not inside the doorbell', async () => {
+    const c = raw();
+    const buf = rig.driverMem.alloc(2);
+    expect(c.submit(rw(NVME_OP.WRITE, buf.iova, 0, 7))).toBeNull(); // 4 KiB: still on the threadpool
+    expect(c.poll()).toBeNull();
+    let r = null;
+    for (let i = 0; r === null && i < 2000; i++) {
+      await new Promise((res) => setTimeout(res, 1));
+      r = c.poll();
+    }
+    expect(r).toMatchObject({ status: NVME_SC.SUCCESS, cid: 5 });
+    expect(model.busySlots).toBe(0);
+  });
+
+  it('a flush completes after every write fetched before it, and covers them', async () => {
+    const c = raw();
+    const buf = rig.driverMem.alloc(16);
+    buf.bytes.fill(0x3c);
+    // six 4 KiB writes and a flush in one doorbell
+    for (let i = 0; i < 6; i++) c.stage(rw(NVME_OP.WRITE, buf.iova + i * 4096, i * 8, 7, 10 + i));
+    c.stage((dv) => dv.setUint32(SQE.CDW0, NVME_OP.FLUSH | (99 << 16), true));
+    c.ring();
+    const got: number[] = [];
+    for (let i = 0; got.length < 7 && i < 2000; i++) {
+      const r = c.poll();
+      if (r === null) await new Promise((res) => setTimeout(res, 1));
+      else {
+        expect(r.status).toBe(NVME_SC.SUCCESS);
+        got.push(r.cid);
+      }
+    }
+    expect(got).toHaveLength(7);
+    expect(got[6]).toBe(99);
+    expect(model.stats).toMatchObject({ writes: 6, flushes: 1 });
+    expect(readFileSync(path).subarray(0, 6 * 4096).every((v) => v === 0x3c)).toBe(true);
+  });
+
+  it('a reset or a close while a transfer is in flight drops its completion; the new queues stay clean', async () => {
+    const c = raw();
+    const buf = rig.driverMem.alloc(16);
+    expect(c.submit(rw(NVME_OP.READ, buf.iova, 0, 7, 7))).toBeNull();
+    // the driver resets the controller and sets it up again with fresh queues
+    const w = new Int32Array(bar.buffer);
+    w[R.CC >> 2] = 0;
+    model.kick();
+    const sq = rig.driverMem.alloc(1);
+    const cq = rig.driverMem.alloc(1);
+    w[R.AQA >> 2] = 7 | (7 << 16);
+    w[R.ASQ >> 2] = sq.iova;
+    w[R.ACQ >> 2] = cq.iova;
+    w[R.CC >> 2] = NVME_CC_EN;
+    model.kick();
+    for (let i = 0; model.busySlots > 0 && i < 2000; i++) await new Promise((res) => setTimeout(res, 1));
+    expect(model.busySlots).toBe(0);
+    expect(cq.bytes.every((v) => v === 0)).toBe(true);
+    expect(model.stats.reads).toBe(0);
+    // a replaced model (new owner): a late completion touches nothing and throws nothing
+    const c2 = raw();
+    const buf2 = rig.driverMem.alloc(16);
+    expect(c2.submit(rw(NVME_OP.READ, buf2.iova, 0, 7, 8))).toBeNull();
+    const old = model;
+    old.close();
+    for (let i = 0; old.busySlots > 0 && i < 2000; i++) await new Promise((res) => setTimeout(res, 1));
+    expect(old.busySlots).toBe(0);
+    expect(c2.poll()).toBeNull();
+    expect(old.stats.reads).toBe(0);
   });
 
   it('answers hostile register values with a fatal status or an error completion, never a throw', () => {

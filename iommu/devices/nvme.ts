@@ -2,15 +2,18 @@
 // IOVAs the driver programs into the register page; every fetch, PRP list read, data transfer and
 // completion post is a DMA through the remapping unit with the controller's source id. The medium
 // is a raw image file: reads and writes move straight between the file and the translated memory
-// (pread/pwrite into the frames, no copy of ours), a write completes once pwrite returned, a flush
-// once fdatasync did.
+// (pread/pwrite into the frames, no copy of ours) on libuv's threadpool, never on hv's event loop.
+// A command's pages are translated before its first byte moves and the views stay pinned until
+// it ends; a write completes once every pwrite returned, a flush starts its fdatasync only once
+// every write and discard fetched before it has reached the file. A completion whose controller
+// was reset, disabled or replaced (new owner) since the command was fetched is dropped.
 //
 // The register page is shared with a domain that may be hostile: every value is read once into a
 // local, range-checked, and a bad one stops the controller (CSTS.CFS) or fails the command, never
 // hv. A DMA fault fails just that command with "data transfer error" and the fault in DW0; a
 // fault on the queues themselves is fatal to the controller, as on hardware.
 
-import { fdatasync, readSync, writeSync } from 'node:fs';
+import { fdatasync, read, write } from 'node:fs';
 import type { VtdUnit } from '../vtd/unit.js';
 import { DmaEngine, type DmaMemory } from './dma.js';
 import {
@@ -22,8 +25,34 @@ import {
 const PAGE = 4096;
 const TWO32 = 4294967296;
 const LBA_SHIFT = 9;
-/** Commands in flight at once (only flushes are asynchronous). */
+/** Commands in flight at once. */
 const MAX_INFLIGHT = 64;
+const K_READ = 1;
+const K_WRITE = 2;
+const K_FLUSH = 3;
+const K_DISCARD = 4;
+
+/** One in-flight command: preallocated with its segment list and callback, reused. */
+interface Slot {
+  index: number;
+  kind: number;
+  cid: number;
+  gen: number;
+  /** write / discard order, for flush barriers; flush: writes below this must finish first */
+  seq: number;
+  waiting: boolean;
+  len: number;
+  dma: DmaEngine;
+  seg: number;
+  off: number;
+  left: number;
+  pos: number;
+  ranges: Uint8Array | null;
+  rangesDv: DataView | null;
+  nr: number;
+  range: number;
+  done: (err: Error | null, n?: number) => void;
+}
 const ZERO_CHUNK = 256 * 1024;
 
 export interface NvmeMedium {
@@ -31,6 +60,10 @@ export interface NvmeMedium {
   /** bytes; a whole number of 512-byte blocks is exposed */
   size: number;
   readonly?: boolean;
+  /** medium transfers in flight from any model on this medium; the owner closes fd only at 0 */
+  busy?: number;
+  /** called when busy drops to 0 (the owner waits to close the fd) */
+  onIdle?: (() => void) | null;
 }
 
 export interface NvmeModelOptions {
@@ -61,7 +94,6 @@ export interface NvmeStats {
 export class NvmeModel {
   readonly stats: NvmeStats = { commands: 0, errors: 0, dmaFaults: 0, reads: 0, writes: 0, flushes: 0, discards: 0, bytesRead: 0, bytesWritten: 0 };
   private readonly words: Int32Array;
-  private readonly data: DmaEngine;
   private readonly ctl: DmaEngine;
   private readonly sqe = new Uint8Array(NVME_SQE_SIZE);
   private readonly sqeDv = new DataView(this.sqe.buffer);
@@ -86,10 +118,9 @@ export class NvmeModel {
   private inflight = 0;
   /** bumped on reset and disable: completions of older commands are dropped */
   private generation = 0;
-  private readonly flushDone: ((err: Error | null) => void)[] = [];
-  private readonly flushCid = new Uint16Array(MAX_INFLIGHT);
-  private readonly flushGen = new Uint32Array(MAX_INFLIGHT);
-  private readonly freeFlush: number[] = [];
+  private readonly slots: Slot[] = [];
+  private readonly freeSlots: Slot[] = [];
+  private writeSeq = 0;
   private zeroes: Uint8Array | null = null;
   private kicking = false;
   private closed = false;
@@ -97,13 +128,18 @@ export class NvmeModel {
   constructor(private readonly o: NvmeModelOptions) {
     if (o.bar.byteLength < NVME_BAR_SIZE) throw new RangeError('NVMe register page must be 4 KiB');
     this.words = new Int32Array(o.bar.buffer, o.bar.byteOffset, NVME_BAR_SIZE / 4);
-    this.data = new DmaEngine(o.unit, o.mem, o.sid, NVME_MDTS_PAGES + 2);
     this.ctl = new DmaEngine(o.unit, o.mem, o.sid, 4);
     this.nsze = Math.floor(o.medium.size / 512);
     this.log = o.log ?? (() => {});
     for (let i = 0; i < MAX_INFLIGHT; i++) {
-      this.freeFlush.push(i);
-      this.flushDone.push((err) => this.flushFinished(i, err));
+      const slot: Slot = {
+        index: i, kind: 0, cid: 0, gen: 0, seq: 0, waiting: false, len: 0,
+        dma: new DmaEngine(o.unit, o.mem, o.sid, NVME_MDTS_PAGES + 2),
+        seg: 0, off: 0, left: 0, pos: 0, ranges: null, rangesDv: null, nr: 0, range: 0,
+        done: (err, n) => this.progress(slot, err, n ?? 0),
+      };
+      this.slots.push(slot);
+      this.freeSlots.push(slot);
     }
     this.reset();
   }
@@ -124,7 +160,12 @@ export class NvmeModel {
     this.put(R.MDTS, NVME_MDTS_PAGES);
   }
 
-  /** The model is being replaced (reset, new owner): late flush completions touch nothing. */
+  /** Medium transfers of this model still running (stale ones included). */
+  get busySlots(): number {
+    return MAX_INFLIGHT - this.freeSlots.length;
+  }
+
+  /** The model is being replaced (reset, new owner): late completions touch nothing. */
   close(): void {
     this.closed = true;
     this.generation++;
@@ -151,7 +192,7 @@ export class NvmeModel {
       while (this.sqHead !== sqt && !this.fatal && this.enabled) {
         // a command is fetched only when its completion is sure to have a slot
         const used = (this.cqTail - this.cqHead + this.cqSize) % this.cqSize;
-        if (used + this.inflight >= this.cqSize - 1 || this.inflight >= MAX_INFLIGHT) break;
+        if (used + this.inflight >= this.cqSize - 1 || this.inflight >= MAX_INFLIGHT || this.freeSlots.length === 0) break;
         if (!this.ctl.read(this.sqBase + this.sqHead * NVME_SQE_SIZE, this.sqe, NVME_SQE_SIZE)) {
           this.noteFault(this.ctl);
           return this.die(NVME_CFS.SQ_FETCH_FAULT, `fetching SQ entry ${this.sqHead} faulted`);
@@ -223,49 +264,159 @@ export class NvmeModel {
     if (!(slba + nlb <= this.nsze)) return this.complete(cid, NVME_SC.LBA_OUT_OF_RANGE, 0);
     const isRead = op === NVME_OP.READ;
     if (!isRead && this.o.medium.readonly) return this.complete(cid, NVME_SC.WRITE_FAULT, 0);
-    // a read from the medium is a DMA write into memory
-    const sc = this.mapPrps(len, isRead);
-    if (sc !== NVME_SC.SUCCESS) return this.complete(cid, sc, sc === NVME_SC.DATA_TRANSFER_ERROR ? this.faultWord(this.data) : 0);
-    let pos = slba * 512;
+    const slot = this.freeSlots.pop();
+    if (slot === undefined) return this.complete(cid, NVME_SC.INTERNAL, 0);
+    // every page translated now, before a byte moves (a read from the medium is a DMA write)
+    const sc = this.mapPrps(slot.dma, len, isRead);
+    if (sc !== NVME_SC.SUCCESS) {
+      this.freeSlots.push(slot);
+      return this.complete(cid, sc, sc === NVME_SC.DATA_TRANSFER_ERROR ? this.faultWord(slot.dma) : 0);
+    }
+    this.begin(slot, isRead ? K_READ : K_WRITE, cid, len);
+    slot.seg = 0;
+    slot.off = slot.dma.segOff[0];
+    slot.left = slot.dma.segLen[0];
+    slot.pos = slba * 512;
+    this.pinSegments(slot, true);
+    this.issue(slot);
+    return false;
+  }
+
+  /** A slot starts a command of the current controller generation. */
+  private begin(slot: Slot, kind: number, cid: number, len: number): void {
+    slot.kind = kind;
+    slot.cid = cid;
+    slot.gen = this.generation;
+    slot.len = len;
+    slot.waiting = false;
+    slot.seq = kind === K_FLUSH ? this.writeSeq : kind === K_READ ? 0 : this.writeSeq++;
+    this.inflight++;
+    this.o.medium.busy = (this.o.medium.busy ?? 0) + 1;
+  }
+
+  private pinSegments(slot: Slot, pin: boolean): void {
+    const mem = this.o.mem;
+    const d = slot.dma;
+    for (let s = 0; s < d.segCount; s++) {
+      const v = d.segView[s] as Uint8Array;
+      if (pin) mem.pin?.(v);
+      else {
+        mem.unpin?.(v);
+        d.segView[s] = null;
+      }
+    }
+    if (!pin) d.reset();
+  }
+
+  /** Whether a slot's command still belongs to this controller incarnation. */
+  private current(slot: Slot): boolean {
+    return !this.closed && slot.gen === this.generation;
+  }
+
+  /** Starts the next medium operation of a slot on the threadpool. */
+  private issue(slot: Slot): void {
     const fd = this.o.medium.fd;
-    const d = this.data;
     try {
-      for (let s = 0; s < d.segCount; s++) {
-        const v = d.segView[s] as Uint8Array;
-        let off = d.segOff[s];
-        let n = d.segLen[s];
-        while (n > 0) {
-          const k = isRead ? readSync(fd, v, off, n, pos) : writeSync(fd, v, off, n, pos);
-          if (k <= 0) return this.complete(cid, isRead ? NVME_SC.UNRECOVERED_READ : NVME_SC.WRITE_FAULT, 0);
-          off += k;
-          n -= k;
-          pos += k;
-        }
+      if (slot.kind === K_READ || slot.kind === K_WRITE) {
+        const v = slot.dma.segView[slot.seg] as Uint8Array;
+        if (slot.kind === K_READ) read(fd, v, slot.off, slot.left, slot.pos, slot.done);
+        else write(fd, v, slot.off, slot.left, slot.pos, slot.done);
+      } else if (slot.kind === K_DISCARD) {
+        const n = slot.left < ZERO_CHUNK ? slot.left : ZERO_CHUNK;
+        write(fd, this.zeroes as Uint8Array, 0, n, slot.pos, slot.done);
+      } else {
+        fdatasync(fd, slot.done);
       }
     } catch (e) {
-      this.log(`nvme: medium ${isRead ? 'read' : 'write'} failed: ${(e as Error).message}`);
-      return this.complete(cid, isRead ? NVME_SC.UNRECOVERED_READ : NVME_SC.WRITE_FAULT, 0);
+      // argument validation in fs (a closed fd, a detached view): fail the command, not hv
+      this.finish(slot, this.failCode(slot), e as Error);
     }
-    if (isRead) {
-      this.stats.reads++;
-      this.stats.bytesRead += len;
-    } else {
-      this.stats.writes++;
-      this.stats.bytesWritten += len;
+  }
+
+  private failCode(slot: Slot): number {
+    return slot.kind === K_READ ? NVME_SC.UNRECOVERED_READ : NVME_SC.WRITE_FAULT;
+  }
+
+  /** A medium operation of `slot` returned. */
+  private progress(slot: Slot, err: Error | null, k: number): void {
+    try {
+      if (err !== null) return this.finish(slot, this.failCode(slot), err);
+      if (slot.kind === K_FLUSH) return this.finish(slot, NVME_SC.SUCCESS, null);
+      // a reset or a new owner since: move nothing more
+      if (!this.current(slot)) return this.finish(slot, NVME_SC.SUCCESS, null);
+      if (k <= 0) return this.finish(slot, this.failCode(slot), null);
+      slot.off += k;
+      slot.left -= k;
+      slot.pos += k;
+      if (slot.left > 0) return this.issue(slot);
+      if (slot.kind === K_DISCARD) {
+        if (!this.nextRange(slot)) return this.finish(slot, NVME_SC.SUCCESS, null);
+        return this.issue(slot);
+      }
+      if (++slot.seg === slot.dma.segCount) return this.finish(slot, NVME_SC.SUCCESS, null);
+      slot.off = slot.dma.segOff[slot.seg];
+      slot.left = slot.dma.segLen[slot.seg];
+      this.issue(slot);
+    } catch (e) {
+      this.log(`nvme: completion failed: ${(e as Error).message}`);
     }
-    return this.complete(cid, NVME_SC.SUCCESS, 0);
+  }
+
+  /** Ends a slot's command: completion posted if the controller that fetched it still runs. */
+  private finish(slot: Slot, code: number, err: Error | null): void {
+    const kind = slot.kind;
+    if (kind === K_READ || kind === K_WRITE) this.pinSegments(slot, false);
+    slot.kind = 0;
+    this.freeSlots.push(slot);
+    const m = this.o.medium;
+    m.busy = (m.busy ?? 1) - 1;
+    if (m.busy <= 0 && m.onIdle) {
+      const f = m.onIdle;
+      m.onIdle = null;
+      f();
+    }
+    if (kind === K_WRITE || kind === K_DISCARD) this.releaseFlushes();
+    if (this.closed) return;
+    if (slot.gen === this.generation) {
+      this.inflight--;
+      if (err) this.log(`nvme: medium ${kind === K_READ ? 'read' : kind === K_FLUSH ? 'fdatasync' : 'write'} failed: ${err.message}`);
+      if (code === NVME_SC.SUCCESS) {
+        if (kind === K_READ) {
+          this.stats.reads++;
+          this.stats.bytesRead += slot.len;
+        } else if (kind === K_WRITE) {
+          this.stats.writes++;
+          this.stats.bytesWritten += slot.len;
+        } else if (kind === K_FLUSH) this.stats.flushes++;
+        else this.stats.discards++;
+      }
+      if (this.complete(slot.cid, code, 0)) this.o.raiseIrq();
+    }
+    // a full completion queue or a full slot pool may have held commands back
+    this.kick();
+  }
+
+  /** Flushes waiting for earlier writes start their fdatasync once those have all finished. */
+  private releaseFlushes(): void {
+    let oldest = Infinity;
+    for (const s of this.slots) if ((s.kind === K_WRITE || s.kind === K_DISCARD) && s.seq < oldest) oldest = s.seq;
+    for (const s of this.slots) {
+      if (s.kind === K_FLUSH && s.waiting && s.seq <= oldest) {
+        s.waiting = false;
+        this.issue(s);
+      }
+    }
   }
 
   /**
    * Walks PRP1/PRP2 (and PRP lists, chained by their last entry) for `len` bytes into the data
    * engine's segments, translating every page for a device read or write.
    */
-  private mapPrps(len: number, deviceWrites: boolean): number {
+  private mapPrps(d: DmaEngine, len: number, deviceWrites: boolean): number {
     const dv = this.sqeDv;
     const prp1 = dv.getUint32(SQE.PRP1, true) + dv.getUint32(SQE.PRP1 + 4, true) * TWO32;
     const prp2 = dv.getUint32(SQE.PRP2, true) + dv.getUint32(SQE.PRP2 + 4, true) * TWO32;
     if (prp1 % 4 !== 0) return NVME_SC.PRP_OFFSET_INVALID;
-    const d = this.data;
     d.reset();
     const first = Math.min(len, PAGE - (prp1 % PAGE));
     if (!d.translate(prp1, first, deviceWrites)) return this.dmaFailed(d);
@@ -320,25 +471,19 @@ export class NvmeModel {
     return f.kind === 'fault' ? f.reason : f.kind === 'none' ? 0 : NVME_FAULT_KIND[f.kind];
   }
 
+  /** Flush: fdatasync, started once every write and discard fetched before it has finished. */
   private flush(cid: number): boolean {
-    const slot = this.freeFlush.pop();
+    const slot = this.freeSlots.pop();
     if (slot === undefined) return this.complete(cid, NVME_SC.INTERNAL, 0);
-    this.flushCid[slot] = cid;
-    this.flushGen[slot] = this.generation;
-    this.inflight++;
-    fdatasync(this.o.medium.fd, this.flushDone[slot]);
+    this.begin(slot, K_FLUSH, cid, 0);
+    for (const s of this.slots) {
+      if ((s.kind === K_WRITE || s.kind === K_DISCARD) && s.seq < slot.seq) {
+        slot.waiting = true;
+        return false;
+      }
+    }
+    this.issue(slot);
     return false;
-  }
-
-  private flushFinished(slot: number, err: Error | null): void {
-    this.freeFlush.push(slot);
-    if (this.closed || this.flushGen[slot] !== this.generation) return; // reset since: nobody waits for it
-    this.inflight--;
-    this.stats.flushes++;
-    if (err) this.log(`nvme: fdatasync failed: ${err.message}`);
-    if (this.complete(this.flushCid[slot], err ? NVME_SC.WRITE_FAULT : NVME_SC.SUCCESS, 0)) this.o.raiseIrq();
-    // a full completion queue may have held commands back
-    this.kick();
   }
 
   /** Dataset management with the deallocate attribute: the ranges read back as zeroes. */
@@ -347,38 +492,54 @@ export class NvmeModel {
     const nr = (dv.getUint32(SQE.CDW10, true) & 0xff) + 1;
     if ((dv.getUint32(SQE.CDW11, true) & NVME_DSM_AD) === 0) return this.complete(cid, NVME_SC.SUCCESS, 0);
     if (this.o.medium.readonly) return this.complete(cid, NVME_SC.WRITE_FAULT, 0);
+    const slot = this.freeSlots.pop();
+    if (slot === undefined) return this.complete(cid, NVME_SC.INTERNAL, 0);
     const bytes = nr * NVME_DSM_RANGE_SIZE;
-    // the range list is data, addressed by PRPs like any other transfer
-    const sc = this.mapPrps(bytes, false);
-    if (sc !== NVME_SC.SUCCESS) return this.complete(cid, sc, sc === NVME_SC.DATA_TRANSFER_ERROR ? this.faultWord(this.data) : 0);
-    const ranges = this.prpList;
-    this.data.copySegments(ranges, 0, false);
-    const rdv = this.prpDv;
+    // the range list is data, addressed by PRPs like any other transfer; copied out now
+    const sc = this.mapPrps(slot.dma, bytes, false);
+    if (sc !== NVME_SC.SUCCESS) {
+      this.freeSlots.push(slot);
+      return this.complete(cid, sc, sc === NVME_SC.DATA_TRANSFER_ERROR ? this.faultWord(slot.dma) : 0);
+    }
+    if (slot.ranges === null) {
+      slot.ranges = new Uint8Array(PAGE);
+      slot.rangesDv = new DataView(slot.ranges.buffer);
+    }
+    slot.dma.copySegments(slot.ranges, 0, false);
+    slot.dma.reset();
+    const rdv = slot.rangesDv as DataView;
     for (let i = 0; i < nr; i++) {
       const nlb = rdv.getUint32(i * 16 + 4, true);
       const slba = rdv.getUint32(i * 16 + 8, true) + rdv.getUint32(i * 16 + 12, true) * TWO32;
-      if (!(slba + nlb <= this.nsze)) return this.complete(cid, NVME_SC.LBA_OUT_OF_RANGE, 0);
+      if (!(slba + nlb <= this.nsze)) {
+        this.freeSlots.push(slot);
+        return this.complete(cid, NVME_SC.LBA_OUT_OF_RANGE, 0);
+      }
     }
     this.zeroes ??= new Uint8Array(ZERO_CHUNK);
-    try {
-      for (let i = 0; i < nr; i++) {
-        const nlb = rdv.getUint32(i * 16 + 4, true);
-        let pos = (rdv.getUint32(i * 16 + 8, true) + rdv.getUint32(i * 16 + 12, true) * TWO32) * 512;
-        let left = nlb * 512;
-        while (left > 0) {
-          const n = left < ZERO_CHUNK ? left : ZERO_CHUNK;
-          const k = writeSync(this.o.medium.fd, this.zeroes, 0, n, pos);
-          if (k <= 0) return this.complete(cid, NVME_SC.WRITE_FAULT, 0);
-          pos += k;
-          left -= k;
-        }
-      }
-    } catch (e) {
-      this.log(`nvme: discard failed: ${(e as Error).message}`);
-      return this.complete(cid, NVME_SC.WRITE_FAULT, 0);
+    this.begin(slot, K_DISCARD, cid, 0);
+    slot.nr = nr;
+    slot.range = -1;
+    if (!this.nextRange(slot)) {
+      this.finish(slot, NVME_SC.SUCCESS, null);
+      return false;
     }
-    this.stats.discards++;
-    return this.complete(cid, NVME_SC.SUCCESS, 0);
+    this.issue(slot);
+    return false;
+  }
+
+  /** Moves a discard to its next non-empty range; false when none is left. */
+  private nextRange(slot: Slot): boolean {
+    const rdv = slot.rangesDv as DataView;
+    while (++slot.range < slot.nr) {
+      const i = slot.range;
+      const nlb = rdv.getUint32(i * 16 + 4, true);
+      if (nlb === 0) continue;
+      slot.pos = (rdv.getUint32(i * 16 + 8, true) + rdv.getUint32(i * 16 + 12, true) * TWO32) * 512;
+      slot.left = nlb * 512;
+      return true;
+    }
+    return false;
   }
 
   /** Posts a completion; false (and the controller fatal) when the post itself faulted. */

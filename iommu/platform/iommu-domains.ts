@@ -37,6 +37,8 @@ export class IommuDomains implements IommuBinding {
   private readonly byDid = new Map<number, IommuOwner>();
   private readonly deviceDid = new Map<string, number>();
   private nextDid = QUARANTINE_DID + 1;
+  /** ids of destroyed domains: flushed from every cache before they went on this list */
+  private readonly freeDids: number[] = [];
   private readonly levels: 3 | 4;
 
   constructor(
@@ -104,22 +106,36 @@ export class IommuDomains implements IommuBinding {
   }
 
   /**
-   * Forgets a destroyed domain. Its devices must have been moved (attach to quarantine) first;
-   * the table frames go back to whoever owns the frame source.
+   * Forgets a destroyed domain and frees its second-level tables. Its devices must have been moved
+   * (attach to quarantine) first. In case any context entry still carries the domain id anyway,
+   * it is cleared; then the context cache and IOTLB are invalidated for the domain id, and only
+   * then are the table frames walked and handed back to the frame source, so no cached or
+   * in-memory pointer to them survives. The domain id becomes reusable. Returns the frames freed.
    */
-  destroy(owner: number): void {
+  destroy(owner: number): number {
     const d = this.domains.get(owner);
-    if (d === undefined) return;
+    if (d === undefined) return 0;
     for (const [bdf, did] of this.deviceDid) if (did === d.did) throw new Error(`domain ${owner} still has ${bdf} attached`);
+    const stale = this.root.entriesWithDid(d.did);
+    for (const { bus, devfn } of stale) this.root.clearContext(bus, devfn);
+    this.driver.flushContextDomain(d.did);
     this.driver.flushIotlbDomain(d.did);
     this.domains.delete(owner);
     this.byDid.delete(d.did);
+    const freed = d.table.destroy();
+    this.freeDids.push(d.did);
+    return freed;
+  }
+
+  /** Domains alive (quarantine included); tests watch it come back down. */
+  get domainCount(): number {
+    return this.domains.size;
   }
 
   private domain(owner: IommuOwner): Domain {
     let d = this.domains.get(owner);
     if (d === undefined) {
-      const did = owner === 'quarantine' ? QUARANTINE_DID : this.nextDid++;
+      const did = owner === 'quarantine' ? QUARANTINE_DID : (this.freeDids.shift() ?? this.nextDid++);
       if (did > 0xffff) throw new Error('out of IOMMU domain ids');
       d = { did, table: new SecondLevelTable(this.mem, this.frames, this.levels, this.unit.caps.addressWidth) };
       this.domains.set(owner, d);

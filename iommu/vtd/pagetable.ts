@@ -42,7 +42,41 @@ export class SecondLevelTable {
     this.width = 12 + 9 * levels;
   }
 
+  /** Every table frame of this hierarchy (root last), found by walking it: what destroy() frees. */
+  tableFrames(): number[] {
+    const out: number[] = [];
+    const mask = (1n << BigInt(this.haw)) - 1n;
+    const walk = (table: number, level: number): void => {
+      if (level > 1) {
+        for (let i = 0; i < 512; i++) {
+          const e = readU64(this.mem, table + i * 8);
+          if ((e & 3n) === 0n || (e & BigInt(PTE_PS)) !== 0n) continue;
+          walk(Number(e & mask & ~0xfffn), level - 1);
+        }
+      }
+      out.push(table);
+    };
+    walk(this.root, this.levels);
+    return out;
+  }
+
+  /**
+   * Frees every table frame back to the frame source. The caller must first make sure nothing
+   * reaches these tables any more: no context entry names the root, and the context cache and
+   * IOTLB hold nothing of the domain. The object is unusable afterwards.
+   */
+  destroy(): number {
+    if (this.destroyed) return 0;
+    const frames = this.tableFrames();
+    this.destroyed = true;
+    for (const f of frames) this.frames.free(f);
+    return frames.length;
+  }
+
+  private destroyed = false;
+
   map(iova: number, pa: number, size: PageSize, perm: PagePerm, opts: { snoop?: boolean } = {}): void {
+    if (this.destroyed) throw new Error('this page table was destroyed');
     const level = this.check(iova, size);
     if (!Number.isSafeInteger(pa) || pa < 0 || pa % size !== 0 || pa >= 2 ** this.haw) throw new RangeError(`physical address 0x${pa.toString(16)} is not a ${size}-aligned address below 2^${this.haw}`);
     if (!perm.read && !perm.write) throw new RangeError('a mapping needs read or write permission; use unmap to remove one');
@@ -100,6 +134,7 @@ export class SecondLevelTable {
 
   /** Table holding the entry for `iova` at `level`, creating intermediate tables when asked. */
   private tableFor(iova: number, level: number, create: boolean): number | null {
+    if (this.destroyed) return null;
     let table = this.root;
     for (let l: number = this.levels; l > level; l--) {
       const ea = table + tableIndex(iova, l) * 8;
@@ -122,6 +157,7 @@ export class SecondLevelTable {
   }
 
   private findLeaf(iova: number): { entry: number; mapping: Mapping } | null {
+    if (this.destroyed) return null;
     if (!Number.isSafeInteger(iova) || iova < 0 || iova >= 2 ** this.width) return null;
     let table = this.root;
     for (let l: number = this.levels; l >= 1; l--) {

@@ -140,27 +140,55 @@ export function fromHalves(lo: number, hi: number): number {
 export interface FrameSource {
   /** Physical address of a zeroed, 4 KiB-aligned frame. */
   alloc(): number;
+  /**
+   * Gives a frame back for reuse. The caller guarantees nothing (no context entry, no table, no
+   * cached translation) still points at it; the next alloc() hands it out zeroed.
+   */
+  free(pa: number): void;
 }
 
-/** Hands out consecutive frames of a memory, zeroing each; enough for tests and the bench. */
+/**
+ * Hands out consecutive frames of a memory, zeroing each, and reuses freed frames first (LIFO);
+ * enough for tests and the bench.
+ */
 export class BumpFrames implements FrameSource {
   private next: number;
   private readonly zero = new Uint8Array(PAGE_SIZE);
+  private readonly freed: number[] = [];
+  private readonly isFree = new Set<number>();
 
   constructor(
     private readonly mem: PhysMem,
-    start: number,
+    private readonly start: number,
     private readonly limit = Number.MAX_SAFE_INTEGER,
   ) {
     if (start % PAGE_SIZE !== 0) throw new RangeError('frame allocator start must be 4 KiB aligned');
     this.next = start;
   }
 
+  /** Frames handed out and not freed. */
+  get inUse(): number {
+    return (this.next - this.start) / PAGE_SIZE - this.freed.length;
+  }
+
   alloc(): number {
-    if (this.next + PAGE_SIZE > this.limit) throw new RangeError('out of frames');
-    const pa = this.next;
+    let pa = this.freed.pop();
+    if (pa !== undefined) this.isFree.delete(pa);
+    else {
+      if (this.next + PAGE_SIZE > this.limit) throw new RangeError('out of frames');
+      pa = this.next;
+      this.next += PAGE_SIZE;
+    }
     if (!this.mem.write(pa, this.zero)) throw new RangeError(`frame 0x${pa.toString(16)} is not backed`);
-    this.next += PAGE_SIZE;
     return pa;
+  }
+
+  free(pa: number): void {
+    if (!(pa >= this.start && pa < this.next && pa % PAGE_SIZE === 0)) throw new RangeError(`frame 0x${pa.toString(16)} was not handed out by this allocator`);
+    if (this.isFree.has(pa)) throw new RangeError(`frame 0x${pa.toString(16)} freed twice`);
+    // scrub now: a stale walk through a freed table finds nothing present
+    this.mem.write(pa, this.zero);
+    this.isFree.add(pa);
+    this.freed.push(pa);
   }
 }

@@ -52,6 +52,19 @@ export class RootTable {
     writeU64(this.mem, ea + 8, 0n);
   }
 
+  /** Every present context entry (bus, devfn) whose domain id is `did`. */
+  entriesWithDid(did: number): { bus: number; devfn: number }[] {
+    const out: { bus: number; devfn: number }[] = [];
+    for (const [bus, ct] of this.contextTables) {
+      for (let devfn = 0; devfn < 256; devfn++) {
+        const ea = ct + devfn * 16;
+        const e = decodeContextEntry(readU64(this.mem, ea), readU64(this.mem, ea + 8));
+        if (e.present && e.did === did) out.push({ bus, devfn });
+      }
+    }
+    return out;
+  }
+
   context(bus: number, devfn: number): ContextEntry | null {
     const ea = this.contextEntryAddress(bus, devfn);
     if (ea === null) return null;

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import * as blkifW from './blkif.js';
 import {
   BLKIF_OP_DISCARD,
   BLKIF_OP_FLUSH_DISKCACHE,
@@ -188,5 +189,54 @@ describe('virtual disk ids', () => {
       expect(n).not.toBeNull();
       expect(numberToVdev(n!)).toBe(name);
     }
+  });
+});
+
+describe('blkif word accessors (the ring fast path)', () => {
+  it('decode every layout exactly as the DataView readers do, over random slot bytes', () => {
+    const m = blkifW;
+    const buf = new ArrayBuffer(64 + 112 * 4);
+    const view = new DataView(buf);
+    const words = new Int32Array(buf);
+    const bytes = new Uint8Array(buf);
+    let seed = 12345;
+    const rnd = (): number => (seed = (seed * 1103515245 + 12345) >>> 0) >>> 24;
+    for (let trial = 0; trial < 400; trial++) {
+      for (let i = 0; i < bytes.length; i++) bytes[i] = rnd();
+      const off = 64 + 112 * (trial & 3);
+      const op = [BLKIF_OP_READ, BLKIF_OP_WRITE, BLKIF_OP_FLUSH_DISKCACHE, BLKIF_OP_DISCARD, BLKIF_OP_INDIRECT, 0xff][trial % 6];
+      bytes[off] = op;
+      if (trial % 3 === 0) bytes[off + 1] = trial % 13; // small direct segment counts too
+      const a = blkifRequest.read(view, off, newBlkifRequest());
+      const b = m.readBlkifRequestWords(words, off >> 2, newBlkifRequest());
+      expect(b).toEqual(a);
+    }
+  });
+
+  it('write requests and responses byte for byte like the DataView writers', () => {
+    const m = blkifW;
+    for (const [id, sector] of [
+      [7, 56],
+      [0xffffffff, 2 ** 40 + 3],
+      [2 ** 52 + 5, 0],
+    ]) {
+      const a = new ArrayBuffer(64 + 112);
+      const b = new ArrayBuffer(64 + 112);
+      new Uint8Array(a).fill(0xcc);
+      new Uint8Array(b).fill(0xcc);
+      writeBlkifRw(new DataView(a), 64, BLKIF_OP_WRITE, 2, 0x1234, id, sector);
+      writeBlkifSegment(new DataView(a), 64, 1, 0x89abcdef, 3, 6);
+      m.writeBlkifRwWords(new Int32Array(b), 16, BLKIF_OP_WRITE, 2, 0x1234, id, sector);
+      m.writeBlkifSegmentWords(new Int32Array(b), 16, 1, 0x89abcdef, 3, 6);
+      expect(new Uint8Array(b)).toEqual(new Uint8Array(a));
+    }
+    const rsp = new ArrayBuffer(16);
+    const w = new Int32Array(rsp);
+    w[0] = 0xdeadbeef | 0;
+    w[1] = 0x12345678;
+    w[2] = m.blkifResponseWord2(BLKIF_OP_INDIRECT, -2);
+    w[3] = 0;
+    expect(m.readBlkifResponseWords(w, 0, newBlkifResponse())).toEqual(blkifResponse.read(new DataView(rsp), 0, newBlkifResponse()));
+    expect(m.readBlkifResponseWords(w, 0, newBlkifResponse())).toEqual({ idLo: 0xdeadbeef, idHi: 0x12345678, operation: BLKIF_OP_INDIRECT, status: -2 });
   });
 });

@@ -430,3 +430,99 @@ export function numberToVdev(n: number): string | null {
   }
   return null;
 }
+
+// ---- word accessors: the ring data path over an Int32Array of the sring ----
+//
+// The same layouts as the DataView accessors above, through aligned 32-bit loads and stores on an
+// Int32Array (every blkif field sits inside one naturally aligned word of its 112-byte slot, and
+// slots start at 64 + 112 * i, a multiple of 16). Typed-array element accesses are cheaper than
+// DataView calls in V8, and a word read moves up to four fields at once. `wo` is a word offset
+// (byte offset >> 2). These assume a little-endian host, like the ABI itself: check
+// BLKIF_WORDS_OK (and use the DataView accessors otherwise).
+
+/** true on a little-endian host, where the Int32Array accessors below read the ABI's byte order */
+export const BLKIF_WORDS_OK = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/**
+ * blkifRequest.read over words: decodes the request at word `wo` into `into`, per its operation's
+ * layout, fetching every word of the slot at most once (so a frontend rewriting the slot meanwhile
+ * cannot make two reads of one field disagree: XSA-155). Only the words the layout uses are read
+ * (a 1-segment direct request is 8 of the 28).
+ */
+export function readBlkifRequestWords(w: Int32Array, wo: number, into: BlkifRequest): BlkifRequest {
+  const w0 = w[wo];
+  const op = w0 & 0xff;
+  into.operation = op;
+  into.idLo = w[wo + 2] >>> 0;
+  into.idHi = w[wo + 3] >>> 0;
+  into.sectorNumber = (w[wo + 5] >>> 0) * TWO32 + (w[wo + 4] >>> 0);
+  if (op === BLKIF_OP_INDIRECT) {
+    into.indirectOp = (w0 >>> 8) & 0xff;
+    into.nrSegments = w0 >>> 16;
+    // handle is the u16 at byte 24; grefs start at byte 28 (word 7)
+    into.handle = w[wo + 6] & 0xffff;
+    const g = into.indirectGrefs;
+    for (let i = 0; i < BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST; i++) g[i] = w[wo + 7 + i];
+    return into;
+  }
+  into.handle = w0 >>> 16;
+  if (op === BLKIF_OP_DISCARD) {
+    into.discardFlag = (w0 >>> 8) & 0xff;
+    into.nrSegments = 0;
+    into.nrSectors = (w[wo + 7] >>> 0) * TWO32 + (w[wo + 6] >>> 0);
+    return into;
+  }
+  const n = (w0 >>> 8) & 0xff;
+  into.nrSegments = n;
+  const m = n < BLKIF_MAX_SEGMENTS_PER_REQUEST ? n : BLKIF_MAX_SEGMENTS_PER_REQUEST;
+  const gref = into.segGref;
+  const first = into.segFirstSect;
+  const last = into.segLastSect;
+  for (let i = 0, s = wo + 6; i < m; i++, s += 2) {
+    gref[i] = w[s];
+    const b = w[s + 1];
+    first[i] = b;
+    last[i] = b >>> 8;
+  }
+  return into;
+}
+
+/** writeBlkifRw over words (all 24 header bytes, the 4 pad bytes included) */
+export function writeBlkifRwWords(
+  w: Int32Array,
+  wo: number,
+  operation: number,
+  nrSegments: number,
+  handle: number,
+  id: number,
+  sectorNumber: number,
+): void {
+  w[wo] = (operation & 0xff) | ((nrSegments & 0xff) << 8) | ((handle & 0xffff) << 16);
+  w[wo + 1] = 0;
+  w[wo + 2] = id;
+  w[wo + 3] = id <= 0xffffffff ? 0 : Math.floor(id / TWO32);
+  w[wo + 4] = sectorNumber;
+  w[wo + 5] = sectorNumber <= 0xffffffff ? 0 : Math.floor(sectorNumber / TWO32);
+}
+
+/** writeBlkifSegment over words: segment `i` of the direct request at word `wo` (8 bytes, pad included) */
+export function writeBlkifSegmentWords(w: Int32Array, wo: number, i: number, gref: number, firstSect: number, lastSect: number): void {
+  const s = wo + 6 + 2 * i;
+  w[s] = gref;
+  w[s + 1] = (firstSect & 0xff) | ((lastSect & 0xff) << 8);
+}
+
+/** word 2 of a response: operation (u8), pad (u8), status (s16) */
+export function blkifResponseWord2(operation: number, status: number): number {
+  return (operation & 0xff) | ((status & 0xffff) << 16);
+}
+
+/** blkifResponse.read over words (3 loads; every field fetched once) */
+export function readBlkifResponseWords(w: Int32Array, wo: number, into: BlkifResponse): BlkifResponse {
+  into.idLo = w[wo] >>> 0;
+  into.idHi = w[wo + 1] >>> 0;
+  const w2 = w[wo + 2];
+  into.operation = w2 & 0xff;
+  into.status = w2 >> 16;
+  return into;
+}

@@ -25,6 +25,11 @@ export class BackRing {
   /** set once the frontend published an impossible req_prod; the ring is dead from then on */
   fault: RingFaultError | null = null;
 
+  /**
+   * the sring as 32-bit words (index = byte offset >> 2), for layouts whose slots are 4-aligned:
+   * the word accessors (consumeRequestWords, produceResponse16) work on this
+   */
+  readonly words: Int32Array;
   private readonly w: Int32Array;
   private readonly u8: Uint8Array;
   private readonly reqCopy: PrivateEntry;
@@ -52,6 +57,7 @@ export class BackRing {
     this.mask = g.size - 1;
     this.view = new DataView(buffer, g.byteOffset, g.byteLength);
     this.w = new Int32Array(buffer, g.byteOffset, g.byteLength >> 2);
+    this.words = this.w;
     this.u8 = new Uint8Array(buffer, g.byteOffset, g.byteLength);
     this.reqCopy = new PrivateEntry(layout.requestSize);
     this.req = this.reqCopy.view;
@@ -141,6 +147,37 @@ export class BackRing {
     const idx = this.reqCons;
     this.reqCons = (idx + 1) >>> 0;
     return decode(this.view, SRING_HEADER_SIZE + (idx & this.mask) * this.entrySize, into);
+  }
+
+  /**
+   * consumeRequestInto over 32-bit words: `decode(words, wordOffset, into)` reads each word of the
+   * slot at req_cons at most once into `into` (the private copy that is then validated and used),
+   * then req_cons++. Aligned Int32Array loads instead of DataView calls: the fast path for blkif
+   * (readBlkifRequestWords). Needs 4-aligned slots.
+   */
+  consumeRequestWords<T>(decode: (words: Int32Array, wordOffset: number, into: T) => T, into: T): T {
+    if (this.reqWords < 0) throw new RangeError(`ring layout ${this.layout.name}: slots are not 4-aligned`);
+    const idx = this.reqCons;
+    this.reqCons = (idx + 1) >>> 0;
+    return decode(this.w, (SRING_HEADER_SIZE + (idx & this.mask) * this.entrySize) >> 2, into);
+  }
+
+  /**
+   * produceResponse() for a 16-byte response given as its four little-endian words, then
+   * rsp_prod_pvt++. All 16 bytes are stored, padding included, so nothing earlier in the slot can
+   * leak (XSA-216) without a separate zeroing pass. Only for layouts with 16-byte, 4-aligned
+   * responses (blkif).
+   */
+  produceResponse16(w0: number, w1: number, w2: number, w3: number): void {
+    if (this.rspWords !== 4) throw new RangeError(`ring layout ${this.layout.name}: responses are not 16 aligned bytes`);
+    const idx = this.rspProdPvt;
+    this.rspProdPvt = (idx + 1) >>> 0;
+    const s = (SRING_HEADER_SIZE + (idx & this.mask) * this.entrySize) >> 2;
+    const w = this.w;
+    w[s] = w0;
+    w[s + 1] = w1;
+    w[s + 2] = w2;
+    w[s + 3] = w3;
   }
 
   /**

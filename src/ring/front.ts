@@ -26,6 +26,11 @@ export class FrontRing {
   /** set once the backend published an impossible rsp_prod; the ring is dead from then on */
   fault: RingFaultError | null = null;
 
+  /**
+   * the sring as 32-bit words (index = byte offset >> 2), for layouts whose slots are 4-aligned:
+   * write requests at produceRequestWord()'s offset, read responses with consumeResponseWords
+   */
+  readonly words: Int32Array;
   private readonly w: Int32Array;
   private readonly u8: Uint8Array;
   private readonly rspCopy: PrivateEntry;
@@ -58,6 +63,7 @@ export class FrontRing {
     this.mask = g.size - 1;
     this.view = new DataView(buffer, g.byteOffset, g.byteLength);
     this.w = new Int32Array(buffer, g.byteOffset, g.byteLength >> 2);
+    this.words = this.w;
     this.u8 = new Uint8Array(buffer, g.byteOffset, g.byteLength);
     this.rspCopy = new PrivateEntry(layout.responseSize);
     this.rsp = this.rspCopy.view;
@@ -92,6 +98,14 @@ export class FrontRing {
     const idx = this.reqProdPvt;
     this.reqProdPvt = (idx + 1) >>> 0;
     return SRING_HEADER_SIZE + (idx & this.mask) * this.entrySize;
+  }
+
+  /** produceRequest() as a word offset in `words` (slots must be 4-aligned: blkif, netif) */
+  produceRequestWord(): number {
+    if (this.entrySize % 4 !== 0) throw new RangeError(`ring layout ${this.layout.name}: slots are not 4-aligned`);
+    const idx = this.reqProdPvt;
+    this.reqProdPvt = (idx + 1) >>> 0;
+    return (SRING_HEADER_SIZE + (idx & this.mask) * this.entrySize) >> 2;
   }
 
   /** RING_PUSH_REQUESTS: the seq-cst store orders every slot write before the new index */
@@ -177,6 +191,18 @@ export class FrontRing {
     const idx = this.rspCons;
     this.rspCons = (idx + 1) >>> 0;
     return decode(this.view, SRING_HEADER_SIZE + (idx & this.mask) * this.entrySize, into);
+  }
+
+  /**
+   * consumeResponseInto over 32-bit words: `decode(words, wordOffset, into)` reads each word of the
+   * response at rsp_cons at most once into `into`, then rsp_cons++ (readBlkifResponseWords for
+   * blkif). Needs 4-aligned slots.
+   */
+  consumeResponseWords<T>(decode: (words: Int32Array, wordOffset: number, into: T) => T, into: T): T {
+    if (this.rspWords < 0) throw new RangeError(`ring layout ${this.layout.name}: slots are not 4-aligned`);
+    const idx = this.rspCons;
+    this.rspCons = (idx + 1) >>> 0;
+    return decode(this.w, (SRING_HEADER_SIZE + (idx & this.mask) * this.entrySize) >> 2, into);
   }
 
   /** skip the response at rsp_cons without copying it (rsp_cons++), e.g. after reading it in place */

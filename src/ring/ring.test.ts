@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { readBlkifRequestWords, readBlkifResponseWords, writeBlkifRwWords, writeBlkifSegmentWords, blkifResponseWord2 } from '../abi/blkif.js';
 import { FrontRing } from './front.js';
 import { BackRing } from './back.js';
 import { RingFaultError, needsNotify, sharedRingIndices, sharedRingSetIndices } from './sring.js';
@@ -446,5 +447,42 @@ describe('rings in shared memory', () => {
     native.munmap(a);
     native.munmap(b);
     fds.forEach((f) => native.close(f));
+  });
+});
+
+describe('word fast path', () => {
+  it('consumeRequestWords / produceResponse16 / consumeResponseWords carry a request and its full response', () => {
+    const { front, back } = pair(1, 0xfffffffe); // across the u32 wrap
+    for (let round = 0; round < 3; round++) {
+      for (let i = 0; i < front.size; i++) {
+        const idx = front.reqProdPvt;
+        const wo = front.produceRequestWord();
+        expect(wo * 4).toBe(front.slotOffset(idx));
+        writeBlkifRwWords(front.words, wo, BLKIF_OP_READ, 1, 0, idx, 8);
+        writeBlkifSegmentWords(front.words, wo, 0, i, 0, 7);
+      }
+      front.pushRequests();
+      const n = back.unconsumedRequests();
+      expect(n).toBe(front.size);
+      const req = newBlkifRequest();
+      for (let i = 0; i < n; i++) {
+        const slot = back.slotOffset(back.rspProdPvt);
+        back.consumeRequestWords(readBlkifRequestWords, req);
+        expect(req.segGref[0]).toBe(i);
+        new Uint8Array(back.view.buffer, slot, 16).fill(0xaa);
+        back.produceResponse16(req.idLo, req.idHi, blkifResponseWord2(req.operation, BLKIF_RSP_OKAY), 0);
+        // every byte of the response written: nothing of the 0xaa left (XSA-216)
+        expect([...new Uint8Array(back.view.buffer, slot, 16)].includes(0xaa)).toBe(false);
+      }
+      back.pushResponses();
+      const m = front.unconsumedResponses();
+      expect(m).toBe(front.size);
+      const rsp = newBlkifResponse();
+      for (let i = 0; i < m; i++) {
+        const idx = front.rspCons;
+        front.consumeResponseWords(readBlkifResponseWords, rsp);
+        expect(rsp).toEqual({ idLo: idx, idHi: 0, operation: BLKIF_OP_READ, status: BLKIF_RSP_OKAY });
+      }
+    }
   });
 });

@@ -17,13 +17,14 @@ import {
   BLKIF_RING,
   BLKIF_RSP_ERROR,
   BLKIF_RSP_OKAY,
-  blkifRequest,
-  blkifResponse,
+  BLKIF_WORDS_OK,
+  blkifResponseWord2,
   newBlkifRequest,
   newBlkifResponse,
-  writeBlkifResponse,
-  writeBlkifRw,
-  writeBlkifSegment,
+  readBlkifRequestWords,
+  readBlkifResponseWords,
+  writeBlkifRwWords,
+  writeBlkifSegmentWords,
   type BlkifRequest,
 } from '../../abi/blkif.js';
 import { FrontRing } from '../../ring/front.js';
@@ -41,7 +42,7 @@ interface Queue {
 
 interface FrontQueue extends Queue {
   ring: FrontRing;
-  view: DataView;
+  words: Int32Array;
   mask: number;
   size: number;
   /** 0 running, 1 draining before the stop, 2 stop sent */
@@ -130,52 +131,61 @@ function reap(q: FrontQueue, st: Stats): boolean {
   if (n === 0) return false;
   const measuring = st.phase === 1;
   const sampling = st.latency && measuring;
+  const pages = q.pages;
+  const mask = q.mask;
   let t = 0;
+  let errors = 0;
+  let done = 0;
   const rsp = rspScratch;
   for (let i = 0; i < n; i++) {
-    ring.consumeResponseInto(blkifResponse.read, rsp);
-    if (rsp.operation === OP_STOP) {
+    ring.consumeResponseWords(readBlkifResponseWords, rsp);
+    const op = rsp.operation;
+    if (op === OP_STOP) {
       q.stopped = true;
       continue;
     }
-    if (rsp.status !== BLKIF_RSP_OKAY) st.errors++;
-    const slot = rsp.idLo & q.mask;
-    if (q.pages !== null && rsp.operation === BLKIF_OP_READ) privateData.set(q.pages[slot]);
+    if (rsp.status !== BLKIF_RSP_OKAY) errors++;
+    const slot = rsp.idLo & mask;
+    if (pages !== null && op === BLKIF_OP_READ) privateData.set(pages[slot]);
     if (sampling && (rsp.idLo & LATENCY_SAMPLE_MASK) === 0) {
       if (t === 0) t = performance.now();
       st.hist.add((t - q.tSent[slot]) * 1e6);
     }
-    if (measuring) st.completed++;
+    done++;
   }
+  st.errors += errors;
+  if (measuring) st.completed += done;
   return true;
 }
 
 function issue(q: FrontQueue, st: Stats): boolean {
   const ring = q.ring;
-  const view = q.view;
+  const w = q.words;
+  const mask = q.mask;
+  const pages = q.pages;
+  const latency = st.latency;
   let did = false;
   for (;;) {
     const free = ring.freeRequests();
     if (free === 0 || q.stopped || q.stopping === 2) return did;
     if (q.stopping === 1) {
       if (free !== q.size) return did; // every answer first, then the stop
-      writeBlkifRw(view, ring.produceRequest(), OP_STOP, 0, 0, 0, 0);
+      writeBlkifRwWords(w, ring.produceRequestWord(), OP_STOP, 0, 0, 0, 0);
       frontPush(q, st);
       q.stopping = 2;
       return true;
     }
     const n = free < st.batch ? free : st.batch;
     let t = 0;
-    const pages = q.pages;
     for (let k = 0; k < n; k++) {
       const idx = ring.reqProdPvt;
-      const off = ring.produceRequest();
-      const slot = idx & q.mask;
+      const wo = ring.produceRequestWord();
+      const slot = idx & mask;
       const op = idx & 1 ? BLKIF_OP_WRITE : BLKIF_OP_READ;
-      writeBlkifRw(view, off, op, 1, 0, idx, (idx & 0xfffff) * 8);
-      writeBlkifSegment(view, off, 0, slot, 0, 7);
+      writeBlkifRwWords(w, wo, op, 1, 0, idx, (idx & 0xfffff) * 8);
+      writeBlkifSegmentWords(w, wo, 0, slot, 0, 7);
       if (pages !== null && op === BLKIF_OP_WRITE) pages[slot].set(privateData);
-      if ((idx & LATENCY_SAMPLE_MASK) === 0 && st.latency) {
+      if ((idx & LATENCY_SAMPLE_MASK) === 0 && latency) {
         if (t === 0) t = performance.now();
         q.tSent[slot] = t;
       }
@@ -306,11 +316,17 @@ function serve(q: BackQueue, st: Stats): boolean {
   const n = ring.unconsumedRequests();
   if (n === 0) return false;
   const req = reqScratch;
+  const gref = req.segGref;
+  const firstSect = req.segFirstSect;
+  const lastSect = req.segLastSect;
   const size = ring.size;
+  const pages = q.pages;
   const batch = st.batch;
   let inBatch = 0;
+  let errors = 0;
   for (let i = 0; i < n; i++) {
-    ring.consumeRequestInto(blkifRequest.read, req);
+    // the request is copied out of the slot (each word once) and only the copy is looked at
+    ring.consumeRequestWords(readBlkifRequestWords, req);
     let status = BLKIF_RSP_OKAY;
     const op = req.operation;
     if (op === OP_STOP) {
@@ -319,25 +335,27 @@ function serve(q: BackQueue, st: Stats): boolean {
       const nseg = req.nrSegments;
       let ok = (op === BLKIF_OP_READ || op === BLKIF_OP_WRITE) && nseg >= 1 && nseg <= BLKIF_MAX_SEGMENTS_PER_REQUEST;
       for (let s = 0; ok && s < nseg; s++) {
-        const last = req.segLastSect[s];
-        ok = last < 8 && last >= req.segFirstSect[s] && req.segGref[s] < size;
+        const last = lastSect[s];
+        ok = last < 8 && last >= firstSect[s] && gref[s] < size;
       }
       if (!ok) {
         status = BLKIF_RSP_ERROR;
-        st.errors++;
-      } else if (q.pages !== null) {
-        const page = q.pages[req.segGref[0]];
+        errors++;
+      } else if (pages !== null) {
+        const page = pages[gref[0]];
         if (op === BLKIF_OP_WRITE) medium.set(page);
         else page.set(medium);
       }
     }
-    writeBlkifResponse(ring.view, ring.produceResponse(), req.idLo, req.idHi, op, status);
-    st.completed++;
+    // all 16 bytes of the response, padding included (XSA-216)
+    ring.produceResponse16(req.idLo, req.idHi, blkifResponseWord2(op, status), 0);
     if (++inBatch === batch) {
       backPush(q, st);
       inBatch = 0;
     }
   }
+  st.completed += n;
+  st.errors += errors;
   if (inBatch > 0) backPush(q, st);
   return true;
 }
@@ -409,6 +427,7 @@ function waitForGo(): Promise<void> {
 }
 
 export async function runRingPeer(cfg: RingPeerConfig): Promise<void> {
+  if (!BLKIF_WORDS_OK) throw new Error('the ring bench peer needs a little-endian host');
   const batch = cfg.batch > 0 ? cfg.batch : 1 << 30;
   const st = new Stats(cfg.mode, batch, cfg.payload, cfg.latency);
   if (cfg.role === 'front') {
@@ -422,7 +441,7 @@ export async function runRingPeer(cfg: RingPeerConfig): Promise<void> {
         irq: fds.irq,
         stopped: false,
         ring,
-        view: ring.view,
+        words: ring.words,
         mask: ring.mask,
         size: ring.size,
         stopping: 0,

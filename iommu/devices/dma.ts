@@ -24,6 +24,20 @@ export interface DmaMemory extends PhysMem {
 }
 
 /** Why a transfer stopped. `reason` is the VT-d fault reason (0 when the address was not DMA-able). */
+/** What every emulated PCI function is wired to: the IOMMU and memory it DMAs through (with its
+ *  source id), its register page, the command register's bus-master bit, and its interrupt. */
+export interface PciFunctionOptions {
+  unit: VtdUnit;
+  mem: DmaMemory;
+  sid: number;
+  /** the register page, shared with the owner */
+  bar: Uint8Array;
+  /** PCI command register's bus-master bit: without it the device issues no DMA */
+  busMaster: () => boolean;
+  raiseIrq: () => void;
+  log?: (msg: string) => void;
+}
+
 export interface DmaFault {
   kind: 'none' | 'fault' | 'interrupt-window' | 'unbacked' | 'too-large';
   reason: number;

@@ -8,8 +8,7 @@
 // offloads), or a cable to another NIC model in the same hv.
 
 import { native, type Watcher } from '../../src/native/index.js';
-import type { VtdUnit } from '../vtd/unit.js';
-import { DmaEngine, type DmaMemory } from './dma.js';
+import { DmaEngine, type DmaMemory, type PciFunctionOptions } from './dma.js';
 import {
   DESC, DESC_DD, DESC_ERR, NIC_BAR_SIZE, NIC_CTRL_EN, NIC_DESC_SIZE, NIC_FATAL, NIC_MAX_FRAME, NIC_MAX_RING,
   NIC_REG as R, NIC_STATUS_FATAL, NIC_STATUS_LINK,
@@ -29,15 +28,8 @@ export interface NicWire {
   close(): void;
 }
 
-export interface NicModelOptions {
-  unit: VtdUnit;
-  mem: DmaMemory;
-  sid: number;
-  bar: Uint8Array;
+export interface NicModelOptions extends PciFunctionOptions {
   mac: Uint8Array;
-  busMaster: () => boolean;
-  raiseIrq: () => void;
-  log?: (msg: string) => void;
 }
 
 export class NicModel {

@@ -14,8 +14,7 @@
 // fault on the queues themselves is fatal to the controller, as on hardware.
 
 import { fdatasync, read, write } from 'node:fs';
-import type { VtdUnit } from '../vtd/unit.js';
-import { DmaEngine, type DmaMemory } from './dma.js';
+import { DmaEngine, type DmaMemory, type PciFunctionOptions } from './dma.js';
 import {
   CQE, NVME_BAR_SIZE, NVME_CC_EN, NVME_CFS, NVME_CQE_SIZE, NVME_CSTS_CFS, NVME_CSTS_RDY, NVME_DSM_AD,
   NVME_DSM_RANGE_SIZE, NVME_FAULT_KIND, NVME_MAX_QUEUE_ENTRIES, NVME_MDTS_PAGES, NVME_OP, NVME_REG as R,
@@ -66,17 +65,8 @@ export interface NvmeMedium {
   onIdle?: (() => void) | null;
 }
 
-export interface NvmeModelOptions {
-  unit: VtdUnit;
-  mem: DmaMemory;
-  sid: number;
-  /** the register page, shared with the owner */
-  bar: Uint8Array;
+export interface NvmeModelOptions extends PciFunctionOptions {
   medium: NvmeMedium;
-  /** PCI command register's bus-master bit: without it the controller issues no DMA */
-  busMaster: () => boolean;
-  raiseIrq: () => void;
-  log?: (msg: string) => void;
 }
 
 export interface NvmeStats {

@@ -121,18 +121,7 @@ export class BackRing {
   consumeRequest(): DataView {
     const idx = this.reqCons;
     this.reqCons = (idx + 1) >>> 0;
-    const off = SRING_HEADER_SIZE + (idx & this.mask) * this.entrySize;
-    const nw = this.reqWords;
-    if (nw >= 0) {
-      const src = this.w;
-      const dst = this.reqCopy.words;
-      const s = off >> 2;
-      for (let i = 0; i < nw; i++) dst[i] = src[s + i];
-    } else {
-      const src = this.u8;
-      const dst = this.reqCopy.bytes;
-      for (let i = 0, n = this.layout.requestSize; i < n; i++) dst[i] = src[off + i];
-    }
+    this.reqCopy.copyFrom(this.w, this.u8, SRING_HEADER_SIZE + (idx & this.mask) * this.entrySize, this.reqWords);
     return this.req;
   }
 

@@ -168,18 +168,7 @@ export class FrontRing {
   consumeResponse(): DataView {
     const idx = this.rspCons;
     this.rspCons = (idx + 1) >>> 0;
-    const off = SRING_HEADER_SIZE + (idx & this.mask) * this.entrySize;
-    const nw = this.rspWords;
-    if (nw >= 0) {
-      const src = this.w;
-      const dst = this.rspCopy.words;
-      const s = off >> 2;
-      for (let i = 0; i < nw; i++) dst[i] = src[s + i];
-    } else {
-      const src = this.u8;
-      const dst = this.rspCopy.bytes;
-      for (let i = 0, n = this.layout.responseSize; i < n; i++) dst[i] = src[off + i];
-    }
+    this.rspCopy.copyFrom(this.w, this.u8, SRING_HEADER_SIZE + (idx & this.mask) * this.entrySize, this.rspWords);
     return this.rsp;
   }
 

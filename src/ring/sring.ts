@@ -118,10 +118,25 @@ export class PrivateEntry {
   readonly view: DataView;
   readonly words: Int32Array;
   readonly bytes: Uint8Array;
-  constructor(size: number) {
+  constructor(private readonly size: number) {
     const buf = new ArrayBuffer((size + 7) & ~7);
     this.view = new DataView(buf);
     this.words = new Int32Array(buf);
     this.bytes = new Uint8Array(buf);
+  }
+
+  /**
+   * RING_COPY_REQUEST / RING_COPY_RESPONSE: copies the entry at byte `off` of the ring out of
+   * shared memory, word by word when slots are 4-aligned (`nw` words), else byte by byte.
+   */
+  copyFrom(w: Int32Array, u8: Uint8Array, off: number, nw: number): void {
+    if (nw >= 0) {
+      const dst = this.words;
+      const s = off >> 2;
+      for (let i = 0; i < nw; i++) dst[i] = w[s + i];
+    } else {
+      const dst = this.bytes;
+      for (let i = 0, n = this.size; i < n; i++) dst[i] = u8[off + i];
+    }
   }
 }

@@ -15,6 +15,7 @@
 
 import { fdatasync, read, write } from 'node:fs';
 import { DmaEngine, type DmaMemory, type PciFunctionOptions } from './dma.js';
+import { native } from '../../src/native/index.js';
 import {
   CQE, NVME_BAR_SIZE, NVME_CC_EN, NVME_CFS, NVME_CQE_SIZE, NVME_CSTS_CFS, NVME_CSTS_RDY, NVME_DSM_AD,
   NVME_DSM_RANGE_SIZE, NVME_FAULT_KIND, NVME_MAX_QUEUE_ENTRIES, NVME_MDTS_PAGES, NVME_OP, NVME_REG as R,
@@ -506,6 +507,13 @@ export class NvmeModel {
         return this.complete(cid, NVME_SC.LBA_OUT_OF_RANGE, 0);
       }
     }
+    // Deallocate: punch holes (the ranges then read as zeroes and free their blocks). Only a
+    // medium that cannot punch holes gets zeroes written, through the async path below.
+    if (this.punchRanges(rdv, nr)) {
+      this.freeSlots.push(slot);
+      this.stats.discards++;
+      return this.complete(cid, NVME_SC.SUCCESS, 0);
+    }
     this.zeroes ??= new Uint8Array(ZERO_CHUNK);
     this.begin(slot, K_DISCARD, cid, 0);
     slot.nr = nr;
@@ -516,6 +524,21 @@ export class NvmeModel {
     }
     this.issue(slot);
     return false;
+  }
+
+  /** True when every range was punched out of the medium; false to fall back to zeroes. */
+  private punchRanges(rdv: DataView, nr: number): boolean {
+    try {
+      for (let i = 0; i < nr; i++) {
+        const nlb = rdv.getUint32(i * 16 + 4, true);
+        if (nlb === 0) continue;
+        const slba = rdv.getUint32(i * 16 + 8, true) + rdv.getUint32(i * 16 + 12, true) * TWO32;
+        native.punchHole(this.o.medium.fd, slba * 512, nlb * 512);
+      }
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   /** Moves a discard to its next non-empty range; false when none is left. */

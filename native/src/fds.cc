@@ -3,6 +3,7 @@
 // only what its spawner places in its stdio array.
 #include "common.h"
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
@@ -207,6 +208,17 @@ Napi::Value WriteFd(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, (double)r);
 }
 
+// punchHole(fd, offset, length): deallocates a byte range of a file, which then reads as zeroes
+// (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE). What a discard asks of a raw image.
+Napi::Value PunchHole(const Napi::CallbackInfo& info) {
+  int fd = ArgFd(info, 0);
+  uint64_t off = ArgSize(info, 1, "offset");
+  uint64_t len = ArgSize(info, 2, "length");
+  if (len > 0 && fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) < 0)
+    ThrowErrno(info.Env(), "fallocate");
+  return info.Env().Undefined();
+}
+
 // setParentDeathSignal(sig): a domain dies with its spawner, so a crashed hv never leaves
 // orphan domains behind. Returns false if the parent is already gone.
 Napi::Value SetParentDeathSignal(const Napi::CallbackInfo& info) {
@@ -234,6 +246,7 @@ void InitFds(Napi::Env env, Napi::Object exports) {
   exports.Set("readFd", Napi::Function::New(env, ReadFd));
   exports.Set("writeFd", Napi::Function::New(env, WriteFd));
   exports.Set("setParentDeathSignal", Napi::Function::New(env, SetParentDeathSignal));
+  exports.Set("punchHole", Napi::Function::New(env, PunchHole));
 }
 
 }  // namespace ringside

@@ -2,11 +2,12 @@
 // are pread/pwrite into the caller's buffer (a mapped grant, or a bounce buffer), a write
 // completes when pwrite returned, flush is fdatasync.
 //
-// Discard writes zeroes: Node has no fallocate(2) and the addon (owned elsewhere) has no
-// FALLOC_FL_PUNCH_HOLE yet. Zeroes keep discard's contract (the range reads back as zeroes,
-// nothing stale survives a secure discard) at the cost of space.
+// Discard punches a hole (fallocate PUNCH_HOLE | KEEP_SIZE): the range reads back as zeroes and
+// its blocks are freed. On a filesystem that cannot punch holes it writes zeroes instead, which
+// keeps the same contract (nothing stale survives a secure discard) at the cost of space.
 import { close, fdatasync, fstat, open, read, readSync, readv, readvSync, write, writeSync, writev, writevSync, constants } from 'node:fs';
 import { BlockDeviceError, type BlockDevice, type IoDone } from './device.js';
+import { errnoCode, native } from '../native/index.js';
 
 const ZERO_CHUNK = 1 << 20;
 
@@ -175,6 +176,12 @@ export class RawFile implements BlockDevice {
   discard(position: number, length: number, done: IoDone): void {
     if (this.readonly) return done(new BlockDeviceError('EROFS', `${this.name} is read-only`));
     if (!this.inRange(position, length, done)) return;
+    try {
+      native.punchHole(this.fd, position, length);
+      return done(null);
+    } catch (e) {
+      if (errnoCode(e) !== 'EOPNOTSUPP') return done(new BlockDeviceError('EIO', `${this.name}: discard: ${(e as Error).message}`));
+    }
     zeroes ??= new Uint8Array(ZERO_CHUNK);
     const z = zeroes;
     const step = (pos: number, left: number): void => {

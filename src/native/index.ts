@@ -50,6 +50,8 @@ export interface Addon {
   readFd(fd: number, buf: Uint8Array): number | null;
   writeFd(fd: number, buf: Uint8Array, length?: number): number | null;
   setParentDeathSignal(sig?: number): boolean;
+  /** fallocate(PUNCH_HOLE | KEEP_SIZE): the range reads back as zeroes and frees its blocks */
+  punchHole(fd: number, offset: number, length: number): void;
   noNewPrivs(): void;
   seccompDeny(syscalls: string[]): void;
   sandboxStatus(): { noNewPrivs: boolean; seccomp: number };

@@ -1,5 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
+import { closeSync, fstatSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { native, errnoCode, PAGE_SIZE } from './index.js';
 
 describe('native addon', () => {
@@ -75,6 +78,26 @@ describe('native addon', () => {
     });
     expect(got).toBe(2);
     native.close(efd);
+  });
+
+  it('punches a hole that reads back as zeroes and frees its blocks', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'rs-punch-'));
+    const path = join(dir, 'img');
+    writeFileSync(path, Buffer.alloc(1 << 20, 0xab));
+    const fd = openSync(path, 'r+');
+    try {
+      const before = fstatSync(fd).blocks;
+      native.punchHole(fd, 256 << 10, 512 << 10);
+      const data = readFileSync(path);
+      expect(data.subarray(0, 256 << 10).every((b) => b === 0xab)).toBe(true);
+      expect(data.subarray(256 << 10, 768 << 10).every((b) => b === 0)).toBe(true);
+      expect(data.subarray(768 << 10).every((b) => b === 0xab)).toBe(true);
+      expect(data.length).toBe(1 << 20); // KEEP_SIZE
+      expect(fstatSync(fd).blocks).toBeLessThan(before);
+    } finally {
+      closeSync(fd);
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('names errno in errors', () => {

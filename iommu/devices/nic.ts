@@ -13,6 +13,7 @@ import {
   DESC, DESC_DD, DESC_ERR, NIC_BAR_SIZE, NIC_CTRL_EN, NIC_DESC_SIZE, NIC_FATAL, NIC_MAX_FRAME, NIC_MAX_RING,
   NIC_REG as R, NIC_STATUS_FATAL, NIC_STATUS_LINK,
 } from './nic-abi.js';
+import { RegisterPage } from './registers.js';
 
 const TWO32 = 4294967296;
 /** Frames moved per doorbell or wire wakeup before yielding to the rest of hv. */
@@ -35,7 +36,7 @@ export interface NicModelOptions extends PciFunctionOptions {
 export class NicModel {
   readonly stats = { rxFrames: 0, txFrames: 0, rxDrops: 0, txDrops: 0, dmaFaults: 0 };
   wire: NicWire = NO_WIRE;
-  private readonly words: Int32Array;
+  private readonly regs: RegisterPage;
   private readonly ctl: DmaEngine;
   private readonly data: DmaEngine;
   private readonly desc = new Uint8Array(NIC_DESC_SIZE);
@@ -57,7 +58,7 @@ export class NicModel {
 
   constructor(private readonly o: NicModelOptions) {
     if (o.bar.byteLength < NIC_BAR_SIZE) throw new RangeError('NIC register page must be 4 KiB');
-    this.words = new Int32Array(o.bar.buffer, o.bar.byteOffset, NIC_BAR_SIZE / 4);
+    this.regs = new RegisterPage(o.bar, NIC_BAR_SIZE);
     this.ctl = new DmaEngine(o.unit, o.mem, o.sid, 4);
     this.data = new DmaEngine(o.unit, o.mem, o.sid, Math.ceil(NIC_MAX_FRAME / 4096) + 1);
     this.log = o.log ?? (() => {});
@@ -68,10 +69,10 @@ export class NicModel {
     this.enabled = false;
     this.fatal = false;
     this.txHead = this.rxHead = this.rxTail = 0;
-    this.words.fill(0);
+    this.regs.clear();
     const m = this.o.mac;
-    this.put(R.MAC_LO, m[0] | (m[1] << 8) | (m[2] << 16) | (m[3] << 24));
-    this.put(R.MAC_HI, m[4] | (m[5] << 8));
+    this.regs.put(R.MAC_LO, m[0] | (m[1] << 8) | (m[2] << 16) | (m[3] << 24));
+    this.regs.put(R.MAC_HI, m[4] | (m[5] << 8));
     this.publishStatus();
   }
 
@@ -98,18 +99,18 @@ export class NicModel {
     try {
       this.checkEnable();
       if (!this.enabled || this.fatal || !this.o.busMaster()) return;
-      const rxt = this.get(R.RX_TAIL) >>> 0;
+      const rxt = this.regs.get(R.RX_TAIL) >>> 0;
       if (rxt >= this.rxSize) return this.die(NIC_FATAL.BAD_RX_TAIL, `RX tail ${rxt} outside a ${this.rxSize}-entry ring`);
       const hadSpace = this.rxHead !== this.rxTail;
       this.rxTail = rxt;
-      const txt = this.get(R.TX_TAIL) >>> 0;
+      const txt = this.regs.get(R.TX_TAIL) >>> 0;
       if (txt >= this.txSize) return this.die(NIC_FATAL.BAD_TX_TAIL, `TX tail ${txt} outside a ${this.txSize}-entry ring`);
       let done = 0;
       while (this.txHead !== txt && done < BUDGET && !this.fatal) {
         this.transmitOne();
         done++;
       }
-      this.put(R.TX_HEAD, this.txHead);
+      this.regs.put(R.TX_HEAD, this.txHead);
       if (done > 0) this.o.raiseIrq();
       if (this.txHead !== txt && !this.fatal) setImmediate(this.rekick); // over budget: come back
       if (!hadSpace && this.rxHead !== this.rxTail) this.wire.rxSpace();
@@ -154,10 +155,10 @@ export class NicModel {
     dv.setUint16(DESC.ERR_REASON, reason, true);
     if (!this.ctl.write(at, this.desc, NIC_DESC_SIZE)) return this.ringFault(this.ctl, 'writing back an RX descriptor');
     this.rxHead = (this.rxHead + 1) % this.rxSize;
-    this.put(R.RX_HEAD, this.rxHead);
+    this.regs.put(R.RX_HEAD, this.rxHead);
     if ((status & DESC_ERR) === 0) {
       this.stats.rxFrames++;
-      this.put(R.RX_FRAMES, this.get(R.RX_FRAMES) + 1);
+      this.regs.put(R.RX_FRAMES, this.regs.get(R.RX_FRAMES) + 1);
     }
     return (status & DESC_ERR) === 0;
   }
@@ -187,7 +188,7 @@ export class NicModel {
       reason = this.faultWord(this.data);
     } else if (this.wire.send(this.frame, len)) {
       this.stats.txFrames++;
-      this.put(R.TX_FRAMES, this.get(R.TX_FRAMES) + 1);
+      this.regs.put(R.TX_FRAMES, this.regs.get(R.TX_FRAMES) + 1);
     } else this.drop(R.TX_DROPS);
     dv.setUint16(DESC.STATUS, status, true);
     dv.setUint16(DESC.ERR_REASON, reason, true);
@@ -199,7 +200,7 @@ export class NicModel {
   }
 
   private checkEnable(): void {
-    const want = (this.get(R.CTRL) & NIC_CTRL_EN) !== 0;
+    const want = (this.regs.get(R.CTRL) & NIC_CTRL_EN) !== 0;
     if (want === this.enabled) return;
     if (!want) {
       this.enabled = false;
@@ -210,12 +211,12 @@ export class NicModel {
     this.enabled = true;
     this.fatal = false;
     this.txHead = this.rxHead = this.rxTail = 0;
-    this.put(R.TX_HEAD, 0);
-    this.put(R.RX_HEAD, 0);
-    const tb = this.get64(R.TX_BASE);
-    const rb = this.get64(R.RX_BASE);
-    const ts = this.get(R.TX_SIZE) >>> 0;
-    const rs = this.get(R.RX_SIZE) >>> 0;
+    this.regs.put(R.TX_HEAD, 0);
+    this.regs.put(R.RX_HEAD, 0);
+    const tb = this.regs.get64(R.TX_BASE);
+    const rb = this.regs.get64(R.RX_BASE);
+    const ts = this.regs.get(R.TX_SIZE) >>> 0;
+    const rs = this.regs.get(R.RX_SIZE) >>> 0;
     if (ts < 2 || rs < 2 || ts > NIC_MAX_RING || rs > NIC_MAX_RING) return this.die(NIC_FATAL.BAD_RING_CONFIG, `ring sizes TX ${ts} / RX ${rs} outside 2..${NIC_MAX_RING}`);
     if (tb % NIC_DESC_SIZE !== 0 || rb % NIC_DESC_SIZE !== 0) return this.die(NIC_FATAL.BAD_RING_CONFIG, 'ring bases must be 16-byte aligned');
     this.txBase = tb;
@@ -233,10 +234,10 @@ export class NicModel {
 
   private noteFault(e: DmaEngine): void {
     this.stats.dmaFaults++;
-    this.put(R.FAULTS, this.get(R.FAULTS) + 1);
-    this.put(R.LAST_FAULT, this.faultWord(e));
-    this.put(R.LAST_FAULT_IOVA, e.fault.iova >>> 0);
-    this.put(R.LAST_FAULT_IOVA + 4, Math.floor(e.fault.iova / TWO32) >>> 0);
+    this.regs.put(R.FAULTS, this.regs.get(R.FAULTS) + 1);
+    this.regs.put(R.LAST_FAULT, this.faultWord(e));
+    this.regs.put(R.LAST_FAULT_IOVA, e.fault.iova >>> 0);
+    this.regs.put(R.LAST_FAULT_IOVA + 4, Math.floor(e.fault.iova / TWO32) >>> 0);
   }
 
   private faultWord(e: DmaEngine): number {
@@ -247,32 +248,23 @@ export class NicModel {
   private drop(reg: number): void {
     if (reg === R.RX_DROPS) this.stats.rxDrops++;
     else this.stats.txDrops++;
-    this.put(reg, this.get(reg) + 1);
+    this.regs.put(reg, this.regs.get(reg) + 1);
   }
 
   private die(code: number, why: string): void {
     this.fatal = true;
-    this.put(R.FATAL_REASON, code);
+    this.regs.put(R.FATAL_REASON, code);
     this.publishStatus();
     this.log(`nic: fatal: ${why}`);
     this.o.raiseIrq();
   }
 
   private publishStatus(): void {
-    this.put(R.STATUS, (this.wire.linkUp ? NIC_STATUS_LINK : 0) | (this.fatal ? NIC_STATUS_FATAL : 0));
+    this.regs.put(R.STATUS, (this.wire.linkUp ? NIC_STATUS_LINK : 0) | (this.fatal ? NIC_STATUS_FATAL : 0));
   }
 
-  private get(off: number): number {
-    return Atomics.load(this.words, off >> 2);
-  }
 
-  private get64(off: number): number {
-    return (Atomics.load(this.words, off >> 2) >>> 0) + (Atomics.load(this.words, (off >> 2) + 1) >>> 0) * TWO32;
-  }
 
-  private put(off: number, v: number): void {
-    Atomics.store(this.words, off >> 2, v | 0);
-  }
 }
 
 const NO_WIRE: NicWire = { linkUp: false, send: () => false, rxSpace: () => {}, close: () => {} };

@@ -21,6 +21,7 @@ import {
   NVME_DSM_RANGE_SIZE, NVME_FAULT_KIND, NVME_MAX_QUEUE_ENTRIES, NVME_MDTS_PAGES, NVME_OP, NVME_REG as R,
   NVME_SC, NVME_SQE_SIZE, NVME_VS, SQE, statusField,
 } from './nvme-abi.js';
+import { RegisterPage } from './registers.js';
 
 const PAGE = 4096;
 const TWO32 = 4294967296;
@@ -84,7 +85,7 @@ export interface NvmeStats {
 
 export class NvmeModel {
   readonly stats: NvmeStats = { commands: 0, errors: 0, dmaFaults: 0, reads: 0, writes: 0, flushes: 0, discards: 0, bytesRead: 0, bytesWritten: 0 };
-  private readonly words: Int32Array;
+  private readonly regs: RegisterPage;
   private readonly ctl: DmaEngine;
   private readonly sqe = new Uint8Array(NVME_SQE_SIZE);
   private readonly sqeDv = new DataView(this.sqe.buffer);
@@ -118,7 +119,7 @@ export class NvmeModel {
 
   constructor(private readonly o: NvmeModelOptions) {
     if (o.bar.byteLength < NVME_BAR_SIZE) throw new RangeError('NVMe register page must be 4 KiB');
-    this.words = new Int32Array(o.bar.buffer, o.bar.byteOffset, NVME_BAR_SIZE / 4);
+    this.regs = new RegisterPage(o.bar, NVME_BAR_SIZE);
     this.ctl = new DmaEngine(o.unit, o.mem, o.sid, 4);
     this.nsze = Math.floor(o.medium.size / 512);
     this.log = o.log ?? (() => {});
@@ -142,13 +143,13 @@ export class NvmeModel {
     this.fatal = false;
     this.sqHead = this.cqTail = this.cqHead = 0;
     this.phase = 1;
-    this.words.fill(0);
-    this.put(R.CAP, (NVME_MAX_QUEUE_ENTRIES - 1) | (1 << 16));
-    this.put(R.VS, NVME_VS);
-    this.put(R.NSZE, this.nsze >>> 0);
-    this.put(R.NSZE + 4, Math.floor(this.nsze / TWO32));
-    this.put(R.LBADS, LBA_SHIFT);
-    this.put(R.MDTS, NVME_MDTS_PAGES);
+    this.regs.clear();
+    this.regs.put(R.CAP, (NVME_MAX_QUEUE_ENTRIES - 1) | (1 << 16));
+    this.regs.put(R.VS, NVME_VS);
+    this.regs.put(R.NSZE, this.nsze >>> 0);
+    this.regs.put(R.NSZE + 4, Math.floor(this.nsze / TWO32));
+    this.regs.put(R.LBADS, LBA_SHIFT);
+    this.regs.put(R.MDTS, NVME_MDTS_PAGES);
   }
 
   /** Medium transfers of this model still running (stale ones included). */
@@ -174,10 +175,10 @@ export class NvmeModel {
     try {
       this.checkEnable();
       if (!this.enabled || this.fatal || !this.o.busMaster()) return;
-      const cqh = this.get(R.CQ0HDBL) >>> 0;
+      const cqh = this.regs.get(R.CQ0HDBL) >>> 0;
       if (cqh >= this.cqSize) return this.die(NVME_CFS.BAD_CQ_DOORBELL, `CQ head doorbell ${cqh} outside a ${this.cqSize}-entry queue`);
       this.cqHead = cqh;
-      const sqt = this.get(R.SQ0TDBL) >>> 0;
+      const sqt = this.regs.get(R.SQ0TDBL) >>> 0;
       if (sqt >= this.sqSize) return this.die(NVME_CFS.BAD_SQ_DOORBELL, `SQ tail doorbell ${sqt} outside a ${this.sqSize}-entry queue`);
       let posted = false;
       while (this.sqHead !== sqt && !this.fatal && this.enabled) {
@@ -198,25 +199,25 @@ export class NvmeModel {
   }
 
   private checkEnable(): void {
-    const cc = this.get(R.CC);
+    const cc = this.regs.get(R.CC);
     const want = (cc & NVME_CC_EN) !== 0;
     if (want === this.enabled) return;
     this.generation++;
     // a controller reset clears the doorbells: stale values from before must not run commands
-    this.put(R.SQ0TDBL, 0);
-    this.put(R.CQ0HDBL, 0);
+    this.regs.put(R.SQ0TDBL, 0);
+    this.regs.put(R.CQ0HDBL, 0);
     if (!want) {
       this.enabled = false;
       this.fatal = false;
       this.inflight = 0;
-      this.put(R.CSTS, 0);
+      this.regs.put(R.CSTS, 0);
       return;
     }
-    const aqa = this.get(R.AQA) >>> 0;
+    const aqa = this.regs.get(R.AQA) >>> 0;
     const sqs = (aqa & 0xfff) + 1;
     const cqs = ((aqa >>> 16) & 0xfff) + 1;
-    const sq = this.get64(R.ASQ);
-    const cq = this.get64(R.ACQ);
+    const sq = this.regs.get64(R.ASQ);
+    const cq = this.regs.get64(R.ACQ);
     this.enabled = true;
     this.fatal = false;
     this.sqHead = this.cqTail = this.cqHead = 0;
@@ -230,7 +231,7 @@ export class NvmeModel {
     this.cqSize = cqs;
     this.sqBase = sq;
     this.cqBase = cq;
-    this.put(R.CSTS, NVME_CSTS_RDY);
+    this.regs.put(R.CSTS, NVME_CSTS_RDY);
   }
 
   /** Runs the fetched command; true when its completion was posted now. */
@@ -451,10 +452,10 @@ export class NvmeModel {
   private noteFault(e: DmaEngine): void {
     this.stats.dmaFaults++;
     const f = e.fault;
-    this.put(R.FAULTS, (this.get(R.FAULTS) + 1) | 0);
-    this.put(R.LAST_FAULT, this.faultWord(e));
-    this.put(R.LAST_FAULT_IOVA, f.iova >>> 0);
-    this.put(R.LAST_FAULT_IOVA + 4, Math.floor(f.iova / TWO32) >>> 0);
+    this.regs.put(R.FAULTS, (this.regs.get(R.FAULTS) + 1) | 0);
+    this.regs.put(R.LAST_FAULT, this.faultWord(e));
+    this.regs.put(R.LAST_FAULT_IOVA, f.iova >>> 0);
+    this.regs.put(R.LAST_FAULT_IOVA + 4, Math.floor(f.iova / TWO32) >>> 0);
   }
 
   private faultWord(e: DmaEngine): number {
@@ -581,21 +582,12 @@ export class NvmeModel {
   private die(code: number, why: string): void {
     this.fatal = true;
     this.generation++;
-    this.put(R.CSTS, this.get(R.CSTS) | NVME_CSTS_CFS);
-    this.put(R.CFS_REASON, code);
+    this.regs.put(R.CSTS, this.regs.get(R.CSTS) | NVME_CSTS_CFS);
+    this.regs.put(R.CFS_REASON, code);
     this.log(`nvme: controller fatal status: ${why}`);
     this.o.raiseIrq();
   }
 
-  private get(off: number): number {
-    return Atomics.load(this.words, off >> 2);
-  }
 
-  private get64(off: number): number {
-    return (Atomics.load(this.words, off >> 2) >>> 0) + (Atomics.load(this.words, (off >> 2) + 1) >>> 0) * TWO32;
-  }
 
-  private put(off: number, v: number): void {
-    Atomics.store(this.words, off >> 2, v | 0);
-  }
 }

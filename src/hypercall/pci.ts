@@ -3,6 +3,7 @@
 // checks every field again (domains/hv/pci-validate.ts) before it builds the platform from it.
 import { formatBdf } from '../config/bdf.js';
 import type { HostConfig, HostDeviceType, ResetMethod } from '../config/host.js';
+import type { PciDeviceInfo } from '../../iommu/platform/platform.js';
 
 export type PciWire = { kind: 'none' } | { kind: 'tap'; name: string } | { kind: 'cable'; peer: string };
 
@@ -39,21 +40,8 @@ export interface PciAssignSpec {
   rdmPolicy?: 'strict' | 'relaxed';
 }
 
-export interface PciDeviceView {
-  bdf: string;
-  type: string;
-  vendor: number;
-  device: number;
-  classCode: number;
-  description: string;
-  group: number | null;
-  owner: string;
-  domid?: number;
-  assignable: boolean;
-  permissive: boolean;
-  busMaster: boolean;
-  faults: number;
-}
+/** One row of `pci_list`: the platform's own view of a device. */
+export type PciDeviceView = PciDeviceInfo;
 
 /** One IOMMU fault as hv attributes it. */
 export interface PciFault {

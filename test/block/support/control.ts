@@ -1,26 +1,15 @@
 // The JSON-line control socket a block test domain obeys (like the probe domain's), and the
 // test-side client for it.
-import { createServer, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
+import { serveCommands, type Command } from '../../domains/serve.js';
 import { createInterface } from 'node:readline';
 import { waitForSocket } from '../../../src/control/unix.js';
 
-export type Command = Record<string, unknown> & { cmd: string };
+export type { Command } from '../../domains/serve.js';
 
+/** The block test domains' replies carry the result nested: { ok, result }. */
 export function serveControl(path: string, run: (c: Command) => Promise<unknown>, ready: () => void): void {
-  createServer((sock) => {
-    createInterface({ input: sock }).on('line', (line) => {
-      let c: Command;
-      try {
-        c = JSON.parse(line) as Command;
-      } catch {
-        return;
-      }
-      run(c).then(
-        (r) => sock.write(JSON.stringify({ ok: true, result: r ?? null }) + '\n'),
-        (e: unknown) => sock.write(JSON.stringify({ ok: false, error: e instanceof Error ? e.message : String(e) }) + '\n'),
-      );
-    });
-  }).listen(path, ready);
+  serveCommands(path, run, ready, 'nested');
 }
 
 export class Control {

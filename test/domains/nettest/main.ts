@@ -2,8 +2,6 @@
 // or a guest (netfront + TAP), connected with parameters the test passes directly (no xenstore),
 // and it can play a hostile frontend by writing its rings by hand. Commands arrive as JSON lines
 // on a Unix socket named in the boot arguments.
-import { createServer, type Socket } from 'node:net';
-import { createInterface } from 'node:readline';
 import { Domain } from '../../../src/domain/runtime.js';
 import { NETTXF_more_data, netifTxRequest } from '../../../src/abi/netif.js';
 import { SRING_REQ_PROD } from '../../../src/abi/sring.js';
@@ -15,8 +13,8 @@ import type { Vif } from '../../../src/netback/vif.js';
 import { Netfront } from '../../../src/netfront/netfront.js';
 import { TapAdapter } from '../../../src/tap/adapter.js';
 import { TapUplink } from '../../../src/netswitch/tap-uplink.js';
+import { serveCommands, type Command } from '../serve.js';
 
-type Cmd = Record<string, unknown> & { cmd: string };
 
 const dom = await Domain.boot();
 const { control } = dom.bootArgs<{ control: string }>();
@@ -32,7 +30,7 @@ function vifStats(v: Vif) {
   return { name: v.portName, dead: v.dead, fatalReason: v.fatalReason, ...v.vstats, spoofDrops: v.stats.spoofDrops, backlog: v.queues.map((q) => q.backlog.count) };
 }
 
-async function run(c: Cmd): Promise<unknown> {
+async function run(c: Command): Promise<unknown> {
   switch (c.cmd) {
     case 'backInit':
       nb = new Netback(env, (c.opts ?? {}) as NetbackOptions);
@@ -129,24 +127,10 @@ async function run(c: Cmd): Promise<unknown> {
   }
 }
 
-function serve(sock: Socket): void {
-  createInterface({ input: sock }).on('line', (line) => {
-    let c: Cmd;
-    try {
-      c = JSON.parse(line) as Cmd;
-    } catch {
-      return;
-    }
-    run(c).then(
-      (r) => sock.write(JSON.stringify({ ok: true, ...(r as object) }) + '\n'),
-      (e: unknown) => sock.write(JSON.stringify({ ok: false, error: String((e as Error).message) }) + '\n'),
-    );
-  });
-}
 
 for (const sig of ['SIGTERM', 'SIGINT'] as const) {
   process.on(sig, () => {
     void tap?.close().finally(() => process.exit(0));
   });
 }
-createServer(serve).listen(control, () => log(`nettest ${dom.name} ready`));
+serveCommands(control, run, () => log(`nettest ${dom.name} ready`));

@@ -1,16 +1,14 @@
 // A driver domain for the IOMMU integration tests: opens its assigned PCI devices through the real
 // drivers (src/drivers) and, for the attack tests, programs the NVMe controller by hand with any
 // DMA address the test names. Commands arrive as JSON lines on the socket in its boot arguments.
-import { createServer, type Socket } from 'node:net';
-import { createInterface } from 'node:readline';
 import { Domain } from '../../../src/domain/runtime.js';
 import { openNvme, type NvmeDriver } from '../../../src/drivers/nvme.js';
 import { openNic, type NicDriver } from '../../../src/drivers/nic.js';
 import { domainMemory, PciPort } from '../../../src/drivers/port.js';
 import { newPacketMeta } from '../../../src/netif/meta.js';
 import { CQE, NVME_CC_EN, NVME_CSTS_RDY, NVME_REG as R, SQE, statusCode } from '../../../iommu/devices/nvme-abi.js';
+import { serveCommands, type Command } from '../serve.js';
 
-type Cmd = Record<string, unknown> & { cmd: string };
 const dom = await Domain.boot();
 const { control } = dom.bootArgs<{ control: string }>();
 let nvme: NvmeDriver | null = null;
@@ -66,7 +64,7 @@ async function rawCmd(op: number, prp1: number, slba: number, nlb: number) {
   return { status: -1, csts: Atomics.load(q.regs, R.CSTS >> 2) };
 }
 
-async function run(c: Cmd): Promise<unknown> {
+async function run(c: Command): Promise<unknown> {
   const n = (k: string) => Number(c[k]);
   switch (c.cmd) {
     case 'nvmeOpen':
@@ -121,18 +119,4 @@ async function run(c: Cmd): Promise<unknown> {
   }
 }
 
-function serve(sock: Socket): void {
-  createInterface({ input: sock }).on('line', (line) => {
-    let c: Cmd;
-    try {
-      c = JSON.parse(line) as Cmd;
-    } catch {
-      return;
-    }
-    run(c).then(
-      (r) => sock.write(JSON.stringify({ ok: true, ...(r as object) }) + '\n'),
-      (e: unknown) => sock.write(JSON.stringify({ ok: false, code: (e as { code?: string }).code, error: String((e as Error).message) }) + '\n'),
-    );
-  });
-}
-createServer(serve).listen(control, () => process.stdout.write(`pcidrv ${dom.name} ready\n`));
+serveCommands(control, run, () => process.stdout.write(`pcidrv ${dom.name} ready\n`));

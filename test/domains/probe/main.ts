@@ -1,13 +1,11 @@
 // A scriptable test domain: boots like any domain, then obeys JSON-line commands from the test
 // on a Unix socket named in its boot arguments. It lets tests drive real grant and event-channel
 // operations from a separate process (and fault in it, where the kernel must stop a write).
-import { createServer, type Socket } from 'node:net';
-import { createInterface } from 'node:readline';
 import { Domain } from '../../../src/domain/runtime.js';
 import type { GrantMapping } from '../../../src/grant/mapper.js';
 import { GrantError } from '../../../src/grant/mapper.js';
+import { serveCommands, type Command } from '../serve.js';
 
-type Cmd = Record<string, unknown> & { cmd: string };
 
 const dom = await Domain.boot();
 const { control } = dom.bootArgs<{ control: string }>();
@@ -15,7 +13,7 @@ const mappings = new Map<number, GrantMapping>();
 let nextMap = 1;
 const events = new Map<number, number>();
 
-async function run(c: Cmd): Promise<unknown> {
+async function run(c: Command): Promise<unknown> {
   const n = (k: string) => Number(c[k]);
   switch (c.cmd) {
     case 'info':
@@ -94,20 +92,5 @@ async function run(c: Cmd): Promise<unknown> {
   }
 }
 
-function serve(sock: Socket): void {
-  const rl = createInterface({ input: sock });
-  rl.on('line', (line) => {
-    let c: Cmd;
-    try {
-      c = JSON.parse(line) as Cmd;
-    } catch {
-      return;
-    }
-    run(c).then(
-      (r) => sock.write(JSON.stringify({ ok: true, ...(r as object) }) + '\n'),
-      (e: unknown) => sock.write(JSON.stringify({ ok: false, code: (e as { code?: string }).code, error: String((e as Error).message) }) + '\n'),
-    );
-  });
-}
 
-createServer(serve).listen(control, () => process.stdout.write(`probe ${dom.name} ready\n`));
+serveCommands(control, run, () => process.stdout.write(`probe ${dom.name} ready\n`));

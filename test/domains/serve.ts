@@ -1,0 +1,29 @@
+// The JSON-line control socket every test-only domain kind obeys: one command per line in, one
+// reply per line out. `flat` replies spread the result into the reply ({ ok, ...result });
+// `nested` ones carry it as { ok, result }. A line that is not JSON is ignored.
+import { createServer } from 'node:net';
+import { createInterface } from 'node:readline';
+
+export type Command = Record<string, unknown> & { cmd: string };
+
+export function serveCommands(path: string, run: (c: Command) => Promise<unknown>, ready: () => void, reply: 'flat' | 'nested' = 'flat'): void {
+  createServer((sock) => {
+    sock.on('error', () => undefined); // the test side may go away first
+    createInterface({ input: sock }).on('line', (line) => {
+      let c: Command;
+      try {
+        c = JSON.parse(line) as Command;
+      } catch {
+        return;
+      }
+      run(c).then(
+        (r) => sock.write(JSON.stringify(reply === 'flat' ? { ok: true, ...(r as object) } : { ok: true, result: r ?? null }) + '\n'),
+        (e: unknown) => {
+          const error = e instanceof Error ? e.message : String(e);
+          const code = (e as { code?: unknown } | null)?.code;
+          sock.write(JSON.stringify(reply === 'flat' ? { ok: false, code, error } : { ok: false, error }) + '\n');
+        },
+      );
+    });
+  }).listen(path, ready);
+}

@@ -153,8 +153,9 @@ describe('ringside bench', () => {
   });
 
   it('bench net without root says it needs root (exit 1)', async () => {
-    // As root (CI), drop to nobody for this one run so the refusal is really exercised.
-    const asUser = process.getuid?.() === 0 ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', process.execPath] : [process.execPath];
+    // As root (CI), run it in a fresh user namespace: there it is uid 65534 and has no
+    // capabilities, yet it still reads the checkout, wherever that lives and whatever its mode.
+    const asUser = process.getuid?.() === 0 ? ['unshare', '--user', process.execPath] : [process.execPath];
     const r = await execFileP(asUser[0], [...asUser.slice(1), CLI, 'bench', 'net', '--seconds', '1'], { timeout: 60_000 }).then(
       (x) => ({ code: 0, stderr: x.stderr }),
       (e: { code?: number; stderr?: string }) => ({ code: e.code ?? -1, stderr: e.stderr ?? '' }),

@@ -19,6 +19,7 @@ import type { DomainBootArgs } from '../../src/domain/bootargs.js';
 import { dompath, restorePerms, writeDomainNodes, writeVbd, writeVif, type DevicePaths, type Ends } from './xsnodes.js';
 import type { DiskSpec } from '../../src/config/disk.js';
 import type { VifSpec } from '../../src/config/vif.js';
+import { confineFor } from './confine.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const run = (cmd: string, args: string[]) =>
@@ -134,6 +135,7 @@ export class Toolstack {
       ioFrames: ioFramesFor(cfg.memoryMiB),
       grantFrames: cfg.role === 'guest' ? 8 : 1,
       ...(domid !== undefined ? { domid } : {}),
+      ...(cfg.seccomp && cfg.driverDomain ? { confine: confineFor(cfg, this.sys) } : {}),
     });
     const m: Managed = previous ?? { cfg, domid: result.domid, restarts: 0, devices: [], lastStart: Date.now(), dead: false };
     m.domid = result.domid;

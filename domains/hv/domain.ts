@@ -5,7 +5,7 @@ import type { ChildProcess } from 'node:child_process';
 import { native, PAGE_SIZE } from '../../src/native/index.js';
 import { GRANT_ENTRIES_PER_FRAME } from '../../src/abi/grant.js';
 import type { Channel } from '../../src/hypercall/channel.js';
-import type { DomainInfo } from '../../src/hypercall/protocol.js';
+import type { ConfineSpec, DomainInfo } from '../../src/hypercall/protocol.js';
 import type { PortState } from './evtchn.js';
 import type { MapHandle } from './grant.js';
 
@@ -27,6 +27,8 @@ export class DomainRecord {
   /** hv-side views of this domain's frames, for grant copy; made on first use */
   readonly hvViews = new Map<number, Uint8Array>();
   deathReason: string | null = null;
+  /** set at creation for a confined (driver) domain: what ringside-confine lets it open */
+  confine: ConfineSpec | null = null;
   /** hv's view of all I/O frames back to back, what device DMA lands in; made on first use */
   private dmaBytes: Uint8Array | null = null;
 

@@ -12,6 +12,7 @@ import { PciError, PciHost } from './pci-host.js';
 import { bdfArg, parseAssign, parsePlatformInit } from './pci-validate.js';
 import { Policy } from './policy.js';
 import { bundleFor, spawnDomain, KIND_RE } from './spawn.js';
+import { confineArgs, confineLauncher, parseConfine } from './confine.js';
 import { ArgError, bytes, list, obj, str, uint } from './validate.js';
 
 export const MAX_IO_FRAMES = 4096;
@@ -207,7 +208,10 @@ export class Hypervisor {
       domid = uint(a, 'domid', DOMID_MAX);
       if (domid === 0 || this.domains.has(domid)) throw new OpError('EEXIST', `domain id ${domid} is in use or reserved`);
     } else domid = this.allocDomid();
+    const confine = a.confine === undefined ? null : parseConfine(a.confine);
+    if (confine !== null && confineLauncher() === null) throw new OpError('ENOSYS', 'confinement asked for but native/build/Release/ringside-confine is missing: run `npm ci` or `npm run build:native`');
     const dom = new DomainRecord(domid, name, kind, false, memoryMiB, ioFrames, grantFrames);
+    dom.confine = confine;
     this.domains.set(domid, dom);
     this.opts.log(`hv: created dom${domid} '${name}' kind=${kind} memory=${memoryMiB}MiB frames=${ioFrames}`);
     return { result: { domid } };
@@ -225,7 +229,12 @@ export class Hypervisor {
   private start(dom: DomainRecord): number {
     const bundle = bundleFor(this.opts.bundleDirs, dom.kind)!;
     const [hvEnd, childEnd] = native.seqpacketPair();
-    const child = spawnDomain({ bundle, name: dom.name, domid: dom.domid, memoryMiB: dom.memoryMiB, channelFd: childEnd, log: this.opts.log });
+    const confine = dom.confine === null ? undefined : { launcher: confineLauncher() as string, args: confineArgs(dom.confine, this.opts.bundleDirs) };
+    const child = spawnDomain({ bundle, name: dom.name, domid: dom.domid, memoryMiB: dom.memoryMiB, channelFd: childEnd, log: this.opts.log, confine });
+    if (dom.confine !== null) {
+      const c = dom.confine;
+      this.opts.log(`hv: dom${dom.domid} '${dom.name}' confined: ${c.rw.length} rw, ${c.ro.length} ro, ${c.netAdmin ? 'CAP_NET_ADMIN only' : 'no capabilities'}`);
+    }
     native.close(childEnd);
     dom.proc = child;
     dom.pid = child.pid ?? null;

@@ -3,7 +3,11 @@
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { native } from '../../src/native/index.js';
 import { Hypervisor } from './hypervisor.js';
+
+// hv holds every domain's memory: no domain of the same uid may open /proc/<hv>/mem or /fd.
+native.setUndumpable();
 
 const { values } = parseArgs({
   options: {

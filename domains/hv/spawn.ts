@@ -25,9 +25,13 @@ export function spawnDomain(opts: {
   memoryMiB: number;
   channelFd: number;
   log: (line: string) => void;
+  /** run under ringside-confine with these rules (a confined driver domain) */
+  confine?: { launcher: string; args: string[] } | undefined;
 }): ChildProcess {
   const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', RINGSIDE_DOMAIN: opts.name };
-  const child = spawn(process.execPath, [`--max-old-space-size=${Math.max(32, opts.memoryMiB)}`, '--enable-source-maps', opts.bundle], {
+  const nodeArgs = [`--max-old-space-size=${Math.max(32, opts.memoryMiB)}`, '--enable-source-maps', opts.bundle];
+  const [cmd, args] = opts.confine ? [opts.confine.launcher, [...opts.confine.args, process.execPath, ...nodeArgs]] : [process.execPath, nodeArgs];
+  const child = spawn(cmd, args, {
     stdio: ['ignore', 'pipe', 'pipe', opts.channelFd],
     env,
   });

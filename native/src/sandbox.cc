@@ -70,10 +70,19 @@ Napi::Value SeccompDeny(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// setUndumpable(): no core dumps, and /proc/<pid>/mem, /fd and ptrace need CAP_SYS_PTRACE even
+// from the same uid. hv, dom0 and xenstored hold every domain's memory or the store; a domain
+// running as the same uid must not reach them through /proc.
+Napi::Value SetUndumpable(const Napi::CallbackInfo& info) {
+  if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) ThrowErrno(info.Env(), "prctl(PR_SET_DUMPABLE)");
+  return info.Env().Undefined();
+}
+
 Napi::Value SandboxStatus(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(info.Env());
   o.Set("noNewPrivs", Napi::Boolean::New(info.Env(), prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) == 1));
   o.Set("seccomp", Napi::Number::New(info.Env(), prctl(PR_GET_SECCOMP, 0, 0, 0, 0)));
+  o.Set("dumpable", Napi::Boolean::New(info.Env(), prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) == 1));
   return o;
 }
 
@@ -83,6 +92,7 @@ void InitSandbox(Napi::Env env, Napi::Object exports) {
   exports.Set("noNewPrivs", Napi::Function::New(env, NoNewPrivs));
   exports.Set("seccompDeny", Napi::Function::New(env, SeccompDeny));
   exports.Set("sandboxStatus", Napi::Function::New(env, SandboxStatus));
+  exports.Set("setUndumpable", Napi::Function::New(env, SetUndumpable));
 }
 
 }  // namespace ringside

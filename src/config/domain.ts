@@ -35,7 +35,11 @@ export interface DomainConfig {
   pciSeize: boolean;
   rdm: RdmConfig;
   onCrash: OnCrash;
-  /** Run the domain under its seccomp filter with no_new_privs. */
+  /**
+   * Confine the domain (driver domains; on by default for them): started under Landlock with
+   * only its own media reachable, no capabilities, no signals outside itself, and once set up a
+   * seccomp deny-list with no_new_privs.
+   */
   seccomp: boolean;
   uplink: Uplink | undefined;
   /** Where each top-level key was written, for cross-file messages. */

@@ -43,7 +43,11 @@ export class Domain {
    * exits when hv closes its channel, so no domain outlives the platform.
    */
   static async boot(fd = HYPERCALL_FD, opts: { exitOnHvLoss?: boolean } = {}): Promise<Domain> {
-    if (fd === HYPERCALL_FD) native.setParentDeathSignal(9);
+    if (fd === HYPERCALL_FD) {
+      native.setParentDeathSignal(9);
+      // Another domain of the same uid, its capabilities dropped, must not read us via /proc.
+      native.setUndumpable();
+    }
     const hc = new HypercallClient(fd);
     hc.ref();
     if (opts.exitOnHvLoss ?? fd === HYPERCALL_FD) {

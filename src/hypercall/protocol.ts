@@ -61,12 +61,22 @@ export interface EvtchnStatus {
   remotePort: number;
 }
 
+/**
+ * A driver domain's confinement (Landlock, no capabilities): the only files it may open beyond
+ * what running at all takes, and whether it keeps CAP_NET_ADMIN (a TAP uplink needs it).
+ */
+export interface ConfineSpec {
+  ro: string[];
+  rw: string[];
+  netAdmin: boolean;
+}
+
 export interface HypercallOps {
   boot_info: { args: Record<string, never>; result: BootInfo };
   memory_frames: { args: { start: number; count: number }; result: { start: number; count: number } };
   domain_create: {
     /** `domid` asks for that id (as XEN_DOMCTL_createdomain may): a restarted driver domain keeps its id */
-    args: { name: string; kind: string; memoryMiB: number; ioFrames: number; grantFrames: number; domid?: number };
+    args: { name: string; kind: string; memoryMiB: number; ioFrames: number; grantFrames: number; domid?: number; confine?: ConfineSpec };
     result: { domid: number };
   };
   domain_unpause: { args: { domid: number; bootArgs: Uint8Array }; result: { pid: number } };

@@ -54,7 +54,8 @@ export interface Addon {
   punchHole(fd: number, offset: number, length: number): void;
   noNewPrivs(): void;
   seccompDeny(syscalls: string[]): void;
-  sandboxStatus(): { noNewPrivs: boolean; seccomp: number };
+  sandboxStatus(): { noNewPrivs: boolean; seccomp: number; dumpable: boolean };
+  setUndumpable(): void;
   tapOpen(name: string, opts?: { vnetHdr?: boolean }): { fd: number; name: string };
   tapSetOffload(fd: number, flags: { csum?: boolean; tso4?: boolean; tso6?: boolean }): void;
   Watcher: WatcherCtor;
@@ -73,7 +74,13 @@ function findAddon(): string {
 }
 
 const require = createRequire(import.meta.url);
-export const native: Addon = require(findAddon()) as Addon;
+const addonPath = findAddon();
+export const native: Addon = require(addonPath) as Addon;
+
+/** native/build/Release: the addon and the ringside-confine launcher built beside it. */
+export function nativeBuildDir(): string {
+  return dirname(addonPath);
+}
 export const PAGE_SIZE = 4096;
 
 /** An error thrown by the addon carries the errno name in `code`. */

@@ -9,7 +9,7 @@ import { createInterface } from 'node:readline';
 import { pack } from 'msgpackr';
 import { Hypervisor } from '../../domains/hv/hypervisor.js';
 import { HypercallClient } from '../../src/hypercall/client.js';
-import type { HvEvent } from '../../src/hypercall/protocol.js';
+import type { ConfineSpec, HvEvent } from '../../src/hypercall/protocol.js';
 import { waitForSocket } from '../../src/control/unix.js';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -63,9 +63,10 @@ export class TestPlatform {
     this.dom0.onEvent((ev) => this.events.push(ev));
   }
 
-  async probe(name: string, opts: { ioFrames?: number; grantFrames?: number; kind?: string } = {}): Promise<Probe> {
+  async probe(name: string, opts: { ioFrames?: number; grantFrames?: number; kind?: string; confine?: ConfineSpec } = {}): Promise<Probe> {
     const { result } = await this.dom0.call('domain_create', {
       name, kind: opts.kind ?? 'probe', memoryMiB: 64, ioFrames: opts.ioFrames ?? 16, grantFrames: opts.grantFrames ?? 1,
+      ...(opts.confine ? { confine: opts.confine } : {}),
     });
     const control = join(this.dir, `${name}.sock`);
     await this.dom0.call('domain_unpause', { domid: result.domid, bootArgs: pack({ control }) });

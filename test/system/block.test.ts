@@ -2,7 +2,7 @@
 // `ringside up`, the guest's disk driven by qemu-io, nbdinfo and fio through its NBD export,
 // across a down/up, a SIGKILL of every domain, and a driver-domain restart with I/O in flight.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdirSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { requireBuilt } from '../support/platform.js';
 import { SystemUnderTest, alive, allConnected, deviceStates, run, sleep, type UpJson } from './support.js';
@@ -77,6 +77,16 @@ describe('block: a driver domain serving a guest disk, end to end through ringsi
     expect(g.devices[0].export).toBe(sock());
     // dom0 created the image next to the config, with the size asked for
     expect(statSync(join(s.sys, `${GUEST}.img`)).size).toBe(SIZE);
+  });
+
+  it('the driver domain runs confined (no capabilities, no_new_privs, seccomp) and still serves its image', async () => {
+    const r = s.last as UpJson;
+    const blk = r.domains.find((d) => d.name === BLK)!;
+    const st = readFileSync(`/proc/${blk.pid}/status`, 'utf8');
+    const field = (k: string) => new RegExp(`^${k}:\\s*(\\S+)`, 'm').exec(st)?.[1];
+    expect({ capEff: field('CapEff'), capBnd: field('CapBnd'), nnp: field('NoNewPrivs'), seccomp: field('Seccomp') })
+      .toEqual({ capEff: '0000000000000000', capBnd: '0000000000000000', nnp: '1', seccomp: '2' });
+    expect(s.logTail(1000)).toMatch(new RegExp(`'${BLK}' confined: 1 rw, 0 ro, no capabilities`));
   });
 
   it('qemu-io writes a pattern and reads it back verified; nbdinfo reports 64 MiB', async () => {

@@ -1,7 +1,9 @@
 // A scriptable test domain: boots like any domain, then obeys JSON-line commands from the test
 // on a Unix socket named in its boot arguments. It lets tests drive real grant and event-channel
 // operations from a separate process (and fault in it, where the kernel must stop a write).
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import { Domain } from '../../../src/domain/runtime.js';
+import { native } from '../../../src/native/index.js';
 import type { GrantMapping } from '../../../src/grant/mapper.js';
 import { GrantError } from '../../../src/grant/mapper.js';
 import { serveCommands, type Command } from '../serve.js';
@@ -83,9 +85,29 @@ async function run(c: Command): Promise<unknown> {
       const { result } = await dom.hc.call(c.op as never, c.args as never);
       return { result };
     }
+    // Confinement checks: what the kernel lets this process reach.
+    case 'tryOpen':
+      try {
+        closeSync(openSync(String(c.path), c.write ? 'r+' : 'r'));
+        return { ok: true };
+      } catch (e) {
+        return { ok: false, code: (e as NodeJS.ErrnoException).code };
+      }
+    case 'trySignal':
+      try {
+        process.kill(n('pid'), 0);
+        return { ok: true };
+      } catch (e) {
+        return { ok: false, code: (e as NodeJS.ErrnoException).code };
+      }
+    case 'status': {
+      const st = readFileSync('/proc/self/status', 'utf8');
+      const field = (k: string) => new RegExp(`^${k}:\\s*(\\S+)`, 'm').exec(st)?.[1];
+      return { capEff: field('CapEff'), capBnd: field('CapBnd'), noNewPrivs: field('NoNewPrivs'), dumpable: native.sandboxStatus().dumpable };
+    }
     case 'raw':
       // Hostile: push arbitrary bytes down the hypercall channel.
-      (await import('../../../src/native/index.js')).native.sendmsg(3, new Uint8Array(c.bytes as number[]));
+      native.sendmsg(3, new Uint8Array(c.bytes as number[]));
       return {};
     default:
       throw new Error(`unknown command ${c.cmd}`);

@@ -1,0 +1,66 @@
+// Starting a driver domain confined: hv checks the toolstack's list of files (absolute, plain,
+// bounded) and prefixes the domain's command with ringside-confine, which enforces it with
+// Landlock and drops every capability before exec (native/confine/confine.c). The read-only
+// set every domain needs to run at all (node, its libraries, our bundles and addon) is hv's.
+import { existsSync, realpathSync } from 'node:fs';
+import { dirname, join, normalize } from 'node:path';
+import type { ConfineSpec } from '../../src/hypercall/protocol.js';
+import { nativeBuildDir } from '../../src/native/index.js';
+import { ArgError, obj } from './validate.js';
+
+const MAX_PATHS = 64;
+const MAX_PATH = 4096;
+
+export function parseConfine(v: unknown): ConfineSpec {
+  const o = obj(v, 'confine');
+  const paths = (key: 'ro' | 'rw'): string[] => {
+    const a = o[key];
+    if (!Array.isArray(a)) throw new ArgError(`confine.${key} must be an array of absolute paths`);
+    if (a.length > MAX_PATHS) throw new ArgError(`confine.${key} holds ${a.length} paths, at most ${MAX_PATHS}`);
+    return a.map((p, i) => {
+      if (typeof p !== 'string' || p.length === 0 || p.length > MAX_PATH || p.includes('\0'))
+        throw new ArgError(`confine.${key}[${i}] must be a path of 1..${MAX_PATH} characters without NUL`);
+      // Only plain absolute paths: no "..", "." or doubled slashes to reason about.
+      if (!p.startsWith('/') || normalize(p) !== p || p === '/')
+        throw new ArgError(`confine.${key}[${i}] ${JSON.stringify(p.slice(0, 80))} must be a normalised absolute path below /`);
+      return p;
+    });
+  };
+  const netAdmin = o.netAdmin;
+  if (typeof netAdmin !== 'boolean') throw new ArgError('confine.netAdmin must be true or false');
+  return { ro: paths('ro'), rw: paths('rw'), netAdmin };
+}
+
+/** The launcher, or null when the addon was built without it (an old build tree). */
+export function confineLauncher(): string | null {
+  const p = `${nativeBuildDir()}/ringside-confine`;
+  return existsSync(p) ? p : null;
+}
+
+/** ringside-confine's arguments up to and including `--`, for a domain run from `bundleDirs`. */
+export function confineArgs(spec: ConfineSpec, bundleDirs: readonly string[]): string[] {
+  const node = realpathSync(process.execPath);
+  const base: [string, string][] = [
+    ['--rx', dirname(dirname(node))],
+    ['--rx', '/usr'],
+    ['--rx', '/lib'],
+    ['--rx', '/lib64'],
+    ['--ro', '/etc/ld.so.cache'],
+    ['--ro', '/etc/ssl'],
+    ['--ro', '/proc'],
+    ['--ro', '/sys'],
+    ['--rw', '/dev/null'],
+    ['--ro', '/dev/urandom'],
+    ['--ro', nativeBuildDir()],
+    // the bundles import msgpackr from the package, and node reads package.json for their type
+    ['--ro', join(nativeBuildDir(), '..', '..', '..', 'node_modules')],
+    ['--ro', join(nativeBuildDir(), '..', '..', '..', 'package.json')],
+    ...bundleDirs.map((d): [string, string] => ['--ro', d]),
+    ...spec.ro.map((p): [string, string] => ['--ro', p]),
+    ...spec.rw.map((p): [string, string] => ['--rw', p]),
+  ];
+  const args = base.flat();
+  if (spec.netAdmin) args.push('--keep-cap', 'net_admin');
+  args.push('--');
+  return args;
+}

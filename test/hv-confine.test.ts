@@ -1,0 +1,109 @@
+// Confined driver domains: started through ringside-confine, a domain reaches only the files the
+// toolstack listed, holds no capability, and can signal or trace nothing outside itself. These
+// run real probe processes; the Landlock checks skip only on a kernel without Landlock.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { confineArgs, confineLauncher } from '../domains/hv/confine.js';
+import { TestPlatform, type Probe } from './support/platform.js';
+
+const launcher = confineLauncher();
+
+function landlockMissing(): string | null {
+  if (launcher === null) throw new Error('ringside-confine is not built: run `npm ci` or `npm run build:native`');
+  const r = spawnSync(launcher, ['--rx', '/usr', '--rx', '/lib', '--rx', '/lib64', '--rx', '/bin', '--', '/bin/true'], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`ringside-confine failed: ${r.stderr}`);
+  return /no Landlock/.test(r.stderr) ? r.stderr.trim() : null;
+}
+
+const missing = landlockMissing();
+if (missing) console.log(`hv-confine: Landlock checks skipped: ${missing}`);
+
+describe('confined driver domains', () => {
+  let t: TestPlatform;
+  let outside: string;
+  let inside: Probe;
+  let sibling: Probe;
+  const files: Record<string, string> = {};
+
+  beforeAll(async () => {
+    t = new TestPlatform();
+    outside = mkdtempSync(join(tmpdir(), 'ringside-outside-'));
+    for (const f of ['medium.img', 'readonly.img', 'secret.img']) {
+      files[f] = join(outside, f);
+      writeFileSync(files[f], 'data');
+    }
+    sibling = await t.probe('sibling');
+    // The probe binds its control socket in the platform's directory, so that one is writable.
+    inside = await t.probe('confined', { confine: { ro: [files['readonly.img']], rw: [files['medium.img'], t.dir], netAdmin: false } });
+  });
+  afterAll(async () => {
+    await t?.close();
+    if (outside) rmSync(outside, { recursive: true, force: true });
+  });
+
+  it('holds no capability, runs with no_new_privs, and is undumpable like every domain', async () => {
+    const st = await inside.cmd('status');
+    expect(st).toMatchObject({ capEff: '0000000000000000', capBnd: '0000000000000000', noNewPrivs: '1', dumpable: false });
+    expect((await sibling.cmd('status')).capEff).not.toBe('0000000000000000');
+    expect(t.logs.some((l) => /dom\d+ 'confined' confined: 2 rw, 1 ro, no capabilities/.test(l))).toBe(true);
+  });
+
+  it('still does its work: grants map across the boundary', async () => {
+    const { gfn } = await sibling.cmd('alloc');
+    await sibling.cmd('fill', { gfn, value: 0x5a });
+    const { ref } = await sibling.cmd('grant', { domid: inside.domid, gfn, readonly: true });
+    const m = await inside.cmd('map', { dom: sibling.domid, refs: [ref], readonly: true });
+    expect(m.first).toBe(0x5a);
+  });
+
+  it.skipIf(missing !== null)('opens only the files it was given, in the mode it was given', async () => {
+    expect(await inside.cmd('tryOpen', { path: files['medium.img'], write: true })).toEqual({ ok: true });
+    expect(await inside.cmd('tryOpen', { path: files['readonly.img'] })).toEqual({ ok: true });
+    expect(await inside.cmd('tryOpen', { path: files['readonly.img'], write: true })).toEqual({ ok: false, code: 'EACCES' });
+    expect(await inside.cmd('tryOpen', { path: files['secret.img'] })).toEqual({ ok: false, code: 'EACCES' });
+    expect(await inside.cmd('tryOpen', { path: '/etc/passwd' })).toEqual({ ok: false, code: 'EACCES' });
+    // the same file is open to the unconfined sibling: the refusal is the confinement's
+    expect(await sibling.cmd('tryOpen', { path: files['secret.img'] })).toEqual({ ok: true });
+  });
+
+  it.skipIf(missing !== null)('reaches neither hv nor a sibling domain through signals or /proc', async () => {
+    // In this harness hv is the test process itself.
+    expect(await inside.cmd('trySignal', { pid: process.pid })).toEqual({ ok: false, code: 'EPERM' });
+    const sibPid = t.hv.list().find((d) => d.domid === sibling.domid)?.pid as number;
+    expect(await inside.cmd('trySignal', { pid: sibPid })).toEqual({ ok: false, code: 'EPERM' });
+    expect(await inside.cmd('tryOpen', { path: `/proc/${process.pid}/mem` })).toMatchObject({ ok: false });
+    expect(await inside.cmd('tryOpen', { path: `/proc/${sibPid}/environ` })).toMatchObject({ ok: false });
+    expect(await sibling.cmd('trySignal', { pid: process.pid })).toEqual({ ok: true });
+  });
+
+  it('refuses a hostile confinement spec with the field named', async () => {
+    const base = { name: 'bad', kind: 'probe', memoryMiB: 64, ioFrames: 1, grantFrames: 1 };
+    const cases: [unknown, RegExp][] = [
+      ['x', /confine must be an object/],
+      [{ ro: [], rw: ['relative.img'], netAdmin: false }, /confine\.rw\[0\] "relative\.img" must be a normalised absolute path/],
+      [{ ro: ['/a/../etc/shadow'], rw: [], netAdmin: false }, /confine\.ro\[0\].*normalised absolute path/],
+      [{ ro: ['/'], rw: [], netAdmin: false }, /confine\.ro\[0\].*below \//],
+      [{ ro: ['/a\0b'], rw: [], netAdmin: false }, /without NUL/],
+      [{ ro: Array.from({ length: 65 }, (_, i) => `/f${i}`), rw: [], netAdmin: false }, /at most 64/],
+      [{ ro: [], rw: [], netAdmin: 'yes' }, /netAdmin must be true or false/],
+      [{ rw: [], netAdmin: false }, /confine\.ro must be an array/],
+    ];
+    for (const [confine, re] of cases) await expect(t.dom0.call('domain_create', { ...base, confine } as never)).rejects.toThrow(re);
+  });
+
+  it('passes the toolstack paths and nothing wider to the launcher', () => {
+    const args = confineArgs({ ro: ['/srv/a.img'], rw: ['/srv/b.img'], netAdmin: true }, ['/opt/rs/dist/domains']);
+    expect(args.slice(-3)).toEqual(['--keep-cap', 'net_admin', '--']);
+    const pairs = new Map<string, string[]>();
+    for (let i = 0; i + 1 < args.length - 3; i += 2) pairs.set(args[i + 1], [...(pairs.get(args[i + 1]) ?? []), args[i]]);
+    expect(pairs.get('/srv/a.img')).toEqual(['--ro']);
+    expect(pairs.get('/srv/b.img')).toEqual(['--rw']);
+    // nothing writable beyond the toolstack's list and /dev/null
+    const writable = [...pairs].filter(([, k]) => k.includes('--rw')).map(([p]) => p).sort();
+    expect(writable).toEqual(['/dev/null', '/srv/b.img']);
+    expect(pairs.has('/')).toBe(false);
+  });
+});

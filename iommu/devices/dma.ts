@@ -237,3 +237,43 @@ export class PageMemory implements DmaMemory {
     return true;
   }
 }
+
+/**
+ * Page-sized views of DMA memory, made once per page and reused: a vectored medium transfer
+ * (preadv/pwritev) names each segment by a view of exactly its bytes, and whole pages, the common
+ * case, then cost no allocation. Weakly keyed by the memory's view, so a view that goes away (a
+ * dead domain's mapping) takes its pages with it.
+ */
+export class PageViews {
+  private readonly byView = new WeakMap<Uint8Array, (Uint8Array | undefined)[]>();
+
+  /** Appends views of the engine's translated segments, in order, to `iov`. */
+  append(d: DmaEngine, iov: Uint8Array[]): void {
+    for (let s = 0; s < d.segCount; s++) {
+      const v = d.segView[s] as Uint8Array;
+      const off = d.segOff[s];
+      const len = d.segLen[s];
+      if (off === 0 && len === v.length) {
+        iov.push(v);
+        continue;
+      }
+      if (off % PAGE !== 0 || len % PAGE !== 0) {
+        iov.push(v.subarray(off, off + len));
+        continue;
+      }
+      let pages = this.byView.get(v);
+      if (pages === undefined) {
+        pages = [];
+        this.byView.set(v, pages);
+      }
+      for (let p = off / PAGE, end = (off + len) / PAGE; p < end; p++) {
+        let pv = pages[p];
+        if (pv === undefined) {
+          pv = v.subarray(p * PAGE, (p + 1) * PAGE);
+          pages[p] = pv;
+        }
+        iov.push(pv);
+      }
+    }
+  }
+}

@@ -2,19 +2,22 @@
 // IOVAs the driver programs into the register page; every fetch, PRP list read, data transfer and
 // completion post is a DMA through the remapping unit with the controller's source id. The medium
 // is a raw image file: reads and writes move straight between the file and the translated memory
-// (pread/pwrite into the frames, no copy of ours) on libuv's threadpool, never on hv's event loop.
-// A command's pages are translated before its first byte moves and the views stay pinned until
-// it ends; a write completes once every pwrite returned, a flush starts its fdatasync only once
-// every write and discard fetched before it has reached the file. A completion whose controller
-// was reset, disabled or replaced (new owner) since the command was fetched is dropped.
+// (preadv/pwritev into the frames, no copy of ours) on libuv's threadpool, never on hv's event
+// loop. A command's pages are translated before its first byte moves and the views stay pinned
+// until it ends. The reads and writes one doorbell reveals are batched: consecutive commands of
+// one direction on adjacent blocks become one preadv/pwritev (one threadpool job), which is what
+// a large blkif request cut into MDTS-sized commands looks like. A write completes once its bytes
+// reached the file, a flush starts its fdatasync only once every write and discard fetched before
+// it has. A completion whose controller was reset, disabled or replaced (new owner) since the
+// command was fetched is dropped.
 //
 // The register page is shared with a domain that may be hostile: every value is read once into a
 // local, range-checked, and a bad one stops the controller (CSTS.CFS) or fails the command, never
 // hv. A DMA fault fails just that command with "data transfer error" and the fault in DW0; a
 // fault on the queues themselves is fatal to the controller, as on hardware.
 
-import { fdatasync, read, write } from 'node:fs';
-import { DmaEngine, type DmaMemory, type PciFunctionOptions } from './dma.js';
+import { fdatasync, read, readv, write, writev } from 'node:fs';
+import { DmaEngine, PageViews, type DmaMemory, type PciFunctionOptions } from './dma.js';
 import { native } from '../../src/native/index.js';
 import {
   CQE, NVME_BAR_SIZE, NVME_CC_EN, NVME_CFS, NVME_CQE_SIZE, NVME_CSTS_CFS, NVME_CSTS_RDY, NVME_DSM_AD,
@@ -32,6 +35,8 @@ const K_READ = 1;
 const K_WRITE = 2;
 const K_FLUSH = 3;
 const K_DISCARD = 4;
+/** iovec entries of one preadv/pwritev (Linux's IOV_MAX) */
+const IOV_MAX = 1024;
 
 /** One in-flight command: preallocated with its segment list and callback, reused. */
 interface Slot {
@@ -52,6 +57,18 @@ interface Slot {
   rangesDv: DataView | null;
   nr: number;
   range: number;
+  /** byte offset of this command's data within the batch carrying it */
+  batchAt: number;
+  done: (err: Error | null, n?: number) => void;
+}
+
+/** One vectored medium transfer carrying the data of one or more commands (adjacent blocks). */
+interface Batch {
+  kind: number;
+  pos: number;
+  len: number;
+  readonly iov: Uint8Array[];
+  readonly members: Slot[];
   done: (err: Error | null, n?: number) => void;
 }
 const ZERO_CHUNK = 256 * 1024;
@@ -81,10 +98,12 @@ export interface NvmeStats {
   discards: number;
   bytesRead: number;
   bytesWritten: number;
+  /** preadv/pwritev jobs the reads and writes took (fewer than commands when batched) */
+  transfers: number;
 }
 
 export class NvmeModel {
-  readonly stats: NvmeStats = { commands: 0, errors: 0, dmaFaults: 0, reads: 0, writes: 0, flushes: 0, discards: 0, bytesRead: 0, bytesWritten: 0 };
+  readonly stats: NvmeStats = { commands: 0, errors: 0, dmaFaults: 0, reads: 0, writes: 0, flushes: 0, discards: 0, bytesRead: 0, bytesWritten: 0, transfers: 0 };
   private readonly regs: RegisterPage;
   private readonly ctl: DmaEngine;
   private readonly sqe = new Uint8Array(NVME_SQE_SIZE);
@@ -113,6 +132,10 @@ export class NvmeModel {
   private readonly slots: Slot[] = [];
   private readonly freeSlots: Slot[] = [];
   private writeSeq = 0;
+  /** reads and writes this doorbell fetched, translated and pinned, not yet on the medium */
+  private readonly fetched: Slot[] = [];
+  private readonly batches: Batch[] = [];
+  private readonly pageViews = new PageViews();
   private zeroes: Uint8Array | null = null;
   private kicking = false;
   private closed = false;
@@ -127,11 +150,13 @@ export class NvmeModel {
       const slot: Slot = {
         index: i, kind: 0, cid: 0, gen: 0, seq: 0, waiting: false, len: 0,
         dma: new DmaEngine(o.unit, o.mem, o.sid, NVME_MDTS_PAGES + 2),
-        seg: 0, off: 0, left: 0, pos: 0, ranges: null, rangesDv: null, nr: 0, range: 0,
+        seg: 0, off: 0, left: 0, pos: 0, ranges: null, rangesDv: null, nr: 0, range: 0, batchAt: 0,
         done: (err, n) => this.progress(slot, err, n ?? 0),
       };
       this.slots.push(slot);
       this.freeSlots.push(slot);
+      const b: Batch = { kind: 0, pos: 0, len: 0, iov: [], members: [], done: (err, n) => this.batchDone(b, err, n ?? 0) };
+      this.batches.push(b);
     }
     this.reset();
   }
@@ -194,8 +219,72 @@ export class NvmeModel {
       }
       if (posted) this.o.raiseIrq();
     } finally {
+      this.submitFetched();
       this.kicking = false;
     }
+  }
+
+  /** Puts the fetched reads and writes on the medium: adjacent ones of a direction in one job. */
+  private submitFetched(): void {
+    const q = this.fetched;
+    let i = 0;
+    while (i < q.length) {
+      const first = q[i];
+      const b = this.batches.pop() as Batch; // one per slot: never short
+      b.kind = first.kind;
+      b.pos = first.pos;
+      b.len = 0;
+      while (i < q.length) {
+        const s = q[i];
+        if (s.kind !== b.kind || s.pos !== b.pos + b.len || (b.members.length > 0 && b.iov.length + s.dma.segCount + Math.ceil(s.len / PAGE) > IOV_MAX)) break;
+        s.batchAt = b.len;
+        b.len += s.len;
+        b.members.push(s);
+        this.pageViews.append(s.dma, b.iov);
+        i++;
+      }
+      this.stats.transfers++;
+      try {
+        if (b.kind === K_READ) readv(this.o.medium.fd, b.iov, b.pos, b.done);
+        else writev(this.o.medium.fd, b.iov, b.pos, b.done);
+      } catch (e) {
+        // argument validation in fs (a closed fd, a detached view): fail the commands, not hv
+        this.batchDone(b, e as Error, 0);
+      }
+    }
+    q.length = 0;
+  }
+
+  /** A batch's transfer returned `n` bytes: its commands end, or go on one by one after a short one. */
+  private batchDone(b: Batch, err: Error | null, n: number): void {
+    try {
+      for (let k = 0; k < b.members.length; k++) {
+        const s = b.members[k];
+        const got = n - s.batchAt;
+        if (err !== null) this.finish(s, this.failCode(s), err);
+        else if (got >= s.len || !this.current(s)) this.finish(s, NVME_SC.SUCCESS, null);
+        else this.resume(s, got > 0 ? got : 0);
+      }
+    } catch (e) {
+      this.log(`nvme: completion failed: ${(e as Error).message}`);
+    } finally {
+      b.members.length = 0;
+      b.iov.length = 0;
+      this.batches.push(b);
+    }
+  }
+
+  /** After a short vectored transfer: the rest of a command segment by segment (rare). */
+  private resume(slot: Slot, got: number): void {
+    const d = slot.dma;
+    let seg = 0;
+    let skip = got;
+    while (skip >= d.segLen[seg]) skip -= d.segLen[seg++];
+    slot.seg = seg;
+    slot.off = d.segOff[seg] + skip;
+    slot.left = d.segLen[seg] - skip;
+    slot.pos += got;
+    this.issue(slot);
   }
 
   private checkEnable(): void {
@@ -270,7 +359,7 @@ export class NvmeModel {
     slot.left = slot.dma.segLen[0];
     slot.pos = slba * 512;
     this.pinSegments(slot, true);
-    this.issue(slot);
+    this.fetched.push(slot);
     return false;
   }
 

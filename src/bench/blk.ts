@@ -62,7 +62,8 @@ export interface BlkBenchOptions {
 
 const uri = (sock: string) => `nbd+unix:///?socket=${sock}`;
 
-function fio(sock: string, job: BlkBenchJob, sizeBytes: number, runtimeSec: number): Promise<FioFigures> {
+/** One fio job over NBD against the export at `sock` (no peer run). */
+export function fio(sock: string, job: BlkBenchJob, sizeBytes: number, runtimeSec: number): Promise<FioFigures> {
   const args = [
     `--name=${job.rw}`, '--ioengine=nbd', `--uri=${uri(sock)}`, `--rw=${job.rw}`, `--bs=${job.bs}`, `--iodepth=${job.iodepth}`,
     `--size=${sizeBytes}`, '--time_based', `--runtime=${runtimeSec}`, '--ramp_time=0', '--percentile_list=50:99',

@@ -1,9 +1,9 @@
 // What blkback needs from its domain: grant mapping and event channels. A Domain provides these
 // (dom.mapper, dom.evtchn); tests may provide in-process stand-ins with the same semantics.
-import type { GrantMapping } from '../grant/mapper.js';
+import type { GrantMapping, MapOptions } from '../grant/mapper.js';
 
 export interface BlkbackMapper {
-  map(dom: number, refs: number[], opts?: { readonly?: boolean }): Promise<GrantMapping>;
+  map(dom: number, refs: number[], opts?: MapOptions): Promise<GrantMapping>;
   unmap(m: GrantMapping): Promise<void>;
 }
 

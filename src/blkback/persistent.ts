@@ -1,20 +1,22 @@
 // The persistent-grant cache of one queue (feature-persistent): the frontend promises to reuse a
 // fixed pool of grefs, so each is mapped once and kept. Keyed by gref; capped like Linux's
 // max_persistent_grants, after which further grefs are mapped per request. Refs are mapped in
-// batches, each batch one contiguous view, and a page is a subarray of its batch.
+// batches, each batch one contiguous view, and a page is a subarray of its batch. Over a medium
+// that DMAs, the pages are device_mapped too, and keep their IOMMU entries until released.
 import type { GrantMapping } from '../grant/mapper.js';
 import { MAP_BATCH, type BlkbackMapper } from './env.js';
-
-const PAGE = 4096;
+import { pageOf, type GrantPage } from './grant-page.js';
 
 export class PersistentGrants {
-  private readonly pages = new Map<number, Uint8Array>();
+  private readonly pages = new Map<number, GrantPage>();
   private readonly batches: GrantMapping[] = [];
 
   constructor(
     private readonly mapper: BlkbackMapper,
     private readonly domid: number,
     readonly cap: number,
+    /** map with GNTMAP_device_map as well (the medium DMAs by bus address) */
+    private readonly deviceMap: boolean,
   ) {}
 
   get size(): number {
@@ -25,7 +27,7 @@ export class PersistentGrants {
     return this.cap - this.pages.size;
   }
 
-  get(gref: number): Uint8Array | undefined {
+  get(gref: number): GrantPage | undefined {
     return this.pages.get(gref);
   }
 
@@ -35,12 +37,13 @@ export class PersistentGrants {
       const chunk = refs.slice(i, i + MAP_BATCH);
       // Read-write even for reads: a persistently mapped page serves writes later too, and
       // the frontend grants it writable for that reason.
-      const m = await this.mapper.map(this.domid, chunk, { readonly: false });
+      const m = await this.mapper.map(this.domid, chunk, { readonly: false, deviceMap: this.deviceMap });
       this.batches.push(m);
-      for (let j = 0; j < chunk.length; j++) this.pages.set(chunk[j], m.bytes.subarray(j * PAGE, (j + 1) * PAGE));
+      for (let j = 0; j < chunk.length; j++) this.pages.set(chunk[j], pageOf(m, j));
     }
   }
 
+  /** Only once no request uses the pages: unmapping also removes their IOMMU entries. */
   async releaseAll(): Promise<void> {
     this.pages.clear();
     const batches = this.batches.splice(0);

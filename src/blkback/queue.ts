@@ -10,11 +10,12 @@ import {
 } from '../abi/blkif.js';
 import type { BackRing } from '../ring/back.js';
 import { RingFaultError } from '../ring/sring.js';
-import type { BlockDevice } from '../blkdev/device.js';
+import { isDmaBlockDevice, type BlockDevice, type DmaBlockDevice } from '../blkdev/device.js';
 import type { BlkbackFeatures } from '../blkif/features.js';
 import { sectorRangeValid, segmentSectors } from '../blkif/validate.js';
 import { MAP_BATCH, type BlkbackEnv } from './env.js';
 import { PersistentGrants } from './persistent.js';
+import { pageOf, type GrantPage } from './grant-page.js';
 import { BlkbackRequest } from './request.js';
 
 const PAGE = 4096;
@@ -30,6 +31,10 @@ export interface BlkbackQueueStats {
   events: number;
   persistentGrants: number;
   transientMaps: number;
+  /** data the medium's device moved straight to or from the frontend's pages (device_map) */
+  dmaBytes: number;
+  /** data of a DMA-capable medium that went through its driver's bounce buffers instead */
+  bounceBytes: number;
 }
 
 export interface BlkbackQueueConfig {
@@ -45,13 +50,15 @@ export interface BlkbackQueueConfig {
 
 export class BlkbackQueue {
   readonly stats: BlkbackQueueStats = {
-    requests: 0, errors: 0, unsupported: 0, notifications: 0, events: 0, persistentGrants: 0, transientMaps: 0,
+    requests: 0, errors: 0, unsupported: 0, notifications: 0, events: 0, persistentGrants: 0, transientMaps: 0, dmaBytes: 0, bounceBytes: 0,
   };
   halted: string | null = null;
   private readonly free: BlkbackRequest[] = [];
   private readonly scratch = newBlkifRequest();
   private readonly why = { reason: '' };
   private readonly grants: PersistentGrants | null;
+  /** the medium, when it DMAs by bus address: grants are then device_mapped as well */
+  private readonly dma: DmaBlockDevice | null;
   private readonly maxSegs: number;
   private servicing = false;
   private pushScheduled = false;
@@ -74,7 +81,8 @@ export class BlkbackQueue {
     private readonly onHalt: (reason: string) => void,
   ) {
     this.maxSegs = Math.max(BLKIF_MAX_SEGMENTS_PER_REQUEST, cfg.features.maxIndirectSegments);
-    this.grants = cfg.persistent ? new PersistentGrants(env.mapper, cfg.frontendDomid, cfg.maxPersistentGrants) : null;
+    this.dma = isDmaBlockDevice(dev) ? dev : null;
+    this.grants = cfg.persistent ? new PersistentGrants(env.mapper, cfg.frontendDomid, cfg.maxPersistentGrants, this.dma !== null) : null;
     for (let i = 0; i < ring.size; i++) {
       const r = new BlkbackRequest(this.maxSegs);
       r.ioDone = (err) => this.ioDone(r, err);
@@ -253,7 +261,7 @@ export class BlkbackQueue {
   private copyIndirectSegments(r: BlkbackRequest, npages: number): void {
     let seg = 0;
     for (let p = 0; p < npages; p++) {
-      const b = r.pages[p]!;
+      const b = r.pages[p]!.bytes;
       const n = Math.min(BLKIF_SEGS_PER_INDIRECT_FRAME, r.nseg - seg);
       for (let i = 0, o = 0; i < n; i++, o += BLKIF_SEGMENT_SIZE, seg++) {
         r.segGref[seg] = (b[o] | (b[o + 1] << 8) | (b[o + 2] << 16) | (b[o + 3] << 24)) >>> 0;
@@ -302,9 +310,9 @@ export class BlkbackQueue {
    * Maps refs not in the persistent cache: into the cache while it has room, otherwise for this
    * request only. Resolves null when the request was already answered (a grant did not map).
    */
-  private async mapMissing(r: BlkbackRequest, refs: number[], writable: boolean): Promise<Map<number, Uint8Array> | null> {
+  private async mapMissing(r: BlkbackRequest, refs: number[], writable: boolean): Promise<Map<number, GrantPage> | null> {
     const unique = [...new Set(refs)];
-    const out = new Map<number, Uint8Array>();
+    const out = new Map<number, GrantPage>();
     const g = this.grants;
     try {
       if (g !== null && g.room >= unique.length) {
@@ -315,11 +323,12 @@ export class BlkbackQueue {
       }
       for (let i = 0; i < unique.length; i += MAP_BATCH) {
         const chunk = unique.slice(i, i + MAP_BATCH);
-        // A write only reads the frontend's pages: map them read-only, as Xen's blkback does.
-        const m = await this.env.mapper.map(this.cfg.frontendDomid, chunk, { readonly: !writable });
+        // A write only reads the frontend's pages: map them read-only, as Xen's blkback does;
+        // their IOMMU entries are then read-only too, so the device cannot write them either.
+        const m = await this.env.mapper.map(this.cfg.frontendDomid, chunk, { readonly: !writable, deviceMap: this.dma !== null });
         this.stats.transientMaps++;
         r.transient.push(m);
-        chunk.forEach((ref, j) => out.set(ref, m.bytes.subarray(j * PAGE, (j + 1) * PAGE)));
+        chunk.forEach((ref, j) => out.set(ref, pageOf(m, j)));
       }
       return out;
     } catch (e) {
@@ -330,10 +339,19 @@ export class BlkbackQueue {
 
   private transfer(r: BlkbackRequest): void {
     const pos = r.sector * SECTOR;
+    if (this.dma !== null) {
+      if (this.dmaList(r)) {
+        this.stats.dmaBytes += r.bytes;
+        if (r.op === BLKIF_OP_READ) this.dma.readDma(r.dma, pos, r.ioDone);
+        else this.dma.writeDma(r.dma, pos, r.ioDone);
+        return;
+      }
+      this.stats.bounceBytes += r.bytes;
+    }
     if (r.nseg === 1) {
       const off = r.segFirst[0] * SECTOR;
-      if (r.op === BLKIF_OP_READ) this.dev.read(r.pages[0]!, off, r.bytes, pos, r.ioDone);
-      else this.dev.write(r.pages[0]!, off, r.bytes, pos, r.ioDone);
+      if (r.op === BLKIF_OP_READ) this.dev.read(r.pages[0]!.bytes, off, r.bytes, pos, r.ioDone);
+      else this.dev.write(r.pages[0]!.bytes, off, r.bytes, pos, r.ioDone);
       return;
     }
     // Several pages: one preadv/pwritev straight between the mapped pages and the medium. A
@@ -343,10 +361,27 @@ export class BlkbackQueue {
     for (let i = 0; i < r.nseg; i++) {
       const from = r.segFirst[i] * SECTOR;
       const to = (r.segLast[i] + 1) * SECTOR;
-      iov[i] = from === 0 && to === PAGE ? r.pages[i]! : r.pages[i]!.subarray(from, to);
+      const page = r.pages[i]!.bytes;
+      iov[i] = from === 0 && to === PAGE ? page : page.subarray(from, to);
     }
     if (r.op === BLKIF_OP_READ) this.dev.readv(iov, pos, r.ioDone);
     else this.dev.writev(iov, pos, r.ioDone);
+  }
+
+  /**
+   * Fills the request's DmaList from its segments; false when a page has no bus address or the
+   * device cannot address the list as it is (then the request takes the copy path).
+   */
+  private dmaList(r: BlkbackRequest): boolean {
+    const l = r.dma;
+    l.clear();
+    for (let i = 0; i < r.nseg; i++) {
+      const bus = r.pages[i]!.busAddr;
+      if (bus < 0) return false;
+      const from = r.segFirst[i] * SECTOR;
+      l.push(bus + from, (r.segLast[i] + 1) * SECTOR - from);
+    }
+    return (this.dma as DmaBlockDevice).canDma(l);
   }
 
   private ioDone(r: BlkbackRequest, err: Error | null): void {

@@ -1,7 +1,9 @@
 // One in-flight request of a queue. A queue preallocates as many as its ring has slots (the ring
 // can never have more outstanding), so servicing a request allocates nothing of ours: fields are
 // decoded into these arrays once, straight from the private copy of the ring slot.
+import { DmaList } from '../blkdev/device.js';
 import type { GrantMapping } from '../grant/mapper.js';
+import type { GrantPage } from './grant-page.js';
 
 export class BlkbackRequest {
   /** the ring's operation byte, echoed in the response only for ops we do not know */
@@ -22,11 +24,13 @@ export class BlkbackRequest {
   readonly segLast: Uint8Array;
   readonly indirectGrefs = new Uint32Array(8);
   /** the mapped page behind each segment */
-  readonly pages: (Uint8Array | null)[];
+  readonly pages: (GrantPage | null)[];
   /** per-request (non-persistent) mappings to undo before responding */
   readonly transient: GrantMapping[] = [];
   /** the segments' bytes as one vector for preadv/pwritev; its length is set per request */
   readonly iov: Uint8Array[] = [];
+  /** the segments by bus address, for a medium that DMAs them in place */
+  readonly dma: DmaList;
   /** FLUSH_DISKCACHE / WRITE_BARRIER with data: fdatasync after the write */
   flushAfter = false;
   status = 0;
@@ -38,6 +42,7 @@ export class BlkbackRequest {
     this.segGref = new Uint32Array(maxSegs);
     this.segFirst = new Uint8Array(maxSegs);
     this.segLast = new Uint8Array(maxSegs);
-    this.pages = new Array<Uint8Array | null>(maxSegs).fill(null);
+    this.pages = new Array<GrantPage | null>(maxSegs).fill(null);
+    this.dma = new DmaList(maxSegs);
   }
 }

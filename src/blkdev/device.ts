@@ -41,3 +41,56 @@ export class BlockDeviceError extends Error {
     this.name = 'BlockDeviceError';
   }
 }
+
+/**
+ * Memory named by bus address, as a device reaches it through its IOMMU: `count` chunks, chunk i
+ * being `len[i]` bytes at `addr[i]`, in the order the bytes sit on the medium. The caller
+ * preallocates one per request and refills it, so handing memory to a device allocates nothing.
+ */
+export class DmaList {
+  count = 0;
+  readonly addr: Float64Array;
+  readonly len: Float64Array;
+
+  constructor(readonly capacity: number) {
+    this.addr = new Float64Array(capacity);
+    this.len = new Float64Array(capacity);
+  }
+
+  /** bytes the list covers */
+  get bytes(): number {
+    let n = 0;
+    for (let i = 0; i < this.count; i++) n += this.len[i];
+    return n;
+  }
+
+  clear(): void {
+    this.count = 0;
+  }
+
+  push(addr: number, len: number): void {
+    if (this.count === this.capacity) throw new RangeError(`DmaList holds at most ${this.capacity} chunks`);
+    this.addr[this.count] = addr;
+    this.len[this.count] = len;
+    this.count++;
+  }
+}
+
+/**
+ * A medium that moves data straight to and from memory named by bus address (Xen blkback's
+ * GNTMAP_device_map pages), with no copy by its driver. Optional: a medium without it (RawFile)
+ * is driven through read/readv/write/writev only.
+ */
+export interface DmaBlockDevice extends BlockDevice {
+  /** whether the device can address `list` as it is; when not, use read/readv/write/writev */
+  canDma(list: DmaList): boolean;
+  /** list.bytes bytes at `position` into the memory `list` names; done once all of it arrived */
+  readDma(list: DmaList, position: number, done: IoDone): void;
+  /** list.bytes bytes from the memory `list` names to `position`; done once they reached the medium */
+  writeDma(list: DmaList, position: number, done: IoDone): void;
+}
+
+export function isDmaBlockDevice(dev: BlockDevice): dev is DmaBlockDevice {
+  const d = dev as Partial<DmaBlockDevice>;
+  return typeof d.canDma === 'function' && typeof d.readDma === 'function' && typeof d.writeDma === 'function';
+}

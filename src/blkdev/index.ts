@@ -1,3 +1,3 @@
-export { BlockDeviceError, type BlockDevice, type BlockDeviceInfo, type IoDone } from './device.js';
+export { BlockDeviceError, DmaList, isDmaBlockDevice, type BlockDevice, type BlockDeviceInfo, type DmaBlockDevice, type IoDone } from './device.js';
 export { RawFile, type RawFileOptions } from './raw-file.js';
 export { DeviceDisk } from './disk.js';

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ringBenchMain } from '../bench/ring/index.js';
-import { BLK_BENCH_JOBS, benchBlk, formatBlkBench, type BlkBenchJob } from '../bench/blk.js';
+import { BLK_BENCH_JOBS, benchBlk, fio, formatBlkBench, type BlkBenchJob, type FioFigures } from '../bench/blk.js';
 import { runNetBench, formatNetBench } from '../bench/net.js';
 import { runIommuBench, formatIommuBench, runBlockPathBench, type BlockPathBench } from '../../iommu/index.js';
 import { up, down } from './lifecycle.js';
@@ -22,15 +22,18 @@ export const BENCH_USAGE = `usage: ringside bench <ring|blk|net|iommu> [options]
                                           vs nbdkit on the same image; starts and stops its own system
   net [--seconds N] [--json]              iperf3 between two guests through a net driver domain vs a
                                           veth pair (needs root and iperf3)
-  iommu [--duration MS] [--json]          VT-d translation rates, and the block path through the NVMe
-                                          model + IOMMU vs the same reads straight from the file
+  iommu [--duration MS] [--fio S] [--json]
+                                          VT-d translation rates, and the block path through the NVMe
+                                          model + IOMMU vs the same reads straight from the file; with
+                                          --fio, also fio over NBD on both blk paths (as blk --path both)
 
   --seconds N     blk: seconds per fio run (1..600, default 5); net: seconds per measurement (1..600, default 5)
   --jobs LIST     blk: comma-separated jobs (default all): ${BLK_BENCH_JOBS.map(jobSlug).join(', ')}
   --path P        blk: file (raw image served by blkback), device (NVMe controller behind the IOMMU)
                   or both, side by side with their ratio (default file)
-  --timeout S     blk: seconds the bench system may take to come up (1..3600, default 60)
-  --duration MS   iommu: time per figure (20..60000; default 300 for translation, 1000 for the block path)`;
+  --timeout S     blk, iommu --fio: seconds the bench system may take to come up (1..3600, default 60)
+  --duration MS   iommu: time per figure (20..60000; default 300 for translation, 1000 for the block path)
+  --fio S         iommu: seconds per fio run over NBD, file path vs device path (0..600, default 0: not run)`;
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 
@@ -165,6 +168,42 @@ async function benchBlkCommand(args: string[]): Promise<number> {
     if (!(await hasTool(tool))) throw new CliError(`ringside bench blk: needs ${tool} on PATH (apt-get install ${tool})`);
   }
 
+  const reports = await withBenchSystem('blk', paths, timeoutS, async (sys) => {
+    const out: Partial<Record<BlkBenchPath, Awaited<ReturnType<typeof benchBlk>>>> = {};
+    for (const p of paths) {
+      progress(`bench blk: ${p} path`);
+      out[p] = await sys.guard(() => benchBlk({ guestSocket: sys.socket(p), image: sys.images[p]!, sizeBytes: BLK_BENCH_SIZE_MIB << 20, workdir: sys.work, runtimeSec, jobs, progress }));
+    }
+    return out;
+  });
+  if (v.json) {
+    // One path keeps the single-report shape; both add the device/file ratios.
+    const out = paths.length === 1 ? reports[paths[0]] : { file: reports.file, device: reports.device, deviceVsFile: deviceVsFile(reports.file!, reports.device!) };
+    process.stdout.write(JSON.stringify(out, null, 2) + '\n');
+  } else {
+    for (const p of paths) process.stdout.write((paths.length > 1 ? `== ${p} path\n` : '') + formatBlkBench(reports[p]!) + '\n');
+    if (paths.length > 1) {
+      process.stdout.write('\n== cost of the device path (NVMe + VT-d) against the direct file, same run\n');
+      for (const r of deviceVsFile(reports.file!, reports.device!)) process.stdout.write(`${r.job.padEnd(18)} ${r.ratio.toFixed(2)}x IOPS\n`);
+    }
+  }
+  return 0;
+}
+
+interface BenchSystem {
+  work: string;
+  images: Partial<Record<BlkBenchPath, string>>;
+  /** the NBD export of the guest on `p` */
+  socket(p: BlkBenchPath): string;
+  /** runs a measurement; its failure names the system's log */
+  guard<T>(f: () => Promise<T>): Promise<T>;
+}
+
+/**
+ * Brings up the throwaway bench system for `paths`, runs `body` on it, and always takes it down
+ * and removes it (also on SIGINT/SIGTERM). `bench blk` and `bench iommu` both measure on it.
+ */
+async function withBenchSystem<T>(sub: string, paths: BlkBenchPath[], timeoutS: number, body: (sys: BenchSystem) => Promise<T>): Promise<T> {
   const work = mkdtempSync(join(tmpdir(), 'ringside-benchblk-'));
   const systemDir = join(work, 'system');
   const stateDir = join(work, 'state');
@@ -182,43 +221,33 @@ async function benchBlkCommand(args: string[]): Promise<number> {
         // up() may have failed before creating the state directory: then nothing was started
         if (started && existsSync(stateDir)) for (const n of await down(stateDir)) progress(n);
       } catch (e) {
-        progress(`bench blk: stopping the bench system failed: ${(e as Error).message}`);
+        progress(`bench ${sub}: stopping the bench system failed: ${(e as Error).message}`);
       } finally {
         rmSync(work, { recursive: true, force: true });
       }
     })());
   const onSignal = (sig: NodeJS.Signals): void => {
-    progress(`bench blk: ${sig}; stopping the bench system`);
+    progress(`bench ${sub}: ${sig}; stopping the bench system`);
     void cleanup().then(() => process.exit(130));
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   try {
-    progress(`bench blk: starting a blk driver domain and ${paths.length} guest(s) with ${BLK_BENCH_SIZE_MIB} MiB disks: ${paths.join(' and ')} path (in ${work})`);
+    progress(`bench ${sub}: starting a blk driver domain and ${paths.length} guest(s) with ${BLK_BENCH_SIZE_MIB} MiB disks: ${paths.join(' and ')} path (in ${work})`);
     started = true;
     await up({ system: systemDir, stateDir, detach: true, timeoutMs: timeoutS * 1000, progress });
-    const reports: Partial<Record<BlkBenchPath, Awaited<ReturnType<typeof benchBlk>>>> = {};
-    for (const p of paths) {
-      const guestSocket = join(statePaths(stateDir).nbd, `${p === 'file' ? 'benchguest' : 'benchdev'}-xvda.sock`);
-      progress(`bench blk: ${p} path`);
-      try {
-        reports[p] = await benchBlk({ guestSocket, image: images[p]!, sizeBytes: BLK_BENCH_SIZE_MIB << 20, workdir: work, runtimeSec, jobs, progress });
-      } catch (e) {
-        throw new CliError(`ringside bench blk: ${(e as Error).message}\n(the system's log was ${statePaths(stateDir).log}; it is removed with the bench directory)`);
-      }
-    }
-    if (v.json) {
-      // One path keeps the single-report shape; both add the device/file ratios.
-      const out = paths.length === 1 ? reports[paths[0]] : { file: reports.file, device: reports.device, deviceVsFile: deviceVsFile(reports.file!, reports.device!) };
-      process.stdout.write(JSON.stringify(out, null, 2) + '\n');
-    } else {
-      for (const p of paths) process.stdout.write((paths.length > 1 ? `== ${p} path\n` : '') + formatBlkBench(reports[p]!) + '\n');
-      if (paths.length > 1) {
-        process.stdout.write('\n== cost of the device path (NVMe + VT-d) against the direct file, same run\n');
-        for (const r of deviceVsFile(reports.file!, reports.device!)) process.stdout.write(`${r.job.padEnd(18)} ${r.ratio.toFixed(2)}x IOPS\n`);
-      }
-    }
-    return 0;
+    return await body({
+      work,
+      images,
+      socket: (p) => join(statePaths(stateDir).nbd, `${p === 'file' ? 'benchguest' : 'benchdev'}-xvda.sock`),
+      guard: async (f) => {
+        try {
+          return await f();
+        } catch (e) {
+          throw new CliError(`ringside bench ${sub}: ${(e as Error).message}\n(the system's log was ${statePaths(stateDir).log}; it is removed with the bench directory)`);
+        }
+      },
+    });
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
@@ -264,13 +293,56 @@ export function formatBlockPath(b: BlockPathBench): string {
   ].join('\n');
 }
 
+/** The fio jobs `bench iommu --fio` runs on both paths: the queue-depth and streaming cases. */
+const IOMMU_FIO_JOBS = BLK_BENCH_JOBS.filter((j) => j.iodepth > 1);
+
+export interface NbdPathLine {
+  job: string;
+  file: FioFigures;
+  device: FioFigures;
+  /** device IOPS / file IOPS */
+  ratio: number;
+}
+
+/** fio over NBD into two guests of one system: blkback on the raw file vs blkback on NVMe + VT-d. */
+async function nbdPathCost(runtimeSec: number, timeoutS: number): Promise<NbdPathLine[]> {
+  if (!(await hasTool('fio'))) throw new CliError('ringside bench iommu: --fio needs fio on PATH (apt-get install fio)');
+  return withBenchSystem('iommu', ['file', 'device'], timeoutS, async (sys) => {
+    const lines: NbdPathLine[] = [];
+    for (const job of IOMMU_FIO_JOBS) {
+      progress(`bench iommu: ${job.name}: file path, then device path`);
+      const file = await sys.guard(() => fio(sys.socket('file'), job, BLK_BENCH_SIZE_MIB << 20, runtimeSec));
+      const device = await sys.guard(() => fio(sys.socket('device'), job, BLK_BENCH_SIZE_MIB << 20, runtimeSec));
+      lines.push({ job: job.name, file, device, ratio: file.iops > 0 ? device.iops / file.iops : 0 });
+    }
+    return lines;
+  });
+}
+
+export function formatNbdPathCost(lines: NbdPathLine[], runtimeSec: number): string {
+  return [
+    `Block path over NBD (fio, guest -> blkfront -> blkback -> medium), ${runtimeSec}s per run`,
+    `  ${'job'.padEnd(18)} ${'file IOPS'.padStart(10)} ${'NVMe+VT-d IOPS'.padStart(15)} ${'ratio'.padStart(7)}`,
+    ...lines.map((l) => `  ${l.job.padEnd(18)} ${l.file.iops.toFixed(0).padStart(10)} ${l.device.iops.toFixed(0).padStart(15)} ${`${l.ratio.toFixed(2)}x`.padStart(7)}`),
+  ].join('\n');
+}
+
 async function benchIommuCommand(args: string[]): Promise<number> {
-  const v = parse('iommu', args, { duration: { type: 'string' }, json: { type: 'boolean', default: false } });
+  const v = parse('iommu', args, { duration: { type: 'string' }, json: { type: 'boolean', default: false }, fio: { type: 'string' }, timeout: { type: 'string' } });
   const duration = v.duration === undefined ? undefined : intOption('iommu', 'duration', v.duration, 20, 60_000, 300);
+  const fioSec = intOption('iommu', 'fio', v.fio, 0, 600, 0);
+  const timeoutS = intOption('iommu', 'timeout', v.timeout, 1, 3600, 60);
   progress('bench iommu: translation rates');
   const translation = runIommuBench(duration === undefined ? {} : { durationMs: duration });
   progress('bench iommu: block path (NVMe model + VT-d vs direct file)');
   const blockPath = await runBlockPathBench(duration === undefined ? {} : { ms: duration });
-  process.stdout.write((v.json ? JSON.stringify({ translation, blockPath }, null, 2) : `${formatIommuBench(translation)}\n\n${formatBlockPath(blockPath)}`) + '\n');
+  const nbd = fioSec > 0 ? await nbdPathCost(fioSec, timeoutS) : null;
+  if (v.json) {
+    process.stdout.write(JSON.stringify({ translation, blockPath, ...(nbd ? { nbdPath: { runtimeSec: fioSec, lines: nbd } } : {}) }, null, 2) + '\n');
+    return 0;
+  }
+  const parts = [formatIommuBench(translation), formatBlockPath(blockPath)];
+  parts.push(nbd ? formatNbdPathCost(nbd, fioSec) : 'Block path over NBD: not measured (--fio SECONDS brings up a system and runs fio on both paths)');
+  process.stdout.write(parts.join('\n\n') + '\n');
   return 0;
 }

@@ -1,16 +1,19 @@
 // The driver for the emulated NVMe controller, as a BlockDevice, so blkback sits on it exactly as
 // it sits on a raw file. One queue pair in the domain's own frames; each queue slot owns a bounce
-// buffer (caller buffers are mapped grants the device has no address for) and a PRP list naming
-// the buffer's pages. Requests larger than a slot are split, and requests that find no free slot
-// wait in order. Pooled request records and one DataView per page keep the path allocation-free
-// in the steady state (one subarray per copied chunk aside).
-import { BlockDeviceError, type BlockDevice, type IoDone } from '../blkdev/device.js';
+// buffer and a PRP list page. Two ways in: memory named by bus address (DmaBlockDevice: blkback's
+// device_map grants) goes to the controller as PRPs and the device DMAs it in place; plain
+// buffers (mapped pages the device has no address for) are copied through the slot's bounce
+// buffer. Requests larger than a command are split, and requests that find no free slot wait in
+// order. Pooled request records and one DataView per page keep the path allocation-free in the
+// steady state (one subarray per copied chunk aside).
+import { BlockDeviceError, type DmaBlockDevice, type DmaList, type IoDone } from '../blkdev/device.js';
 import type { Domain } from '../domain/runtime.js';
 import {
   CQE, NVME_CC_EN, NVME_CQE_SIZE, NVME_CSTS_CFS, NVME_CSTS_RDY, NVME_DSM_AD, NVME_OP, NVME_REG as R, NVME_SQE_SIZE,
   SQE, statusCode, statusText,
 } from '../../iommu/devices/nvme-abi.js';
 import { domainMemory, PciPort, type DevicePort, type DmaPages, type DriverMemory } from './port.js';
+import { PRP_LIST_ENTRIES, PrpCursor, prpExpressible } from './nvme-prp.js';
 
 const PAGE = 4096;
 const TWO32 = 4294967296;
@@ -32,6 +35,10 @@ interface Op {
   buf: Uint8Array | null;
   off: number;
   bufs: Uint8Array[] | null;
+  /** memory by bus address: the device moves it, nothing is copied */
+  dma: DmaList | null;
+  /** where the next command of a dma op starts */
+  readonly prp: PrpCursor;
   position: number;
   length: number;
   /** bytes handed to commands so far */
@@ -44,17 +51,21 @@ interface Op {
 interface Slot {
   mem: DmaPages;
   prpIova: number;
+  prpList: DataView;
+  /** the list page names the bounce buffer's pages (a dma command overwrote it otherwise) */
+  listIsBounce: boolean;
   op: Op | null;
   /** byte offset of this command's data within its op */
   at: number;
   len: number;
 }
 
-export class NvmeDriver implements BlockDevice {
+export class NvmeDriver implements DmaBlockDevice {
   readonly sectorSize = 512;
   readonly physicalSectorSize = 4096;
   readonly discardSupport: { granularity: number; alignment: number; secure: boolean } | null;
-  readonly stats = { commands: 0, errors: 0 };
+  /** dmaBytes moved by the device in place; bounceBytes copied through the slots' buffers */
+  readonly stats = { commands: 0, errors: 0, dmaBytes: 0, bounceBytes: 0 };
   private readonly regs: Int32Array;
   private readonly sq: DmaPages;
   private readonly cq: DmaPages;
@@ -66,6 +77,9 @@ export class NvmeDriver implements BlockDevice {
   private readonly pool: Op[] = [];
   private readonly entries: number;
   private readonly slotBytes: number;
+  private readonly slotPages: number;
+  /** most pages one dma command spans (the controller's MDTS, read at start) */
+  private dmaPages = 2;
   private sqTail = 0;
   private cqHead = 0;
   private phase = 1;
@@ -92,6 +106,7 @@ export class NvmeDriver implements BlockDevice {
     if (!(depth >= 1 && depth <= 63)) throw new RangeError('NVMe depth must be 1..63 (one page of submission entries)');
     if (!(slotPages >= 1 && slotPages <= 64)) throw new RangeError('slotPages must be 1..64');
     this.entries = depth + 1;
+    this.slotPages = slotPages;
     this.slotBytes = slotPages * PAGE;
     this.discardSupport = readonly ? null : { granularity: 4096, alignment: 0, secure: true };
     this.regs = new Int32Array(port.bar.buffer, port.bar.byteOffset, port.bar.byteLength >> 2);
@@ -101,18 +116,12 @@ export class NvmeDriver implements BlockDevice {
     this.cqDv = new DataView(this.cq.bytes.buffer, this.cq.bytes.byteOffset, PAGE);
     for (let i = 0; i < depth; i++) {
       const m = mem.alloc(slotPages);
-      let prpIova = 0;
-      if (slotPages > 2) {
-        const list = mem.alloc(1);
-        const dv = new DataView(list.bytes.buffer, list.bytes.byteOffset, PAGE);
-        for (let p = 1; p < slotPages; p++) {
-          const a = m.iova + p * PAGE;
-          dv.setUint32((p - 1) * 8, a >>> 0, true);
-          dv.setUint32((p - 1) * 8 + 4, Math.floor(a / TWO32), true);
-        }
-        prpIova = list.iova;
-      }
-      this.slots.push({ mem: m, prpIova, op: null, at: 0, len: 0 });
+      const list = mem.alloc(1);
+      const slot: Slot = {
+        mem: m, prpIova: list.iova, prpList: new DataView(list.bytes.buffer, list.bytes.byteOffset, PAGE), listIsBounce: false, op: null, at: 0, len: 0,
+      };
+      this.bounceList(slot);
+      this.slots.push(slot);
       this.freeSlots.push(i);
     }
     port.onIrq(() => this.reap());
@@ -136,7 +145,12 @@ export class NvmeDriver implements BlockDevice {
     for (;;) {
       const csts = Atomics.load(this.regs, R.CSTS >> 2);
       if ((csts & NVME_CSTS_CFS) !== 0) throw new BlockDeviceError('EIO', `${this.name}: controller failed to start (fatal status, reason ${Atomics.load(this.regs, R.CFS_REASON >> 2)})`);
-      if ((csts & NVME_CSTS_RDY) !== 0) return;
+      if ((csts & NVME_CSTS_RDY) !== 0) {
+        // MDTS bounds a dma command; one list page (no chaining) bounds it too
+        const mdts = Atomics.load(this.regs, R.MDTS >> 2);
+        this.dmaPages = mdts >= 2 ? Math.min(mdts, PRP_LIST_ENTRIES + 1) : 2;
+        return;
+      }
       if (Date.now() > end) throw new BlockDeviceError('ETIMEDOUT', `${this.name}: controller not ready after ${timeoutMs} ms`);
       await new Promise((r) => setTimeout(r, 2));
     }
@@ -160,6 +174,19 @@ export class NvmeDriver implements BlockDevice {
     this.submit(OP_WRITE, null, 0, bufs, total(bufs), position, done);
   }
 
+  canDma(list: DmaList): boolean {
+    return prpExpressible(list);
+  }
+
+  readDma(list: DmaList, position: number, done: IoDone): void {
+    this.submitDma(OP_READ, list, position, done);
+  }
+
+  writeDma(list: DmaList, position: number, done: IoDone): void {
+    if (this.readonly) return done(new BlockDeviceError('EROFS', `${this.name} is read-only`));
+    this.submitDma(OP_WRITE, list, position, done);
+  }
+
   flush(done: IoDone): void {
     this.submit(OP_FLUSH, null, 0, null, 0, 0, done);
   }
@@ -178,18 +205,31 @@ export class NvmeDriver implements BlockDevice {
     this.port.close();
   }
 
-  private submit(kind: number, buf: Uint8Array | null, off: number, bufs: Uint8Array[] | null, length: number, position: number, done: IoDone): void {
+  private submitDma(kind: number, list: DmaList, position: number, done: IoDone): void {
+    if (!prpExpressible(list)) {
+      return done(new BlockDeviceError('EINVAL', `${this.name}: memory list of ${list.count} chunks is not expressible as PRPs (check canDma first)`));
+    }
+    this.submit(kind, null, 0, null, list.bytes, position, done, list);
+  }
+
+  private submit(kind: number, buf: Uint8Array | null, off: number, bufs: Uint8Array[] | null, length: number, position: number, done: IoDone, dma: DmaList | null = null): void {
     if (this.closed) return done(new BlockDeviceError('EBADF', `${this.name} is closed`));
     if (this.dead) return done(this.dead);
     if (kind !== OP_FLUSH && !(position >= 0 && length >= 0 && position + length <= this.size && position % 512 === 0 && length % 512 === 0)) {
       return done(new BlockDeviceError('EINVAL', `${this.name}: [${position}, +${length}) is not whole sectors inside ${this.size} bytes`));
     }
     if (length === 0 && kind !== OP_FLUSH) return done(null);
-    const op = this.pool.pop() ?? ({} as Op);
+    const op = this.pool.pop() ?? newOp();
     op.kind = kind;
     op.buf = buf;
     op.off = off;
     op.bufs = bufs;
+    op.dma = dma;
+    op.prp.reset();
+    if (kind === OP_READ || kind === OP_WRITE) {
+      if (dma !== null) this.stats.dmaBytes += length;
+      else this.stats.bounceBytes += length;
+    }
     op.position = position;
     op.length = length;
     op.issued = 0;
@@ -207,7 +247,12 @@ export class NvmeDriver implements BlockDevice {
       const op = this.waiting[0];
       const cid = this.freeSlots.pop() as number;
       const slot = this.slots[cid];
-      const chunk = op.kind === OP_FLUSH ? 0 : Math.min(op.length - op.issued, op.kind === OP_DISCARD ? DISCARD_CHUNK : this.slotBytes);
+      let chunk: number;
+      if (op.dma !== null) {
+        op.prp.next(op.dma, this.dmaPages, slot.prpList, slot.prpIova);
+        slot.listIsBounce = false;
+        chunk = op.prp.bytes;
+      } else chunk = op.kind === OP_FLUSH ? 0 : Math.min(op.length - op.issued, op.kind === OP_DISCARD ? DISCARD_CHUNK : this.slotBytes);
       slot.op = op;
       slot.at = op.issued;
       slot.len = chunk;
@@ -232,10 +277,16 @@ export class NvmeDriver implements BlockDevice {
     let opcode: number = NVME_OP.FLUSH;
     if (op.kind === OP_READ || op.kind === OP_WRITE) {
       opcode = op.kind === OP_READ ? NVME_OP.READ : NVME_OP.WRITE;
-      if (op.kind === OP_WRITE) this.copy(op, slot.at, slot.mem.bytes, slot.len, true);
-      const prp2 = slot.len <= PAGE ? 0 : slot.len <= 2 * PAGE ? base + PAGE : slot.prpIova;
-      setU64(dv, e + SQE.PRP1, base);
-      setU64(dv, e + SQE.PRP2, prp2);
+      if (op.dma !== null) {
+        setU64(dv, e + SQE.PRP1, op.prp.prp1);
+        setU64(dv, e + SQE.PRP2, op.prp.prp2);
+      } else {
+        if (op.kind === OP_WRITE) this.copy(op, slot.at, slot.mem.bytes, slot.len, true);
+        if (slot.len > 2 * PAGE && !slot.listIsBounce) this.bounceList(slot);
+        const prp2 = slot.len <= PAGE ? 0 : slot.len <= 2 * PAGE ? base + PAGE : slot.prpIova;
+        setU64(dv, e + SQE.PRP1, base);
+        setU64(dv, e + SQE.PRP2, prp2);
+      }
       setU64(dv, e + SQE.CDW10, pos / 512);
       dv.setUint32(e + SQE.CDW12, slot.len / 512 - 1, true);
     } else if (op.kind === OP_DISCARD) {
@@ -280,7 +331,7 @@ export class NvmeDriver implements BlockDevice {
       if (code !== 0) {
         this.stats.errors++;
         op.err ??= new BlockDeviceError('EIO', `${this.name}: ${statusText(code)}${dw0 !== 0 ? ` (DMA fault reason 0x${dw0.toString(16)})` : ''}`);
-      } else if (op.kind === OP_READ) this.copy(op, slot.at, slot.mem.bytes, slot.len, false);
+      } else if (op.kind === OP_READ && op.dma === null) this.copy(op, slot.at, slot.mem.bytes, slot.len, false);
       op.pending--;
       if (op.pending === 0 && op.issued >= op.length) this.finish(op);
     }
@@ -302,6 +353,7 @@ export class NvmeDriver implements BlockDevice {
     op.done = null;
     op.buf = null;
     op.bufs = null;
+    op.dma = null;
     this.pool.push(op);
     done(err);
   }
@@ -321,6 +373,17 @@ export class NvmeDriver implements BlockDevice {
       op.err = err;
       this.finish(op);
     }
+  }
+
+  /** Points the slot's PRP list page at its bounce buffer's pages 1.. again. */
+  private bounceList(slot: Slot): void {
+    const dv = slot.prpList;
+    for (let p = 1; p < this.slotPages; p++) {
+      const a = slot.mem.iova + p * PAGE;
+      dv.setUint32((p - 1) * 8, a >>> 0, true);
+      dv.setUint32((p - 1) * 8 + 4, Math.floor(a / TWO32), true);
+    }
+    slot.listIsBounce = true;
   }
 
   /** Moves `len` bytes between the op's buffer(s) at byte `at` and `bounce`. */
@@ -349,6 +412,12 @@ export class NvmeDriver implements BlockDevice {
   }
 }
 
+function newOp(): Op {
+  return {
+    kind: 0, buf: null, off: 0, bufs: null, dma: null, prp: new PrpCursor(), position: 0, length: 0, issued: 0, pending: 0, err: null, done: null,
+  };
+}
+
 function setU64(dv: DataView, off: number, v: number): void {
   dv.setUint32(off, v >>> 0, true);
   dv.setUint32(off + 4, Math.floor(v / TWO32) >>> 0, true);
@@ -362,7 +431,8 @@ function total(bufs: Uint8Array[]): number {
 
 /**
  * Opens the NVMe controller at `bdf` (assigned to this domain by dom0's pci_assign) as a block
- * device. Needs 2 + depth * (slotPages + 1) free I/O frames: 546 with the defaults.
+ * device. Needs 2 + depth * (slotPages + 1) free I/O frames (slot buffers and PRP list pages):
+ * 546 with the defaults.
  */
 export async function openNvme(dom: Domain, bdf: string, opts: NvmeDriverOptions = {}): Promise<NvmeDriver> {
   const port = await PciPort.open(dom, bdf);

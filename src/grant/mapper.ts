@@ -1,6 +1,6 @@
 // The grantee's side: map other domains' grants into our address space through hv, batched.
 // A mapping of several refs is one contiguous view, as a multi-page ring needs.
-import { GNTMAP_host_map, GNTMAP_readonly, GNTST, gntstName, type GrantRef } from '../abi/grant.js';
+import { GNTMAP_device_map, GNTMAP_host_map, GNTMAP_readonly, GNTST, gntstName, type GrantRef } from '../abi/grant.js';
 import type { HypercallClient } from '../hypercall/client.js';
 import { MAX_FDS_PER_MESSAGE, safeClose } from '../hypercall/channel.js';
 import type { GntCopyOp } from '../hypercall/protocol.js';
@@ -23,16 +23,27 @@ export interface GrantMapping {
   readonly bytes: Uint8Array;
   readonly handles: number[];
   readonly readonly: boolean;
+  /**
+   * Mapped with `deviceMap`: where this domain's devices reach each page (Xen's dev_bus_addr), in
+   * ref order. Absent when hv has no IOMMU to put them in, as Xen without one returns none.
+   */
+  readonly busAddrs?: readonly number[];
+}
+
+export interface MapOptions {
+  readonly?: boolean;
+  /** GNTMAP_device_map as well: the pages get IOMMU entries (read-only for a read-only map) */
+  deviceMap?: boolean;
 }
 
 export class GrantMapper {
   constructor(private readonly hc: HypercallClient) {}
 
   /** Maps `refs` granted by `dom` as one contiguous view. All or nothing. */
-  async map(dom: number, refs: GrantRef[], opts: { readonly?: boolean; flags?: number } = {}): Promise<GrantMapping> {
+  async map(dom: number, refs: GrantRef[], opts: MapOptions & { flags?: number } = {}): Promise<GrantMapping> {
     if (refs.length === 0 || refs.length > MAX_FDS_PER_MESSAGE) throw new RangeError(`map: 1..${MAX_FDS_PER_MESSAGE} refs at a time`);
     const ro = opts.readonly ?? false;
-    const flags = (opts.flags ?? GNTMAP_host_map) | (ro ? GNTMAP_readonly : 0);
+    const flags = (opts.flags ?? GNTMAP_host_map) | (ro ? GNTMAP_readonly : 0) | (opts.deviceMap ? GNTMAP_device_map : 0);
     const { result, fds } = await this.hc.call('gnttab_map', { ops: refs.map((ref) => ({ dom, ref, flags })) });
     const bad = result.results.findIndex((r) => r.status !== GNTST.okay);
     if (bad >= 0) {
@@ -45,7 +56,11 @@ export class GrantMapper {
     const ordered = result.results.map((r) => fds[r.fdIndex]);
     try {
       const buf = native.mmapFrames(ordered, !ro);
-      return { bytes: new Uint8Array(buf), handles: result.results.map((r) => r.handle), readonly: ro };
+      const m: { bytes: Uint8Array; handles: number[]; readonly: boolean; busAddrs?: number[] } = {
+        bytes: new Uint8Array(buf), handles: result.results.map((r) => r.handle), readonly: ro,
+      };
+      if (result.results.every((r) => isBusAddr(r.devBusAddr))) m.busAddrs = result.results.map((r) => r.devBusAddr as number);
+      return m;
     } finally {
       for (const f of fds) safeClose(f);
     }
@@ -62,4 +77,9 @@ export class GrantMapper {
     const { result } = await this.hc.call('gnttab_copy', { ops });
     return result.statuses;
   }
+}
+
+/** A page address a device can be handed: whole pages, below 2^53. */
+function isBusAddr(a: number | undefined): boolean {
+  return typeof a === 'number' && Number.isSafeInteger(a) && a >= 0 && a % 4096 === 0;
 }

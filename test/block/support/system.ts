@@ -45,7 +45,7 @@ export class BlockSystem {
     name: string,
     backend: TestDomain,
     image: string,
-    o: { readonly?: boolean; features?: Partial<BlkbackFeatures>; queues?: number; order?: number; poolPages?: number; existing?: TestDomain } = {},
+    o: { readonly?: boolean; features?: Partial<BlkbackFeatures>; queues?: number; order?: number; poolPages?: number; existing?: TestDomain; open?: Record<string, unknown> } = {},
   ): Promise<Guest> {
     const g = o.existing ?? (await this.domain('blkfront-test', name));
     const vbdId = await this.attach(g, backend, image, o);
@@ -55,8 +55,9 @@ export class BlockSystem {
   }
 
   /** the XenBus handshake, by hand: returns the backend's vbd id */
-  async attach(g: TestDomain, backend: TestDomain, image: string, o: { readonly?: boolean; features?: Partial<BlkbackFeatures>; queues?: number; order?: number; poolPages?: number } = {}): Promise<number> {
-    const { id, features } = await backend.ctl.cmd<{ id: number; features: BlkbackFeatures }>('open', { image, readonly: o.readonly ?? false, features: o.features ?? {} });
+  async attach(g: TestDomain, backend: TestDomain, image: string, o: { readonly?: boolean; features?: Partial<BlkbackFeatures>; queues?: number; order?: number; poolPages?: number; open?: Record<string, unknown> } = {}): Promise<number> {
+    // `open` carries extra arguments for the backend's open command (e.g. swapDirections)
+    const { id, features } = await backend.ctl.cmd<{ id: number; features: BlkbackFeatures }>('open', { ...o.open, image, readonly: o.readonly ?? false, features: o.features ?? {} });
     const front = await g.ctl.cmd<BlkfrontConnectInfo>('prepare', { backendDomid: backend.domid, features, queues: o.queues ?? 1, order: o.order ?? 2, poolPages: o.poolPages ?? 1024 });
     const info = await backend.ctl.cmd<BlkbackConnectInfo>('connect', { id, frontendDomid: g.domid, front });
     await g.ctl.cmd('connect', { info });

@@ -1,22 +1,31 @@
-// A block driver domain for tests: blkback serving raw images, connected with parameters the
-// test passes over the control socket instead of xenstore (the XenBus glue's job in production).
+// A block driver domain for tests: blkback serving raw images or NVMe controllers passed through to
+// it (`pci:BB:DD.F`, opened as blkdom opens them), connected with parameters the test passes over
+// the control socket instead of xenstore (the XenBus glue's job in production).
 import { Domain } from '../../../src/domain/runtime.js';
-import { RawFile } from '../../../src/blkdev/raw-file.js';
+import type { BlockDevice } from '../../../src/blkdev/device.js';
 import { BlkbackVbd } from '../../../src/blkback/vbd.js';
+import { NvmeDriver } from '../../../src/drivers/nvme.js';
 import type { BlkbackFeatures, BlkfrontConnectInfo } from '../../../src/blkif/features.js';
+import { mediumOpener } from '../../../domains/blk/vbd.js';
 import { serveControl, type Command } from '../../block/support/control.js';
+import { DirectionSwapped } from '../../block/support/direction-swapped.js';
 
 const dom = await Domain.boot();
 const { control } = dom.bootArgs<{ control: string }>();
 const log = (l: string) => process.stderr.write(`${l}\n`);
 const env = { mapper: dom.mapper, evtchn: dom.evtchn, log };
-const vbds = new Map<number, { vbd: BlkbackVbd; dev: RawFile }>();
+const open = mediumOpener(dom);
+const vbds = new Map<number, { vbd: BlkbackVbd; dev: BlockDevice }>();
 let nextVbd = 1;
 
 async function run(c: Command): Promise<unknown> {
   switch (c.cmd) {
     case 'open': {
-      const dev = await RawFile.open(String(c.image), { readonly: Boolean(c.readonly) });
+      let dev = await open(String(c.image), Boolean(c.readonly));
+      if (c.swapDirections === true) {
+        if (!(dev instanceof NvmeDriver)) throw new Error('swapDirections needs a pci: medium');
+        dev = new DirectionSwapped(dev);
+      }
       const vbd = new BlkbackVbd(env, {
         name: String(c.name ?? `vbd${nextVbd}`), device: dev, readonly: Boolean(c.readonly),
         features: (c.features ?? {}) as Partial<BlkbackFeatures>,
@@ -31,7 +40,9 @@ async function run(c: Command): Promise<unknown> {
     }
     case 'status': {
       const v = vbds.get(Number(c.id))!;
-      return { halted: v.vbd.halted, stats: v.vbd.stats() };
+      // the NVMe driver's own copy counters, beside blkback's
+      const device = v.dev instanceof NvmeDriver ? { ...v.dev.stats } : null;
+      return { halted: v.vbd.halted, stats: v.vbd.stats(), device };
     }
     case 'disconnect': {
       const v = vbds.get(Number(c.id))!;

@@ -6,7 +6,7 @@ import { dropDriverPrivileges } from '../../src/domain/sandbox.js';
 import type { DomainBootArgs } from '../../src/domain/bootargs.js';
 import { Netback } from '../../src/netback/netback.js';
 import { TapUplink } from '../../src/netswitch/tap-uplink.js';
-import { openNic } from '../../src/drivers/nic.js';
+import { offloadNames, openNic } from '../../src/drivers/nic.js';
 import { DeviceDirWatcher } from '../../src/xenbus/device.js';
 import { VifBackend } from './vif.js';
 
@@ -18,8 +18,10 @@ const netback = new Netback({ frames: dom.frames, mapper: dom.mapper, evtchn: do
 // The uplink: a NIC passed through to us (its DMA through the IOMMU), else a host TAP if configured.
 const nic = (args.devices ?? []).find((d) => d.type === 'nic');
 if (nic) {
-  netback.setUplink(await openNic(dom, nic.bdf));
-  log(`netdom: uplink NIC ${nic.bdf}`);
+  const d = await openNic(dom, nic.bdf);
+  netback.setUplink(d);
+  // with TSO the switch hands GSO frames to the NIC whole; without it, it segments them itself
+  log(`netdom: uplink NIC ${nic.bdf}, offloads: ${offloadNames(d.offloads)}`);
 } else if (args.uplink) {
   netback.setUplink(await TapUplink.open({ name: args.uplink }));
   log(`netdom: uplink TAP ${args.uplink}`);

@@ -15,6 +15,46 @@ export const VIRTIO_NET_HDR_GSO_ECN = 0x80;
 
 export type VnetReject = 'gso-type' | 'gso-size' | null;
 
+/** The header's fields as they are, for a hop that carries checksum offsets (an emulated NIC). */
+export interface VnetFields {
+  flags: number;
+  /** VIRTIO_NET_HDR_GSO_* with the ECN bit */
+  gsoType: number;
+  hdrLen: number;
+  gsoSize: number;
+  csumStart: number;
+  csumOffset: number;
+}
+
+export function newVnetFields(): VnetFields {
+  return { flags: 0, gsoType: VIRTIO_NET_HDR_GSO_NONE, hdrLen: 0, gsoSize: 0, csumStart: 0, csumOffset: 0 };
+}
+
+export function decodeVnetHdr(buf: Uint8Array, off: number, into: VnetFields): VnetFields {
+  into.flags = buf[off];
+  into.gsoType = buf[off + 1];
+  into.hdrLen = buf[off + 2] | (buf[off + 3] << 8);
+  into.gsoSize = buf[off + 4] | (buf[off + 5] << 8);
+  into.csumStart = buf[off + 6] | (buf[off + 7] << 8);
+  into.csumOffset = buf[off + 8] | (buf[off + 9] << 8);
+  return into;
+}
+
+export function encodeVnetHdr(buf: Uint8Array, off: number, f: VnetFields): void {
+  buf[off] = f.flags;
+  buf[off + 1] = f.gsoType;
+  buf[off + 2] = f.hdrLen & 0xff;
+  buf[off + 3] = f.hdrLen >> 8;
+  buf[off + 4] = f.gsoSize & 0xff;
+  buf[off + 5] = f.gsoSize >> 8;
+  buf[off + 6] = f.csumStart & 0xff;
+  buf[off + 7] = f.csumStart >> 8;
+  buf[off + 8] = f.csumOffset & 0xff;
+  buf[off + 9] = f.csumOffset >> 8;
+  buf[off + 10] = 0; // num_buffers: the tun driver ignores it
+  buf[off + 11] = 0;
+}
+
 /**
  * Decodes the header the kernel put in front of a frame. Only what netif can carry is accepted:
  * TCPv4/v6 segmentation (the ECN bit is dropped: the receiver's stack copes, as with a Xen

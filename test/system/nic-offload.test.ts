@@ -1,0 +1,146 @@
+// netdom's uplink NIC with offloads, its wire a host TAP carrying virtio-net headers: a guest's
+// TCP super-frames cross netfront, netback, the switch and the NIC's transmit ring whole, and the
+// host kernel takes each in one write. Shown from outside: the host TAP counts packets larger than
+// any MTU-sized frame (a GSO skb is one packet there), while ping and iperf3 work both ways.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
+import { existsSync, rmSync } from 'node:fs';
+import { requireBuilt } from '../support/platform.js';
+import { SystemUnderTest, allConnected, deviceStates, run, sleep } from './support.js';
+
+const pid = process.pid;
+const why = process.getuid?.() !== 0 ? 'not running as root (TAP devices and network namespaces need CAP_NET_ADMIN)' : !existsSync('/dev/net/tun') ? 'no /dev/net/tun in this kernel/container' : null;
+if (why) console.warn(`skipping the NIC offload test: ${why}`);
+
+const NSG = `rso${pid}g`;
+const NSH = `rso${pid}h`;
+const TAP = `rso${pid % 100000}`;
+const SUBNET = `10.${110 + (pid % 40)}.${(pid >> 6) % 250}`;
+const GUEST_IP = `${SUBNET}.1`;
+const HOST_IP = `${SUBNET}.9`;
+const PORT = 6301 + (pid % 500);
+const mac = `00:16:3e:${((pid >> 8) & 0x7f).toString(16).padStart(2, '0')}:${(pid & 0xff).toString(16).padStart(2, '0')}:0b`;
+
+const nsRun = (ns: string, cmd: string, args: string[], timeoutMs = 20_000) => run('ip', ['netns', 'exec', ns, cmd, ...args], { timeoutMs });
+
+interface LinkStats {
+  rx: { bytes: number; packets: number };
+  tx: { bytes: number; packets: number };
+}
+
+async function hostTapStats(): Promise<LinkStats> {
+  const r = await run('ip', ['-n', NSH, '-s', '-j', 'link', 'show', 'dev', TAP]);
+  if (r.code !== 0) throw new Error(`ip -s link show ${TAP}: ${r.stderr}`);
+  const [l] = JSON.parse(r.stdout) as { stats64: LinkStats }[];
+  return l.stats64;
+}
+
+interface Iperf {
+  end: { sum_sent?: { bytes: number; bits_per_second: number }; sum_received?: { bytes: number; bits_per_second: number } };
+  error?: string;
+}
+
+/** iperf3 server (one client) in the host namespace, client in the guest's; `reverse`: host sends. */
+async function iperf(reverse: boolean, seconds: number): Promise<{ json: Iperf | null; out: string }> {
+  const srv = spawn('ip', ['netns', 'exec', NSH, 'iperf3', '-s', '-1', '-p', String(PORT)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let srvOut = '';
+  srv.stdout.on('data', (b: Buffer) => (srvOut += b.toString()));
+  srv.stderr.on('data', (b: Buffer) => (srvOut += b.toString()));
+  const srvExit = new Promise<void>((r) => srv.once('exit', () => r()));
+  const killer = setTimeout(() => srv.kill('SIGKILL'), (seconds + 20) * 1000);
+  try {
+    const end = Date.now() + 5000;
+    while (Date.now() < end && !(await nsRun(NSH, 'ss', ['-Hltn', `sport = :${PORT}`])).stdout.includes(`:${PORT}`)) await sleep(50);
+    const c = await nsRun(NSG, 'iperf3', ['-c', HOST_IP, '-p', String(PORT), '-t', String(seconds), '-J', '--connect-timeout', '3000', ...(reverse ? ['-R'] : [])], (seconds + 15) * 1000);
+    let json: Iperf | null = null;
+    try {
+      json = JSON.parse(c.stdout) as Iperf;
+    } catch {
+      /* no report */
+    }
+    return { json, out: `client code ${c.code}\n${c.stdout.slice(-2000)}\n${c.stderr}\nserver: ${srvOut.slice(-1000)}` };
+  } finally {
+    await Promise.race([srvExit, sleep(3000)]);
+    if (srv.exitCode === null) srv.kill('SIGKILL');
+    clearTimeout(killer);
+  }
+}
+
+const gbit = (j: Iperf | null) => ((j?.end.sum_received?.bits_per_second ?? 0) / 1e9).toFixed(2);
+
+describe.skipIf(why !== null)('NIC offloads over a host TAP with virtio-net headers', () => {
+  requireBuilt();
+  const s = new SystemUnderTest('rs-nico-', {
+    'host.cfg': `iommu = "vtd"\ndevices = [\n  "bdf=00:02.0, type=root-port, acs=1",\n  "bdf=02:00.0, type=nic, parent=00:02.0, wire=tap:${TAP}",\n]\n`,
+    'onet.cfg': `name = "onet"\nmemory = 128\ndriver_domain = 1\nrole = "net"\npci = [ "02:00.0" ]\npci_seize = 1\n`,
+    'og.cfg': `name = "og"\nmemory = 128\nvif = [ 'backend=onet, mac=${mac}, ip=${GUEST_IP}/24, netns=${NSG}' ]\n`,
+  });
+
+  beforeAll(async () => {
+    await s.up();
+    const r = await s.waitList(allConnected, 20_000);
+    if (!r.ok) throw new Error(`devices did not connect: ${deviceStates(r.rows)}\n${s.logTail()}`);
+    // hv created the NIC's host TAP; put it in a namespace of ours, on the guest's subnet
+    const steps = [
+      ['netns', 'add', NSH],
+      ['link', 'set', TAP, 'netns', NSH],
+      ['-n', NSH, 'addr', 'add', `${HOST_IP}/24`, 'dev', TAP],
+      ['-n', NSH, 'link', 'set', TAP, 'up'],
+      ['-n', NSH, 'link', 'set', 'lo', 'up'],
+    ];
+    for (const a of steps) {
+      const x = await run('ip', a);
+      if (x.code !== 0) throw new Error(`ip ${a.join(' ')}: ${x.stderr}`);
+    }
+  }, 60_000);
+
+  afterAll(async () => {
+    const d = await s.down();
+    if (d.code !== 0) s.killLeftovers();
+    // the TAP goes with hv; the namespaces are ours (the guest's is removed by its domain, if it got that far)
+    await run('ip', ['netns', 'del', NSH]);
+    await run('ip', ['netns', 'del', NSG]);
+    rmSync(s.work, { recursive: true, force: true });
+  }, 60_000);
+
+  it('netdom drives the NIC with checksum offload and TSO', () => {
+    expect(s.log()).toMatch(/netdom: uplink NIC \S*02:00\.0, offloads: tx-csum tso4 tso6 rx-csum/);
+  });
+
+  it('ping crosses guest -> netdom -> NIC -> host TAP and back', async () => {
+    let ping = await nsRun(NSH, 'ping', ['-c', '3', '-i', '0.2', '-W', '2', GUEST_IP]);
+    for (let i = 0; i < 10 && ping.code !== 0; i++) {
+      await sleep(300);
+      ping = await nsRun(NSH, 'ping', ['-c', '3', '-i', '0.2', '-W', '2', GUEST_IP]);
+    }
+    expect(ping.code, ping.stdout + ping.stderr + s.logTail()).toBe(0);
+    // large pings: IP fragments, whose checksums nobody may touch
+    const big = await nsRun(NSG, 'ping', ['-c', '2', '-s', '4000', '-W', '2', HOST_IP]);
+    expect(big.code, big.stdout + big.stderr).toBe(0);
+  });
+
+  it('iperf3 guest -> host: the host TAP receives TCP super-frames, one write each', async () => {
+    const before = await hostTapStats();
+    const r = await iperf(false, 3);
+    const after = await hostTapStats();
+    expect(r.json?.error, r.out).toBeUndefined();
+    expect(r.json?.end.sum_received?.bytes ?? 0, r.out).toBeGreaterThan(1 << 20);
+    const bytes = after.rx.bytes - before.rx.bytes;
+    const packets = after.rx.packets - before.rx.packets;
+    // MTU-sized segments average under 1514 bytes; super-frames average far above
+    expect(bytes / packets, `${bytes} bytes in ${packets} packets`).toBeGreaterThan(4000);
+    console.log(`guest -> host TAP with TSO: ${gbit(r.json)} Gbit/s, ${Math.round(bytes / packets)} bytes per packet on the host TAP`);
+  }, 40_000);
+
+  it('iperf3 host -> guest works through the NIC receive path', async () => {
+    const r = await iperf(true, 2);
+    expect(r.json?.error, r.out).toBeUndefined();
+    expect(r.json?.end.sum_received?.bytes ?? 0, r.out).toBeGreaterThan(1 << 20);
+    console.log(`host TAP -> guest: ${gbit(r.json)} Gbit/s`);
+  }, 40_000);
+
+  it('no IOMMU fault, and the NIC never stopped', () => {
+    expect(s.log()).not.toMatch(/hv: IOMMU fault/);
+    expect(s.log()).not.toMatch(/nic: fatal/);
+  });
+});

@@ -56,8 +56,9 @@ export function confineArgs(spec: ConfineSpec, bundleDirs: readonly string[]): s
     ['--ro', join(nativeBuildDir(), '..', '..', '..', 'node_modules')],
     ['--ro', join(nativeBuildDir(), '..', '..', '..', 'package.json')],
     ...bundleDirs.map((d): [string, string] => ['--ro', d]),
-    ...spec.ro.map((p): [string, string] => ['--ro', p]),
-    ...spec.rw.map((p): [string, string] => ['--rw', p]),
+    // the toolstack's paths: single files or devices, symlinks refused by the launcher
+    ...spec.ro.map((p): [string, string] => ['--ro-file', p]),
+    ...spec.rw.map((p): [string, string] => ['--rw-file', p]),
   ];
   const args = base.flat();
   if (spec.netAdmin) args.push('--keep-cap', 'net_admin');

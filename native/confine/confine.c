@@ -5,24 +5,33 @@
 // ruleset enforced here, in a single-threaded process, is inherited by everything the exec'd
 // program ever creates. Capabilities are dropped here for the same reason.
 //
-//   ringside-confine [--ro PATH]... [--rx PATH]... [--rw PATH]... [--keep-cap NAME]... -- PROG ARG...
+//   ringside-confine [RULE]... [--keep-cap net_admin] -- PROG ARG...
+//   ringside-confine --abi            prints the kernel's Landlock ABI version (0: none)
 //
-//   --ro PATH   read files (and list directories) beneath PATH
-//   --rx PATH   as --ro, and execute
-//   --rw PATH   a file: read, write, truncate (and device ioctls); a directory: everything beneath
-//   --keep-cap  net_admin only (a TAP uplink needs it); every other capability is dropped
+//   --ro PATH       read files (and list directories) beneath PATH       (hv's base set)
+//   --rx PATH       as --ro, and execute                                  (hv's base set)
+//   --rw PATH       read and write one file or device, never a directory  (hv's base set)
+//   --ro-file PATH  read one file or device; PATH must not be a symlink   (the toolstack's)
+//   --rw-file PATH  read, write, truncate one file or device; no symlink  (the toolstack's)
+//   --keep-cap      net_admin only (a TAP uplink needs it); every other capability is dropped
 //
 // Everything else on the filesystem is refused (EACCES), TCP bind/connect is refused, and the
-// process can signal nobody outside its own Landlock domain, so a driver domain can neither kill
-// hv nor its sibling domains. Capabilities go from the bounding, inheritable, permitted and
-// effective sets, and SECBIT_NOROOT stops uid 0 from getting them back on exec. The kernel's
-// Landlock ABI decides which of these rights it can enforce; a kernel without Landlock gets the
-// capability drop only and a line on stderr saying so.
+// process can signal nobody outside itself: Landlock scoping (ABI 6) and, on any kernel, a
+// seccomp filter that lets the signal calls name only its own pid. That filter also refuses for
+// good what Landlock does not govern: chmod/chown/xattr/utime changes (uid 0 owns most files),
+// io_uring (its socket and file operations would pass around seccomp), ptrace and friends,
+// namespaces, mounts, modules, keys and uid changes. Capabilities go from the bounding,
+// inheritable, permitted and effective sets, and SECBIT_NOROOT stops uid 0 from getting them
+// back on exec. A kernel without Landlock gets the rest and a line on stderr saying so.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/audit.h>
 #include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <linux/securebits.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,7 +77,7 @@ struct path_beneath_attr {
 
 #define MAX_RULES 256
 
-enum kind { RO, RX, RW };
+enum kind { RO, RX, RW, RO_FILE, RW_FILE };
 struct rule {
   enum kind kind;
   const char* path;
@@ -105,7 +114,8 @@ static uint64_t rights(const struct rule* r, int is_dir, uint64_t handled) {
   switch (r->kind) {
     case RO: a = FS_READ_FILE | FS_READ_DIR; break;
     case RX: a = FS_READ_FILE | FS_READ_DIR | FS_EXECUTE; break;
-    default: a = is_dir ? handled : (FS_READ_FILE | FS_WRITE_FILE | FS_TRUNCATE | FS_IOCTL_DEV); break;
+    case RO_FILE: a = FS_READ_FILE; break;
+    default: a = FS_READ_FILE | FS_WRITE_FILE | FS_TRUNCATE | FS_IOCTL_DEV; break;
   }
   if (!is_dir) a &= file_rights;
   return a & handled;
@@ -126,7 +136,10 @@ static void apply_landlock(const struct rule* rules, int n, int abi) {
   int rs = (int)syscall(SYS_landlock_create_ruleset, &attr, size, 0);
   if (rs < 0) die_errno("landlock_create_ruleset", NULL);
   for (int i = 0; i < n; i++) {
-    int fd = open(rules[i].path, O_PATH | O_CLOEXEC);
+    // The toolstack's paths are taken literally: a symlink there could widen a rule for one
+    // image into a rule for the tree it points at.
+    int toolstack = rules[i].kind == RO_FILE || rules[i].kind == RW_FILE;
+    int fd = open(rules[i].path, O_PATH | O_CLOEXEC | (toolstack ? O_NOFOLLOW : 0));
     if (fd < 0) {
       // A path that does not exist cannot be reached either: nothing to allow.
       if (errno == ENOENT) continue;
@@ -134,6 +147,9 @@ static void apply_landlock(const struct rule* rules, int n, int abi) {
     }
     struct stat st;
     if (fstat(fd, &st) < 0) die_errno("fstat", rules[i].path);
+    int is_file = S_ISREG(st.st_mode) || S_ISBLK(st.st_mode) || S_ISCHR(st.st_mode);
+    if (rules[i].kind != RO && rules[i].kind != RX && !is_file)
+      die(S_ISLNK(st.st_mode) ? "a file rule names a symlink; give the file itself" : "a file rule names something that is not a file or device", rules[i].path);
     struct path_beneath_attr pb = {rights(&rules[i], S_ISDIR(st.st_mode), attr.handled_access_fs), fd};
     if (pb.allowed_access != 0 && syscall(SYS_landlock_add_rule, rs, LL_RULE_PATH_BENEATH, &pb, 0) < 0)
       die_errno("landlock_add_rule", rules[i].path);
@@ -144,6 +160,80 @@ static void apply_landlock(const struct rule* rules, int n, int abi) {
 }
 
 // Read before Landlock is on: /proc may not be among the rules.
+#ifndef SYS_fchmodat2
+#define SYS_fchmodat2 452
+#endif
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424
+#endif
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_pidfd_getfd
+#define SYS_pidfd_getfd 438
+#endif
+#ifndef SYS_io_uring_setup
+#define SYS_io_uring_setup 425
+#define SYS_io_uring_enter 426
+#define SYS_io_uring_register 427
+#endif
+
+static const long kDenied[] = {
+    SYS_ptrace, SYS_process_vm_readv, SYS_process_vm_writev, SYS_kcmp, SYS_pidfd_open, SYS_pidfd_getfd,
+    SYS_pidfd_send_signal, SYS_mount, SYS_umount2, SYS_pivot_root, SYS_chroot, SYS_unshare, SYS_setns,
+    SYS_kexec_load, SYS_kexec_file_load, SYS_init_module, SYS_finit_module, SYS_delete_module, SYS_bpf,
+    SYS_perf_event_open, SYS_userfaultfd, SYS_keyctl, SYS_add_key, SYS_request_key, SYS_chmod, SYS_fchmod,
+    SYS_fchmodat, SYS_fchmodat2, SYS_chown, SYS_fchown, SYS_lchown, SYS_fchownat, SYS_setxattr, SYS_lsetxattr,
+    SYS_fsetxattr, SYS_removexattr, SYS_lremovexattr, SYS_fremovexattr, SYS_utime, SYS_utimes, SYS_futimesat,
+    SYS_utimensat, SYS_mknod, SYS_mknodat, SYS_open_by_handle_at, SYS_name_to_handle_at, SYS_setuid, SYS_setgid,
+    SYS_setreuid, SYS_setregid, SYS_setresuid, SYS_setresgid, SYS_setgroups, SYS_setfsuid, SYS_setfsgid,
+    SYS_acct, SYS_swapon, SYS_swapoff, SYS_reboot, SYS_sethostname, SYS_setdomainname, SYS_iopl, SYS_ioperm,
+    SYS_settimeofday, SYS_clock_settime, SYS_adjtimex, SYS_clock_adjtime, SYS_quotactl, SYS_syslog, SYS_vhangup,
+};
+// Signal calls whose first argument is a pid (or, for tkill, a tid): allowed only at ourselves.
+static const long kSignalByPid[] = {SYS_kill, SYS_tkill, SYS_tgkill, SYS_rt_sigqueueinfo, SYS_rt_tgsigqueueinfo};
+// Refused as absent, so libuv falls back to its threadpool instead of failing.
+static const long kAbsent[] = {SYS_io_uring_setup, SYS_io_uring_enter, SYS_io_uring_register};
+
+#define N(a) (sizeof(a) / sizeof((a)[0]))
+
+static void apply_seccomp(pid_t self) {
+  struct sock_filter f[12 + 2 * N(kDenied) + 3 * N(kSignalByPid) + 2 * N(kAbsent)];
+  unsigned n = 0;
+  f[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch));
+  f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0);
+  f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS);
+  f[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr));
+  // x32 syscalls would slip past every number below
+  f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 0x40000000, 0, 1);
+  f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS);
+  for (unsigned i = 0; i < N(kDenied); i++) {
+    f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)kDenied[i], 0, 1);
+    f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM);
+  }
+  for (unsigned i = 0; i < N(kAbsent); i++) {
+    f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)kAbsent[i], 0, 1);
+    f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS);
+  }
+  for (unsigned i = 0; i < N(kSignalByPid); i++) {
+    // nr matches: look at the low word of the first argument (a pid is an int); anything but
+    // our own pid (another process, 0 = our group, negative = a group or everyone) is refused.
+    f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)kSignalByPid[i], 0, 2);
+    f[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0]));
+    f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JA, 0, 0, 0);
+  }
+  // The JA above is patched below to reach this pair: allow self, refuse the rest.
+  unsigned check = n;
+  f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+  f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)self, 0, 1);
+  f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+  f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM);
+  for (unsigned i = 0; i < check; i++)
+    if (f[i].code == (BPF_JMP | BPF_JA)) f[i].k = (check + 1) - (i + 1);
+  struct sock_fprog prog = {(unsigned short)n, f};
+  if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0) die_errno("seccomp", NULL);
+}
+
 static int last_cap(void) {
   int last = CAP_LAST_CAP;
   FILE* f = fopen("/proc/sys/kernel/cap_last_cap", "r");
@@ -184,6 +274,10 @@ static void drop_caps(int keep_net_admin, int last) {
 int main(int argc, char** argv) {
   static struct rule rules[MAX_RULES];
   int n = 0, keep_net_admin = 0, i = 1;
+  if (argc == 2 && strcmp(argv[1], "--abi") == 0) {
+    printf("%d\n", landlock_abi());
+    return 0;
+  }
   for (; i < argc; i++) {
     const char* a = argv[i];
     if (strcmp(a, "--") == 0) {
@@ -200,7 +294,9 @@ int main(int argc, char** argv) {
     if (strcmp(a, "--ro") == 0) k = RO;
     else if (strcmp(a, "--rx") == 0) k = RX;
     else if (strcmp(a, "--rw") == 0) k = RW;
-    else die("unknown option (expected --ro, --rx, --rw, --keep-cap or --)", a);
+    else if (strcmp(a, "--ro-file") == 0) k = RO_FILE;
+    else if (strcmp(a, "--rw-file") == 0) k = RW_FILE;
+    else die("unknown option (expected --ro, --rx, --rw, --ro-file, --rw-file, --keep-cap, --abi or --)", a);
     if (i + 1 >= argc) die("option needs a path", a);
     const char* p = argv[++i];
     if (p[0] != '/') die("rule paths must be absolute", p);
@@ -218,6 +314,7 @@ int main(int argc, char** argv) {
   if (abi >= 1) apply_landlock(rules, n, abi);
   else fprintf(stderr, "ringside-confine: this kernel has no Landlock; filesystem and signal confinement are off, capabilities are still dropped\n");
   drop_caps(keep_net_admin, last);
+  apply_seccomp(getpid());
   execv(argv[i], &argv[i]);
   die_errno("cannot exec", argv[i]);
   return 126;

@@ -2,6 +2,7 @@
 // A mapping is released either explicitly (munmap detaches the ArrayBuffer first, so JS can never
 // touch freed pages) or by the GC finalizer, whichever comes first.
 #include "common.h"
+#include <sys/stat.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <linux/futex.h>
@@ -60,6 +61,16 @@ Napi::Value MemfdCreate(const Napi::CallbackInfo& info) {
   // The size of a frame never changes once created; sealing it stops a peer holding the
   // descriptor from shrinking it under our mapping (which would SIGBUS us).
   fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW);
+  // Owner read-only: a read-only grant hands out an O_RDONLY descriptor, and without this a
+  // grantee could reopen it read-write through /proc/self/fd. Descriptors opened read-write
+  // (the one returned here) and their mappings are unaffected; a process with
+  // CAP_DAC_OVERRIDE still could, which is why confined domains have no capabilities.
+  // A confined domain's seccomp filter refuses fchmod; it never hands a memfd out read-only.
+  if (fchmod(fd, 0400) < 0 && errno != EPERM) {
+    int e = errno;
+    close(fd);
+    ThrowErrno(env, "fchmod", e);
+  }
   return Napi::Number::New(env, fd);
 }
 

@@ -1,13 +1,17 @@
 // The JSON-line control socket every test-only domain kind obeys: one command per line in, one
 // reply per line out. `flat` replies spread the result into the reply ({ ok, ...result });
 // `nested` ones carry it as { ok, result }. A line that is not JSON is ignored.
-import { createServer } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
 import { createInterface } from 'node:readline';
 
 export type Command = Record<string, unknown> & { cmd: string };
 
-export function serveCommands(path: string, run: (c: Command) => Promise<unknown>, ready: () => void, reply: 'flat' | 'nested' = 'flat'): void {
-  createServer((sock) => {
+/**
+ * Serves commands on a socket at `path`: listening there, or with `dial` connecting to the test,
+ * which then listens (a confined domain may not create a socket file, but may connect).
+ */
+export function serveCommands(path: string, run: (c: Command) => Promise<unknown>, ready: () => void, reply: 'flat' | 'nested' = 'flat', dial = false): void {
+  const serve = (sock: Socket) => {
     sock.on('error', () => undefined); // the test side may go away first
     createInterface({ input: sock }).on('line', (line) => {
       let c: Command;
@@ -25,5 +29,7 @@ export function serveCommands(path: string, run: (c: Command) => Promise<unknown
         },
       );
     });
-  }).listen(path, ready);
+  };
+  if (dial) serve(connect(path, ready));
+  else createServer(serve).listen(path, ready);
 }

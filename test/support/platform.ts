@@ -1,6 +1,6 @@
 // Test harness: an in-process hv with the test itself as the control domain, and probe domains
 // (real processes, test/domains/probe) driven over a line-oriented control socket.
-import type { Socket } from 'node:net';
+import { createServer, type Socket } from 'node:net';
 import { mkdtempSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
@@ -69,8 +69,25 @@ export class TestPlatform {
       ...(opts.confine ? { confine: opts.confine } : {}),
     });
     const control = join(this.dir, `${name}.sock`);
-    await this.dom0.call('domain_unpause', { domid: result.domid, bootArgs: pack({ control }) });
-    const sock = await waitConnect(control);
+    let sock: Socket;
+    if (opts.confine) {
+      // A confined probe may not create its socket file: it dials ours.
+      const server = createServer();
+      const accepted = new Promise<Socket>((resolve, reject) => {
+        server.once('connection', resolve);
+        setTimeout(() => reject(new Error(`confined probe ${name} did not connect within 10 s; logs:\n${this.logs.join('\n')}`)), 10_000).unref();
+      });
+      await new Promise<void>((r) => server.listen(control, r));
+      await this.dom0.call('domain_unpause', { domid: result.domid, bootArgs: pack({ control, dial: true }) });
+      try {
+        sock = await accepted;
+      } finally {
+        server.close();
+      }
+    } else {
+      await this.dom0.call('domain_unpause', { domid: result.domid, bootArgs: pack({ control }) });
+      sock = await waitConnect(control);
+    }
     const p = new Probe(result.domid, name, sock);
     this.probes.push(p);
     return p;

@@ -4,13 +4,14 @@
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { Domain } from '../../../src/domain/runtime.js';
 import { native } from '../../../src/native/index.js';
+import { GNTMAP_host_map, GNTMAP_readonly } from '../../../src/abi/grant.js';
 import type { GrantMapping } from '../../../src/grant/mapper.js';
 import { GrantError } from '../../../src/grant/mapper.js';
 import { serveCommands, type Command } from '../serve.js';
 
 
 const dom = await Domain.boot();
-const { control } = dom.bootArgs<{ control: string }>();
+const { control, dial } = dom.bootArgs<{ control: string; dial?: boolean }>();
 const mappings = new Map<number, GrantMapping>();
 let nextMap = 1;
 const events = new Map<number, number>();
@@ -93,6 +94,22 @@ async function run(c: Command): Promise<unknown> {
       } catch (e) {
         return { ok: false, code: (e as NodeJS.ErrnoException).code };
       }
+    case 'tryReopenGrant': {
+      // Hostile: map a read-only grant by hand and try to reopen its descriptor read-write.
+      const { result, fds } = await dom.hc.call('gnttab_map', { ops: [{ dom: n('dom'), ref: n('ref'), flags: GNTMAP_host_map | GNTMAP_readonly }] });
+      try {
+        if (result.results[0].status !== 0) return { ok: false, code: `GNTST ${result.results[0].status}` };
+        try {
+          closeSync(openSync(`/proc/self/fd/${fds[0]}`, 'r+'));
+          return { ok: true };
+        } catch (e) {
+          return { ok: false, code: (e as NodeJS.ErrnoException).code };
+        }
+      } finally {
+        for (const f of fds) native.close(f);
+        await dom.hc.call('gnttab_unmap', { handles: result.results.map((r) => r.handle) });
+      }
+    }
     case 'trySignal':
       try {
         process.kill(n('pid'), 0);
@@ -115,4 +132,4 @@ async function run(c: Command): Promise<unknown> {
 }
 
 
-serveCommands(control, run, () => process.stdout.write(`probe ${dom.name} ready\n`));
+serveCommands(control, run, () => process.stdout.write(`probe ${dom.name} ready\n`), 'flat', dial === true);

@@ -7,7 +7,11 @@
 import { formatBdf, sourceId, type Bdf } from '../../src/config/bdf.js';
 import type { HostConfig, HostDevice } from '../../src/config/host.js';
 import type { PciDeviceView, PciFault, PciFaultRecord, PciOpenResult } from '../../src/hypercall/pci.js';
-import { IommuDomains, PciPlatform, faultReasonText, type AssignOptions, type AssignRequest, type FaultInfo } from '../../iommu/index.js';
+// straight from the modules, not the iommu/ barrel: hv's bundle then holds only what hv runs
+import { IommuDomains } from '../../iommu/platform/iommu-domains.js';
+import { PciPlatform, type AssignOptions, type AssignRequest } from '../../iommu/platform/platform.js';
+import { faultReasonText } from '../../iommu/vtd/fault-reasons.js';
+import type { FaultInfo } from '../../iommu/vtd/faults.js';
 import { NVME_BAR_SIZE } from '../../iommu/devices/nvme-abi.js';
 import { NIC_BAR_SIZE } from '../../iommu/devices/nic-abi.js';
 import { native } from '../../src/native/index.js';

@@ -71,6 +71,10 @@ export class HwLink implements Mmio {
     this.events = events;
     try {
       this.proc = spawnHardware({ bundle: opts.bundle, fds: { [HW_RPC_FD]: rpcChild, [HW_EVENT_FD]: eventsChild }, log: opts.log });
+    } catch (e) {
+      native.close(rpc);
+      native.close(events);
+      throw e;
     } finally {
       // hw holds its ends now; ours must go so hw's death reads as end-of-file here
       native.close(rpcChild);

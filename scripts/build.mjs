@@ -1,5 +1,7 @@
 // Bundles every domain entry point and the CLI with esbuild. Each domain is one self-contained
-// file under dist/domains/, so hv spawns `node dist/domains/<kind>.js` and nothing else.
+// file under dist/domains/, so hv spawns `node dist/domains/<kind>.js` and nothing else. hv itself
+// and hw (the emulated hardware hv starts at platform_init, domains/hw) are bundled there too;
+// hv refuses them as domain kinds.
 import { build } from 'esbuild';
 import { readdirSync, existsSync, chmodSync, writeFileSync } from 'node:fs';
 import { join, dirname } from 'node:path';

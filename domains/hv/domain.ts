@@ -29,8 +29,6 @@ export class DomainRecord {
   deathReason: string | null = null;
   /** set at creation for a confined (driver) domain: what ringside-confine lets it open */
   confine: ConfineSpec | null = null;
-  /** hv's view of all I/O frames back to back, what device DMA lands in; made on first use */
-  private dmaBytes: Uint8Array | null = null;
 
   constructor(
     readonly domid: number,
@@ -60,11 +58,6 @@ export class DomainRecord {
     return v;
   }
 
-  dmaView(): Uint8Array {
-    this.dmaBytes ??= new Uint8Array(this.frames.length > 0 ? native.mmapFrames(this.frames, true) : new ArrayBuffer(0));
-    return this.dmaBytes;
-  }
-
   info(): DomainInfo {
     return {
       domid: this.domid,
@@ -85,8 +78,6 @@ export class DomainRecord {
   release(): void {
     for (const v of this.hvViews.values()) native.munmap(v.buffer as ArrayBuffer);
     this.hvViews.clear();
-    if (this.dmaBytes !== null && this.dmaBytes.byteLength > 0) native.munmap(this.dmaBytes.buffer as ArrayBuffer);
-    this.dmaBytes = null;
     for (const fd of this.frames) native.close(fd);
     this.frames.length = 0;
     native.munmap(this.grantWords.buffer as ArrayBuffer);

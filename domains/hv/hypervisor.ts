@@ -8,6 +8,7 @@ import { native } from '../../src/native/index.js';
 import { DomainRecord } from './domain.js';
 import { EvtchnError, EvtchnService } from './evtchn.js';
 import { GrantService } from './grant.js';
+import { HwError } from './hw-link.js';
 import { PciError, PciHost } from './pci-host.js';
 import { bdfArg, parseAssign, parsePlatformInit } from './pci-validate.js';
 import { Policy } from './policy.js';
@@ -21,6 +22,8 @@ export const MAX_GRANT_FRAMES = 32;
 export const FRAME_BUDGET = 14000;
 /** Protocol violations (malformed requests) tolerated before a domain is cut off. */
 export const MAX_VIOLATIONS = 32;
+/** Bundles in the domains folder that are not domains. */
+const NOT_DOMAINS = ['hv', 'hw'];
 
 class OpError extends Error {
   constructor(
@@ -126,10 +129,12 @@ export class Hypervisor {
       platform_init: (_d, a) => {
         if (this.pci !== null) throw new OpError('EEXIST', 'the PCI platform is already initialised');
         const host = parsePlatformInit(a);
-        const pci = new PciHost(host, (id) => this.domains.get(id), this.opts.log);
+        const hwBundle = bundleFor(this.opts.bundleDirs, 'hw');
+        if (hwBundle === null) throw new OpError('ENOENT', `no hardware bundle (hw.js) in ${this.opts.bundleDirs.join(', ')}: run npm run build`);
+        const pci = new PciHost(host, { hwBundle, domains: () => this.domains.values(), log: this.opts.log });
         this.pci = pci;
         this.grants.deviceMapper = { map: (m, g, ref, gfn, ro) => pci.deviceMap(m, g, ref, gfn, ro), unmap: (m, addr) => pci.deviceUnmap(m, addr) };
-        this.opts.log(`hv: PCI platform: ${host.devices.length} devices, ${pci.platform.groups().length} IOMMU groups, IOMMU ${host.iommu.enabled ? `VT-d ${host.iommu.addressWidth}-bit` : 'off'}`);
+        this.opts.log(`hv: PCI platform: ${host.devices.length} devices, ${pci.platform.groups().length} IOMMU groups, IOMMU ${host.iommu.enabled ? `VT-d ${host.iommu.addressWidth}-bit` : 'off'}, hardware in hw (pid ${pci.hw.pid})`);
         return { result: { devices: host.devices.length, groups: pci.platform.groups().length, warnings: [] } };
       },
       pci_list: () => ({ result: { devices: this.needPci().list() } }),
@@ -143,7 +148,7 @@ export class Hypervisor {
         return { result: pci.assign(target.domid, parseAssign(a), target) };
       },
       pci_release: (_d, a) => ({ result: { warnings: this.needPci().release(bdfArg(a, 'bdf')) } }),
-      pci_faults: () => ({ result: { faults: [...this.needPci().faults], records: [...this.needPci().records] } }),
+      pci_faults: () => ({ result: this.needPci().faultLog() }),
       pci_device_open: (d, a) => this.needPci().open(d, bdfArg(a, 'bdf')),
       pci_config_read: (d, a) => {
         const bdf = bdfArg(a, 'bdf');
@@ -156,7 +161,7 @@ export class Hypervisor {
         const offset = uint(a, 'offset', 0xff);
         const size = accessSize(a);
         const value = uint(a, 'value', 0xffffffff);
-        const r = this.needPci().platform.configWrite(bdf, offset, size, value, d.domid);
+        const r = this.needPci().configWrite(bdf, offset, size, value, d.domid);
         return { result: r.dropped === undefined ? { applied: r.applied } : { applied: r.applied, dropped: r.dropped } };
       },
     };
@@ -198,6 +203,7 @@ export class Hypervisor {
     const ioFrames = uint(a, 'ioFrames', MAX_IO_FRAMES);
     const grantFrames = uint(a, 'grantFrames', MAX_GRANT_FRAMES);
     if (grantFrames < 1) throw new ArgError('grantFrames must be at least 1');
+    if (NOT_DOMAINS.includes(kind)) throw new OpError('EINVAL', `'${kind}' is not a domain kind: hv and its hardware process run only as themselves`);
     if (!bundleFor(this.opts.bundleDirs, kind)) throw new OpError('EINVAL', `unknown domain kind '${kind}' (no ${kind}.js in ${this.opts.bundleDirs.join(', ')})`);
     for (const d of this.domains.values())
       if (d.name === name && d.state !== 'dead') throw new OpError('EEXIST', `a domain named '${name}' exists (dom${d.domid})`);
@@ -213,6 +219,7 @@ export class Hypervisor {
     const dom = new DomainRecord(domid, name, kind, false, memoryMiB, ioFrames, grantFrames);
     dom.confine = confine;
     this.domains.set(domid, dom);
+    this.pci?.domainCreated(dom);
     this.opts.log(`hv: created dom${domid} '${name}' kind=${kind} memory=${memoryMiB}MiB frames=${ioFrames}`);
     return { result: { domid } };
   }
@@ -272,7 +279,7 @@ export class Hypervisor {
       const out = this.handlers[op](dom, args, []);
       dom.channel?.send({ id, ok: true, result: out.result }, out.fds ?? [], out.closeAfter ?? []);
     } catch (e) {
-      const known = e instanceof OpError || e instanceof ArgError || e instanceof EvtchnError || e instanceof PciError;
+      const known = e instanceof OpError || e instanceof ArgError || e instanceof EvtchnError || e instanceof PciError || e instanceof HwError;
       const code = known ? e.code : 'EINVAL';
       const message = e instanceof Error ? e.message : String(e);
       if (!known) this.opts.log(`hv: internal error serving dom${dom.domid}: ${(e as Error).stack ?? message}`);
@@ -407,7 +414,7 @@ export class Hypervisor {
     } else if (dom0 && !this.shuttingDown) {
       this.post(dom0, { event: 'domain_died', domid: dom.domid, name: dom.name, code, signal, reason });
     }
-    if (this.shuttingDown && this.domains.size === 0) this.opts.onShutdown?.();
+    if (this.shuttingDown && this.domains.size === 0) this.finish();
   }
 
   /** Kills every domain, the control domain last. */
@@ -419,7 +426,13 @@ export class Hypervisor {
     for (const d of others) this.kill(d, 'hv shutdown');
     const dom0 = this.domains.get(0);
     if (dom0) this.kill(dom0, 'hv shutdown');
-    if (this.domains.size === 0) this.opts.onShutdown?.();
+    if (this.domains.size === 0) this.finish();
+  }
+
+  /** Every domain is gone: the hardware stops with them. */
+  private finish(): void {
+    this.pci?.close();
+    this.opts.onShutdown?.();
   }
 }
 

@@ -1,24 +1,29 @@
-// The emulated PCI hardware as hv runs it: the platform (ownership, assignment rules, config
-// space), one VT-d unit whose tables live in hv's memory, an IOMMU domain per driver domain (its
-// own frames at iova = gfn << 12, as Xen maps a domain's memory, plus device_map grants in a
-// window above 4 GiB), the device models with their register pages, and fault attribution.
-// The device models themselves live in iommu/devices; this file only hosts them.
-import { existsSync, fstatSync, ftruncateSync, openSync, closeSync, constants } from 'node:fs';
+// The PCI platform as hv runs it: the platform rules (ownership, assignment, config space), the
+// IOMMU driver side (an IOMMU domain per driver domain: its own frames at iova = gfn << 12, as Xen
+// maps a domain's memory, plus device_map grants in a window above 4 GiB), fault attribution, and
+// the hardware process (hw) that runs the VT-d unit and the device models. hv writes the tables
+// into memory it shares with hw and programs the unit through hw's registers; it never touches a
+// device's data path, which runs between the owning domain and hw.
 import { formatBdf, sourceId, type Bdf } from '../../src/config/bdf.js';
 import type { HostConfig, HostDevice } from '../../src/config/host.js';
 import type { PciDeviceView, PciFault, PciFaultRecord, PciOpenResult } from '../../src/hypercall/pci.js';
-import { IommuDomains, PciPlatform, VtdUnit, faultReasonText, type AssignOptions, type AssignRequest, type FaultInfo } from '../../iommu/index.js';
-import { NvmeModel } from '../../iommu/devices/nvme.js';
+// straight from the modules, not the iommu/ barrel: hv's bundle then holds only what hv runs
+import { IommuDomains } from '../../iommu/platform/iommu-domains.js';
+import { PciPlatform, type AssignOptions, type AssignRequest } from '../../iommu/platform/platform.js';
+import { faultReasonText } from '../../iommu/vtd/fault-reasons.js';
+import type { FaultInfo } from '../../iommu/vtd/faults.js';
 import { NVME_BAR_SIZE } from '../../iommu/devices/nvme-abi.js';
-import { NicModel, TapWire, cable } from '../../iommu/devices/nic.js';
 import { NIC_BAR_SIZE } from '../../iommu/devices/nic-abi.js';
-import { RegisterTransport } from '../../iommu/devices/transport.js';
-import { HvDmaMemory, framePa } from './dma-memory.js';
+import { native } from '../../src/native/index.js';
+import { framePa } from '../hw/phys-map.js';
+import { FRAMES_PER_MESSAGE, HW_OP, INFO_LINK_UP, INFO_READONLY, STAT_FIELDS, type HwDeviceSpec, type HwInit, type HwStats } from '../hw/wire.js';
+import { HwError, HwLink } from './hw-link.js';
+import { HvTableMemory } from './iommu-memory.js';
 import type { DomainRecord } from './domain.js';
 
 export class PciError extends Error {
   constructor(
-    readonly code: 'EINVAL' | 'EPERM' | 'EBUSY' | 'ENOENT' | 'ENOSPC',
+    readonly code: 'EINVAL' | 'EPERM' | 'EBUSY' | 'ENOENT' | 'ENOSPC' | 'EIO',
     message: string,
   ) {
     super(message);
@@ -32,22 +37,17 @@ const FAULT_LOG = 256;
 /** Pages of one RMRR region hv backs with reserved memory; bigger regions are refused. */
 const MAX_RMRR_PAGES = 1024;
 
-interface Medium {
-  fd: number;
-  size: number;
-  readonly: boolean;
-  /** medium transfers in flight (the NVMe model counts them): the fd closes only at 0 */
-  busy?: number;
-  onIdle?: (() => void) | null;
-}
-
+/** One DMA-capable function hw models, as hv keeps track of it. */
 interface Hosted {
   dev: HostDevice;
   key: string;
-  transport: RegisterTransport;
-  model: NvmeModel | NicModel;
-  medium?: Medium;
-  tap?: TapWire;
+  /** its place in hw's device list */
+  index: number;
+  /** the current register page, doorbell and interrupt descriptors: hw has them, the owner gets them */
+  fds: number[];
+  /** the command register's bus-master bit as hw last heard it */
+  busMaster: boolean;
+  medium?: { size: number; readonly: boolean };
 }
 
 interface GrantWindow {
@@ -56,10 +56,18 @@ interface GrantWindow {
   byIova: Map<number, { grantor: number; ref: number }>;
 }
 
+export interface PciHostOptions {
+  /** hw's bundled entry point */
+  hwBundle: string;
+  /** every domain alive now: hw gets their frames before any device can reach them */
+  domains: () => Iterable<DomainRecord>;
+  log: (line: string) => void;
+}
+
 export class PciHost {
-  readonly mem: HvDmaMemory;
-  readonly unit: VtdUnit | null;
-  readonly iommu: IommuDomains | null;
+  readonly mem: HvTableMemory;
+  readonly hw: HwLink;
+  readonly iommu: IommuDomains | null = null;
   readonly platform: PciPlatform;
   readonly faults: PciFault[] = [];
   readonly records: PciFaultRecord[] = [];
@@ -67,36 +75,41 @@ export class PciHost {
   private readonly ownMapped = new Set<number>();
   private readonly windows = new Map<number, GrantWindow>();
   private drainScheduled = false;
+  private readonly log: (line: string) => void;
 
-  constructor(
-    host: HostConfig,
-    lookup: (domid: number) => DomainRecord | undefined,
-    private readonly log: (line: string) => void,
-  ) {
-    this.mem = new HvDmaMemory(lookup);
-    if (host.iommu.enabled) {
-      this.unit = new VtdUnit(this.mem, {
-        addressWidth: host.iommu.addressWidth,
-        cachingMode: host.iommu.cachingMode,
-        log: (m) => log(`hv: ${m}`),
-        onFault: (f) => this.onFault(f),
-      });
-      this.iommu = new IommuDomains(this.unit, this.mem, this.mem.tables, { queued: true });
-    } else {
-      this.unit = null;
-      this.iommu = null;
+  constructor(host: HostConfig, opts: PciHostOptions) {
+    this.log = opts.log;
+    const log = opts.log;
+    const specs: HwDeviceSpec[] = [];
+    for (const dev of host.devices) {
+      if (dev.type !== 'nvme' && dev.type !== 'nic') continue;
+      const key = formatBdf(dev.bdf);
+      this.hosted.set(key, { dev, key, index: specs.length, fds: [], busMaster: false });
+      specs.push(hwSpec(dev));
     }
-    this.platform = new PciPlatform(host, { log: (m) => log(`hv: ${m}`), ...(this.iommu ? { iommu: this.iommu } : {}) });
-    if (this.platform.topology.orphans.length > 0) throw new PciError('EINVAL', `devices below missing bridges: ${this.platform.topology.orphans.join(', ')}`);
+    const init: HwInit = { iommu: { ...host.iommu }, devices: specs };
+    this.mem = new HvTableMemory();
     try {
-      for (const dev of host.devices) {
-        if (dev.type !== 'nvme' && dev.type !== 'nic') continue;
-        const h = this.host(dev);
-        this.hosted.set(h.key, h);
+      this.hw = new HwLink({ bundle: opts.hwBundle, log, onFault: (f) => this.onFault(f), onGone: (why) => this.onHwGone(why) });
+    } catch (e) {
+      this.mem.close();
+      throw new PciError('EIO', `cannot start the hardware process: ${(e as Error).message}`);
+    }
+    try {
+      this.hw.init(init, this.mem.fd);
+      for (const d of opts.domains()) if (d.state !== 'dead') this.domainCreated(d);
+      if (host.iommu.enabled) this.iommu = new IommuDomains(this.hw, this.mem, this.mem.tables, { queued: true });
+      this.platform = new PciPlatform(host, { log: (m) => log(`hv: ${m}`), ...(this.iommu ? { iommu: this.iommu } : {}) });
+      if (this.platform.topology.orphans.length > 0) throw new PciError('EINVAL', `devices below missing bridges: ${this.platform.topology.orphans.join(', ')}`);
+      for (const h of this.hosted.values()) {
+        this.renew(h.key);
+        if (h.dev.type !== 'nvme') continue;
+        const r = this.hw.call(HW_OP.DEVICE_INFO, h.index);
+        h.medium = { size: r.num(0), readonly: (r.flags & INFO_READONLY) !== 0 };
       }
-      for (const h of this.hosted.values()) if (h.dev.wire?.kind === 'cable') this.recable(h);
     } catch (e) {
       this.close();
+      if (e instanceof HwError) throw new PciError(e.code, e.message);
       throw e;
     }
   }
@@ -104,10 +117,18 @@ export class PciHost {
   // ---- dom0's operations ----
 
   list(): PciDeviceView[] {
+    this.catchUp();
     return this.platform.list();
   }
 
+  /** The attributed faults and drained FRCD records, up to the last notice hw sent. */
+  faultLog(): { faults: PciFault[]; records: PciFaultRecord[] } {
+    this.catchUp();
+    return { faults: [...this.faults], records: [...this.records] };
+  }
+
   assign(domid: number, reqs: AssignRequest[], dom: DomainRecord, opts: AssignOptions = {}) {
+    this.needHw();
     const r = this.platform.assign(reqs, domid, opts);
     if (!r.ok) throw new PciError('EBUSY', r.error);
     const warnings = [...r.warnings];
@@ -128,48 +149,66 @@ export class PciHost {
         try {
           if (iommu.lookup(domid, iova) === null) iommu.map(domid, iova, this.mem.allocFirmware(), { read: true, write: true });
         } catch (e) {
+          if (e instanceof HwError) throw e;
           warnings.push(`RMRR page 0x${iova.toString(16)} of ${m.bdf} not mapped: ${(e as Error).message}`);
           break;
         }
       }
     }
     for (const k of r.devices) this.renew(k);
+    this.syncBusMaster();
     return { devices: r.devices, warnings, resets: r.resets };
   }
 
   release(bdf: Bdf): string[] {
+    this.needHw();
     const r = this.platform.release(bdf);
     if (!r.ok) throw new PciError('EINVAL', r.error);
     this.renew(formatBdf(bdf));
+    this.syncBusMaster();
     return r.warnings;
   }
 
   assignableAdd(bdf: Bdf): string[] {
+    this.needHw();
     const r = this.platform.assignableAdd(bdf);
     if (!r.ok) throw new PciError('EINVAL', r.error);
+    this.syncBusMaster();
     return r.warnings;
   }
 
   assignableRemove(bdf: Bdf): string[] {
+    this.needHw();
     const r = this.platform.assignableRemove(bdf);
     if (!r.ok) throw new PciError('EINVAL', r.error);
+    this.syncBusMaster();
     return r.warnings;
   }
 
   // ---- the owner's operations ----
 
   open(dom: DomainRecord, bdf: Bdf): { result: PciOpenResult; fds: number[] } {
+    this.needHw();
     const key = formatBdf(bdf);
     const h = this.hosted.get(key);
     const o = this.platform.ownerOf(bdf);
     if (h === undefined || o === undefined) throw new PciError('ENOENT', `no PCI device ${key} on this platform`);
     if (o.kind !== 'domain' || o.domid !== dom.domid) throw new PciError('EPERM', `${key} is not assigned to dom${dom.domid} (owner: ${o.kind === 'domain' ? `dom${o.domid}` : o.kind})`);
-    const fds = [h.transport.barFd, h.transport.doorbellFd, h.transport.irqFd];
-    if (h.model instanceof NvmeModel) {
-      const m = h.medium as Medium;
+    const fds = [...h.fds];
+    if (h.medium !== undefined) {
+      const m = h.medium;
       return { result: { kind: 'nvme', barSize: NVME_BAR_SIZE, blocks: Math.floor(m.size / 512), blockSize: 512, readonly: m.readonly }, fds };
     }
-    return { result: { kind: 'nic', barSize: NIC_BAR_SIZE, mac: macOf(h.dev), linkUp: h.model.wire.linkUp }, fds };
+    const linkUp = (this.hw.call(HW_OP.DEVICE_INFO, h.index).flags & INFO_LINK_UP) !== 0;
+    return { result: { kind: 'nic', barSize: NIC_BAR_SIZE, mac: macOf(h.dev), linkUp }, fds };
+  }
+
+  /** A config write by the owner (or the platform); hw hears the bus-master bit before the caller's reply. */
+  configWrite(bdf: Bdf, off: number, size: 1 | 2 | 4, value: number, domid: number) {
+    this.needHw();
+    const r = this.platform.configWrite(bdf, off, size, value, domid);
+    this.syncBusMaster();
+    return r;
   }
 
   // ---- grants mapped with GNTMAP_device_map ----
@@ -177,7 +216,7 @@ export class PciHost {
   /** Puts a granted frame into the mapper's IOMMU domain; its bus address, or -1 when there is no room. */
   deviceMap(mapper: number, grantor: number, ref: number, gfn: number, readonly: boolean): number {
     const iommu = this.iommu;
-    if (iommu === null) return -1;
+    if (iommu === null || this.hw.gone !== null) return -1;
     let w = this.windows.get(mapper);
     if (w === undefined) {
       w = { next: 0, free: [], byIova: new Map() };
@@ -186,7 +225,13 @@ export class PciHost {
     const slot = w.free.pop() ?? (w.next < GRANT_SLOTS ? w.next++ : -1);
     if (slot < 0) return -1;
     const iova = GRANT_WINDOW + slot * 4096;
-    iommu.map(mapper, iova, framePa(grantor, gfn), { read: true, write: !readonly });
+    try {
+      iommu.map(mapper, iova, framePa(grantor, gfn), { read: true, write: !readonly });
+    } catch (e) {
+      if (!(e instanceof HwError)) throw e;
+      // the entry may be in the table; without hardware nothing reads it, and the slot stays taken
+      return -1;
+    }
     w.byIova.set(iova, { grantor, ref });
     return iova;
   }
@@ -195,103 +240,127 @@ export class PciHost {
   deviceUnmap(mapper: number, iova: number): void {
     const w = this.windows.get(mapper);
     if (w === undefined || this.iommu === null) return;
-    this.iommu.unmap(mapper, iova);
+    // the table entry goes before the invalidation, so a lost hw leaves nothing to reach it
+    this.whileHw(() => this.iommu?.unmap(mapper, iova));
     w.byIova.delete(iova);
     w.free.push((iova - GRANT_WINDOW) / 4096);
   }
 
+  /** A domain exists: hw gets its frames before it runs, so its devices can reach them. */
+  domainCreated(dom: DomainRecord): void {
+    if (this.hw.gone !== null) return;
+    const n = dom.frames.length;
+    try {
+      for (let start = 0; start === 0 || start < n; start += FRAMES_PER_MESSAGE) {
+        this.hw.call(HW_OP.DOMAIN_FRAMES, dom.domid, n, start, 0n, dom.frames.slice(start, start + FRAMES_PER_MESSAGE));
+      }
+    } catch (e) {
+      if (!(e instanceof HwError)) throw e;
+      this.log(`hv: hw did not take the frames of dom${dom.domid}: ${e.message}; its devices cannot reach them`);
+    }
+  }
+
   /** A domain is gone: its devices go back to quarantine, and nobody's devices reach its frames. */
   onDomainDead(domid: number): void {
-    for (const k of this.platform.releaseDomain(domid)) this.renew(k);
+    this.whileHw(() => {
+      for (const k of this.platform.releaseDomain(domid)) this.renew(k);
+      this.syncBusMaster();
+    });
     if (this.iommu !== null) {
+      const iommu = this.iommu;
       for (const [mapper, w] of this.windows) {
         for (const [iova, g] of w.byIova) {
           if (g.grantor !== domid) continue;
           // the slot stays taken until the mapper unmaps its handle
-          this.iommu.unmap(mapper, iova);
+          this.whileHw(() => iommu.unmap(mapper, iova));
           w.byIova.delete(iova);
         }
       }
       this.windows.delete(domid);
       // context entries cleared, caches invalidated, then its table frames are reused
-      this.iommu.destroy(domid);
+      this.whileHw(() => iommu.destroy(domid));
     }
     this.ownMapped.delete(domid);
-    // hv's mapping of its frames goes once no medium transfer into them is in flight
-    this.mem.domainDead(domid);
+    // hw's mapping of its frames goes once no medium transfer into them is in flight
+    this.whileHw(() => this.hw.call(HW_OP.DOMAIN_DEAD, domid));
+  }
+
+  /** The unit's counters and hw's own, read from hw. */
+  hwStats(): HwStats {
+    this.needHw();
+    const r = this.hw.call(HW_OP.STATS);
+    const out = {} as HwStats;
+    STAT_FIELDS.forEach((f, i) => (out[f] = r.num(i)));
+    return out;
   }
 
   close(): void {
-    for (const h of this.hosted.values()) {
-      h.model.close();
-      h.transport.close();
-      h.tap?.close();
-      const m = h.medium;
-      if (m) {
-        // a transfer still on the threadpool must not meet a reused descriptor: close after it
-        if ((m.busy ?? 0) > 0) m.onIdle = () => closeQuietly(m.fd);
-        else closeQuietly(m.fd);
-      }
-    }
-    this.hosted.clear();
+    this.hw?.close();
+    this.closeTransports();
     this.mem.close();
   }
 
   // ---- internals ----
 
-  private host(dev: HostDevice): Hosted {
-    const key = formatBdf(dev.bdf);
-    const h = { dev, key } as Hosted;
-    if (dev.type === 'nvme') h.medium = openMedium(dev);
-    if (dev.wire?.kind === 'tap') {
-      try {
-        h.tap = TapWire.open(dev.wire.name);
-      } catch (e) {
-        this.log(`hv: ${key}: cannot open TAP ${dev.wire.name} (${(e as Error).message}); the NIC's link stays down`);
-      }
-    }
-    this.build(h);
-    return h;
+  private needHw(): void {
+    if (this.hw.gone !== null) throw new PciError('EIO', `the PCI hardware is gone (${this.hw.gone}); its devices cannot be used until the platform restarts`);
   }
 
-  /** A fresh model and register page: after a reset, and whenever the owner changes. */
+  /**
+   * Runs a step that talks to hw where hv must go on without it (a domain's death, a grant's
+   * unmap): if hw is lost meanwhile, the step ends there and hv's own bookkeeping carries on.
+   */
+  private whileHw(step: () => unknown): void {
+    if (this.hw.gone !== null) return;
+    try {
+      step();
+    } catch (e) {
+      if (!(e instanceof HwError)) throw e;
+      this.log(`hv: PCI step skipped: ${e.message}`);
+    }
+  }
+
+  private onHwGone(why: string): void {
+    this.log(`hv: the PCI hardware is gone: ${why}; its devices are unusable, domains keep running`);
+    this.closeTransports();
+  }
+
+  private closeTransports(): void {
+    for (const h of this.hosted.values()) {
+      for (const fd of h.fds) native.close(fd);
+      h.fds = [];
+    }
+  }
+
+  /** Notices hw sent and hv has not read yet, then the fault records they announced. */
+  private catchUp(): void {
+    if (this.hw.gone !== null) return;
+    this.hw.pump();
+    if (this.drainScheduled) this.drain();
+  }
+
+  /**
+   * A fresh register page, doorbell and interrupt (hw builds a fresh model on them): after a
+   * reset, and whenever the owner changes, so a previous owner keeps only a dead page.
+   */
   private renew(key: string): void {
     const h = this.hosted.get(key);
     if (h === undefined) return;
-    h.model.close();
-    h.transport.close();
-    this.build(h);
-    if (h.dev.wire?.kind === 'cable') this.recable(h);
+    for (const fd of h.fds) native.close(fd);
+    h.fds = [];
+    const fds = [native.memfdCreate(`${key}-bar`, h.dev.type === 'nvme' ? NVME_BAR_SIZE : NIC_BAR_SIZE), native.eventfd(), native.eventfd()];
+    h.fds = fds;
+    this.hw.call(HW_OP.ATTACH, h.index, 0, 0, 0n, fds);
   }
 
-  private build(h: Hosted): void {
-    const unit = this.unit;
-    const sid = sourceId(h.dev.bdf);
-    const cfg = this.platform.configSpace(h.dev.bdf);
-    const busMaster = () => cfg?.busMaster ?? false;
-    const size = h.dev.type === 'nvme' ? NVME_BAR_SIZE : NIC_BAR_SIZE;
-    let model: NvmeModel | NicModel | null = null;
-    const transport = new RegisterTransport(h.key, size, () => model?.kick());
-    const log = (m: string) => this.log(`hv: ${h.key} ${m}`);
-    const raiseIrq = () => transport.raiseIrq();
-    if (unit === null) {
-      // without an IOMMU nothing is ever assigned: the device exists but is never opened
-      model = new NicModel({ unit: new VtdUnit(this.mem), mem: this.mem, sid, bar: transport.bar, mac: new Uint8Array(6), busMaster: () => false, raiseIrq, log });
-    } else if (h.dev.type === 'nvme') {
-      model = new NvmeModel({ unit, mem: this.mem, sid, bar: transport.bar, medium: h.medium as Medium, busMaster, raiseIrq, log });
-    } else {
-      const nic = new NicModel({ unit, mem: this.mem, sid, bar: transport.bar, mac: macBytes(macOf(h.dev)), busMaster, raiseIrq, log });
-      h.tap?.plug(nic);
-      model = nic;
+  /** Tells hw every bus-master bit that changed in config space (writes, resets). */
+  private syncBusMaster(): void {
+    for (const h of this.hosted.values()) {
+      const on = this.platform.configSpace(h.dev.bdf)?.busMaster ?? false;
+      if (on === h.busMaster) continue;
+      this.hw.call(HW_OP.BUS_MASTER, h.index, on ? 1 : 0);
+      h.busMaster = on;
     }
-    h.transport = transport;
-    h.model = model;
-  }
-
-  private recable(h: Hosted): void {
-    if (h.dev.wire?.kind !== 'cable') return;
-    const peer = this.hosted.get(formatBdf(h.dev.wire.peer));
-    if (peer && h.model instanceof NicModel && peer.model instanceof NicModel) cable(h.model, peer.model);
   }
 
   private onFault(f: FaultInfo): void {
@@ -312,58 +381,40 @@ export class PciHost {
     this.log(`hv: IOMMU fault: ${bdf} of ${domid >= 0 ? `dom${domid}` : fault.owner} ${f.write ? 'write' : 'read'} at iova 0x${f.iova.toString(16)}${grant}: reason 0x${f.reason.toString(16)} ${fault.reasonText} [${f.disposition}]`);
     if (!this.drainScheduled) {
       this.drainScheduled = true;
-      setImmediate(() => this.drain());
+      setImmediate(() => {
+        if (this.drainScheduled) this.drain();
+      });
     }
   }
 
   /** hv's fault interrupt handler: read and clear the fault recording registers. */
   private drain(): void {
     this.drainScheduled = false;
-    if (this.iommu === null) return;
-    const { faults, overflow } = this.iommu.driver.drainFaults();
-    for (const r of faults) {
-      this.records.push({ at: Date.now(), sid: r.sid, address: Number(r.address), reason: r.reason, write: r.write });
-      if (this.records.length > FAULT_LOG) this.records.shift();
-    }
-    if (overflow) this.log('hv: IOMMU fault records overflowed (PFO): some faults were not recorded');
+    const iommu = this.iommu;
+    if (iommu === null) return;
+    this.whileHw(() => {
+      const { faults, overflow } = iommu.driver.drainFaults();
+      for (const r of faults) {
+        this.records.push({ at: Date.now(), sid: r.sid, address: Number(r.address), reason: r.reason, write: r.write });
+        if (this.records.length > FAULT_LOG) this.records.shift();
+      }
+      if (overflow) this.log('hv: IOMMU fault records overflowed (PFO): some faults were not recorded');
+    });
   }
 }
 
-function openMedium(dev: HostDevice): Medium {
-  const path = dev.medium as string;
-  try {
-    if (!existsSync(path)) {
-      if (dev.sizeBytes === undefined) throw new PciError('ENOENT', `${formatBdf(dev.bdf)}: medium ${path} does not exist and no size= says how big to create it`);
-      const fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o600);
-      ftruncateSync(fd, dev.sizeBytes);
-      return { fd, size: dev.sizeBytes, readonly: false };
-    }
-    let fd: number;
-    let ro = false;
-    try {
-      fd = openSync(path, constants.O_RDWR);
-    } catch {
-      fd = openSync(path, constants.O_RDONLY);
-      ro = true;
-    }
-    const st = fstatSync(fd);
-    if (!st.isFile() && !st.isBlockDevice()) {
-      closeSync(fd);
-      throw new PciError('EINVAL', `${formatBdf(dev.bdf)}: medium ${path} is not a regular file`);
-    }
-    return { fd, size: st.size, readonly: ro };
-  } catch (e) {
-    if (e instanceof PciError) throw e;
-    throw new PciError('EINVAL', `${formatBdf(dev.bdf)}: cannot open medium ${path}: ${(e as Error).message}`);
+/** What hw needs to build one function: no config, only the facts of the silicon. */
+function hwSpec(dev: HostDevice): HwDeviceSpec {
+  const name = formatBdf(dev.bdf);
+  const sid = sourceId(dev.bdf);
+  if (dev.type === 'nvme') {
+    const s: HwDeviceSpec = { sid, name, kind: 'nvme', medium: dev.medium as string };
+    if (dev.sizeBytes !== undefined) s.sizeBytes = dev.sizeBytes;
+    return s;
   }
-}
-
-function closeQuietly(fd: number): void {
-  try {
-    closeSync(fd);
-  } catch {
-    // already gone
-  }
+  const w = dev.wire;
+  const wire: HwDeviceSpec['wire'] = w?.kind === 'tap' ? { kind: 'tap', name: w.name } : w?.kind === 'cable' ? { kind: 'cable', peerSid: sourceId(w.peer) } : { kind: 'none' };
+  return { sid, name, kind: 'nic', mac: [...macBytes(macOf(dev))], wire };
 }
 
 /** A NIC without mac= gets a stable locally administered one from its BDF. */

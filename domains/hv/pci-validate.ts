@@ -4,7 +4,7 @@
 import { isAbsolute } from 'node:path';
 import { formatBdf, parseBdf, type Bdf } from '../../src/config/bdf.js';
 import type { HostConfig, HostDevice, HostDeviceType, NicWire, ResetMethod } from '../../src/config/host.js';
-import type { AssignRequest } from '../../iommu/index.js';
+import type { AssignRequest } from '../../iommu/platform/platform.js';
 import { ArgError, list, obj, uint } from './validate.js';
 
 const TYPES: readonly HostDeviceType[] = ['host-bridge', 'root-port', 'pci-bridge', 'nvme', 'nic'];

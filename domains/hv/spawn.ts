@@ -1,6 +1,6 @@
 // Starting a domain's process: the bundled entry point for its kind, its hypercall channel on
 // fd 3, a V8 heap capped at the domain's memory, and its output forwarded line by line with the
-// domain's name in front so one log tells who said what.
+// domain's name in front so one log tells who said what. hw, the hardware process, starts here too.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -16,6 +16,20 @@ export function bundleFor(bundleDirs: readonly string[], kind: string): string |
     if (existsSync(p)) return p;
   }
   return null;
+}
+
+/**
+ * Starts hw, the emulated hardware: not a domain, so no domid and no hypercall channel, only the
+ * descriptors it is given (by child fd number) and a small heap. Its lines are logged as "hw:".
+ */
+export function spawnHardware(opts: { bundle: string; fds: Record<number, number>; log: (line: string) => void }): ChildProcess {
+  const top = Math.max(...Object.keys(opts.fds).map(Number));
+  const stdio: (number | 'ignore' | 'pipe')[] = ['ignore', 'pipe', 'pipe'];
+  for (let i = 3; i <= top; i++) stdio.push(opts.fds[i] ?? 'ignore');
+  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' };
+  const child = spawn(process.execPath, ['--max-old-space-size=256', '--enable-source-maps', opts.bundle], { stdio, env });
+  forwardLines(child, (l) => opts.log(`hw: ${l}`));
+  return child;
 }
 
 export function spawnDomain(opts: {
@@ -35,11 +49,15 @@ export function spawnDomain(opts: {
     stdio: ['ignore', 'pipe', 'pipe', opts.channelFd],
     env,
   });
+  forwardLines(child, (l) => opts.log(`[${opts.name}#${opts.domid}] ${l}`));
+  return child;
+}
+
+function forwardLines(child: ChildProcess, log: (line: string) => void): void {
   for (const stream of [child.stdout, child.stderr]) {
     if (!stream) continue;
-    // A domain killed mid-write can reset its end of the pipe: that ends its log, nothing more.
+    // A process killed mid-write can reset its end of the pipe: that ends its log, nothing more.
     stream.on('error', () => undefined);
-    createInterface({ input: stream }).on('line', (l) => opts.log(`[${opts.name}#${opts.domid}] ${l}`));
+    createInterface({ input: stream }).on('line', log);
   }
-  return child;
 }

@@ -3,7 +3,7 @@
 // still aimed at the destroyed domain must fault rather than walk freed (reused) tables.
 import { describe, expect, it } from 'vitest';
 import { devfn, sourceId } from '../../src/config/bdf.js';
-import { HvDmaMemory } from '../../domains/hv/dma-memory.js';
+import { HvTableMemory } from '../../domains/hv/iommu-memory.js';
 import { TT_UNTRANSLATED } from '../vtd/entries.js';
 import { BumpFrames, SparseMemory } from '../vtd/physmem.js';
 import { VtdUnit } from '../vtd/unit.js';
@@ -78,18 +78,34 @@ describe('IOMMU domain destroy frees its tables', () => {
   });
 
   it("hv's table area: 40 restarts of a domain with 1,500 table frames each (more than the area holds)", () => {
-    const mem = new HvDmaMemory(() => undefined);
-    const unit = new VtdUnit(mem, { addressWidth: 48 });
-    const iommu = new IommuDomains(unit, mem, mem.tables);
-    for (let k = 0; k < 40; k++) {
-      for (let i = 0; i < 500; i++) iommu.map(100, i * 2 ** 39, 0x1000 * (i + 1), RW);
-      expect(iommu.destroy(100)).toBe(1501);
+    const mem = new HvTableMemory();
+    try {
+      const unit = new VtdUnit(mem, { addressWidth: 48 });
+      const iommu = new IommuDomains(unit, mem, mem.tables);
+      const b = bdf('01:00.0');
+      for (let k = 0; k < 40; k++) {
+        for (let i = 0; i < 500; i++) iommu.map(100, i * 2 ** 39, 0x1000 * (i + 1), RW);
+        expect(iommu.destroy(100)).toBe(1501);
+      }
+      const t = mem.tableFrames;
+      expect(t.carved).toBeLessThan(1600);
+      expect(t.carved - t.free).toBeLessThan(10); // root, queue, status, quarantine, a context table
+      // a freed frame is zeroed at once: a stale walk through it reads not-present, not old PTEs
+      const last = 0x7ff0 * 2 ** 24 + (t.carved - 1) * 4096;
+      expect([...(mem.peek(last, 4096) as Uint8Array)].every((x) => x === 0)).toBe(true);
+      iommu.map(100, 0x2000, mem.allocFirmware(), RW);
+      const top = rootOf(iommu, 100);
+      iommu.attach(b, 100);
+      expect(unit.dmaRead(sourceId(b), 0x2000, new Uint8Array(4))).toEqual({ ok: true });
+      iommu.attach(b, 'quarantine');
+      iommu.destroy(100);
+      // the old top-level table, pointed at behind the driver's back, now holds no entries
+      iommu.root.setContext(b.bus, devfn(b), { present: true, fpd: false, tt: TT_UNTRANSLATED, slptptr: top, aw: 2, did: 99 });
+      iommu.driver.flushContextGlobal();
+      expect(unit.dmaRead(sourceId(b), 0x2000, new Uint8Array(4))).toMatchObject({ ok: false, reason: 6 });
+    } finally {
+      mem.close();
     }
-    const t = mem.tableFrames;
-    expect(t.carved).toBeLessThan(1600);
-    expect(t.carved - t.free).toBeLessThan(10); // root, queue, status, quarantine, a context table
-    // a freed frame is gone from hv's memory: a stale walk through it reads unbacked, not old PTEs
-    expect(mem.peek(0x7ff0 * 2 ** 24 + (t.carved - 1) * 4096, 8)).toBeNull();
   });
 });
 

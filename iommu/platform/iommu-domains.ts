@@ -1,7 +1,8 @@
 // IOMMU domains as hv runs them: one set of second-level tables and one domain id per owner (the
 // quarantine domain, and each driver domain), context entries that put each assigned device in its
 // owner's domain, and mappings (device_map grants) added and removed with the invalidations
-// hardware requires. All programming goes through the unit's registers via the OS-side driver.
+// hardware requires. All programming goes through the unit's registers via the OS-side driver,
+// so the unit may sit in this process (tests) or in another one (hv's hardware process).
 
 import { formatBdf, sourceId, devfn, type Bdf } from '../../src/config/bdf.js';
 import { TT_UNTRANSLATED } from '../vtd/entries.js';
@@ -9,8 +10,7 @@ import type { Mapping, PagePerm, PageSize } from '../vtd/pagetable.js';
 import { SIZE_4K, SecondLevelTable } from '../vtd/pagetable.js';
 import type { FrameSource, PhysMem } from '../vtd/physmem.js';
 import { RootTable } from '../vtd/root-table.js';
-import { VtdDriver } from '../vtd/driver.js';
-import type { VtdUnit } from '../vtd/unit.js';
+import { VtdDriver, type Mmio } from '../vtd/driver.js';
 
 export type IommuOwner = 'quarantine' | number;
 
@@ -42,13 +42,13 @@ export class IommuDomains implements IommuBinding {
   private readonly levels: 3 | 4;
 
   constructor(
-    readonly unit: VtdUnit,
+    hw: Mmio,
     private readonly mem: PhysMem,
     private readonly frames: FrameSource,
     opts: { levels?: 3 | 4; queued?: boolean } = {},
   ) {
-    this.levels = opts.levels ?? (unit.caps.addressWidth === 48 ? 4 : 3);
-    this.driver = new VtdDriver(unit, mem, frames);
+    this.driver = new VtdDriver(hw, mem, frames);
+    this.levels = opts.levels ?? (this.driver.caps.mgaw === 48 ? 4 : 3);
     this.root = new RootTable(mem, frames);
     this.driver.setRootTable(this.root.pa);
     if (opts.queued ?? true) this.driver.enableQueuedInvalidation();
@@ -89,7 +89,7 @@ export class IommuDomains implements IommuBinding {
   map(owner: IommuOwner, iova: number, pa: number, perm: PagePerm, size: PageSize = SIZE_4K): void {
     const d = this.domain(owner);
     d.table.map(iova, pa, size, perm);
-    if (this.unit.caps.cachingMode) this.driver.flushIotlbPages(d.did, iova, amFor(size));
+    if (this.driver.caps.cachingMode) this.driver.flushIotlbPages(d.did, iova, amFor(size));
   }
 
   /** Removes the mapping at `iova` and invalidates it: after this returns no device reaches it. */
@@ -137,7 +137,7 @@ export class IommuDomains implements IommuBinding {
     if (d === undefined) {
       const did = owner === 'quarantine' ? QUARANTINE_DID : (this.freeDids.shift() ?? this.nextDid++);
       if (did > 0xffff) throw new Error('out of IOMMU domain ids');
-      d = { did, table: new SecondLevelTable(this.mem, this.frames, this.levels, this.unit.caps.addressWidth) };
+      d = { did, table: new SecondLevelTable(this.mem, this.frames, this.levels, this.driver.caps.mgaw) };
       this.domains.set(owner, d);
       this.byDid.set(did, owner);
     }

@@ -134,14 +134,17 @@ Napi::Value SendMsg(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, (double)r);
 }
 
-// recvmsg(fd, buf: Uint8Array) -> null when nothing is queued (EAGAIN), else
+// recvmsg(fd, buf: Uint8Array, wait?: boolean) -> null when nothing is queued (EAGAIN), else
 // { len, fds, truncated }. len 0 means the peer closed. Descriptors beyond kMaxFds are closed
 // by the kernel (MSG_CTRUNC) and reported as truncated so the caller can drop the message.
+// With wait on a blocking descriptor it sleeps for a message, up to the socket's SO_RCVTIMEO
+// (setRecvTimeout), after which it returns null as for EAGAIN: hv's synchronous calls to hw.
 Napi::Value RecvMsg(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = ArgFd(info, 0);
   if (!info[1].IsTypedArray()) throw Napi::TypeError::New(env, "recvmsg: buf must be a Uint8Array");
   Napi::Uint8Array buf = info[1].As<Napi::Uint8Array>();
+  bool wait = info.Length() > 2 && info[2].ToBoolean();
   struct iovec iov = {buf.Data(), buf.ByteLength()};
   char cbuf[CMSG_SPACE(sizeof(int) * kMaxFds)];
   struct msghdr msg = {};
@@ -150,7 +153,7 @@ Napi::Value RecvMsg(const Napi::CallbackInfo& info) {
   msg.msg_control = cbuf;
   msg.msg_controllen = sizeof(cbuf);
   ssize_t r;
-  do r = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT); while (r < 0 && errno == EINTR);
+  do r = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | (wait ? 0 : MSG_DONTWAIT)); while (r < 0 && errno == EINTR);
   if (r < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK) return env.Null();
     if (errno == ECONNRESET) r = 0;
@@ -170,6 +173,16 @@ Napi::Value RecvMsg(const Napi::CallbackInfo& info) {
   out.Set("fds", fds);
   out.Set("truncated", Napi::Boolean::New(env, (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0));
   return out;
+}
+
+// setRecvTimeout(fd, ms): SO_RCVTIMEO, so a blocking receive gives up (EAGAIN) instead of
+// waiting forever on a peer that hangs.
+Napi::Value SetRecvTimeout(const Napi::CallbackInfo& info) {
+  int fd = ArgFd(info, 0);
+  uint64_t ms = ArgSize(info, 1, "ms");
+  struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0) ThrowErrno(info.Env(), "setsockopt(SO_RCVTIMEO)");
+  return info.Env().Undefined();
 }
 
 // readFd / writeFd: one non-blocking read(2) / write(2) into caller-owned memory, so the data
@@ -243,6 +256,7 @@ void InitFds(Napi::Env env, Napi::Object exports) {
   exports.Set("seqpacketPair", Napi::Function::New(env, SeqpacketPair));
   exports.Set("sendmsg", Napi::Function::New(env, SendMsg));
   exports.Set("recvmsg", Napi::Function::New(env, RecvMsg));
+  exports.Set("setRecvTimeout", Napi::Function::New(env, SetRecvTimeout));
   exports.Set("readFd", Napi::Function::New(env, ReadFd));
   exports.Set("writeFd", Napi::Function::New(env, WriteFd));
   exports.Set("setParentDeathSignal", Napi::Function::New(env, SetParentDeathSignal));

@@ -46,7 +46,9 @@ export interface Addon {
   eventfdRead(fd: number): number;
   seqpacketPair(): [number, number];
   sendmsg(fd: number, data: Uint8Array, fds?: number[]): number;
-  recvmsg(fd: number, buf: Uint8Array): RecvResult | null;
+  /** wait: sleep on a blocking descriptor until a message or SO_RCVTIMEO (then null) */
+  recvmsg(fd: number, buf: Uint8Array, wait?: boolean): RecvResult | null;
+  setRecvTimeout(fd: number, ms: number): void;
   readFd(fd: number, buf: Uint8Array): number | null;
   writeFd(fd: number, buf: Uint8Array, length?: number): number | null;
   setParentDeathSignal(sig?: number): boolean;

@@ -115,6 +115,8 @@ export class TestPlatform {
     });
     for (const d of this.hv.list()) if (d.domid !== 0) this.hv.kill(d, 'test teardown');
     await done;
+    // the hardware process is this test's child: it goes with the platform, not with the worker
+    this.hv.pci?.close();
     this.dom0.close();
     rmSync(this.dir, { recursive: true, force: true });
   }

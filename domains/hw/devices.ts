@@ -1,0 +1,174 @@
+// The PCI functions that do DMA, as hw runs them: each NVMe controller with its medium file, each
+// NIC with its TAP or cable, a register transport per owner, and the bus-master bit hv's config
+// space decides. Media and TAPs are the hardware's, so hw opens them; the device models
+// themselves live in iommu/devices and are used as they are.
+import { existsSync, fstatSync, ftruncateSync, openSync, closeSync, constants } from 'node:fs';
+import { NvmeModel, type NvmeMedium } from '../../iommu/devices/nvme.js';
+import { NVME_BAR_SIZE } from '../../iommu/devices/nvme-abi.js';
+import { NicModel, TapWire, cable } from '../../iommu/devices/nic.js';
+import { NIC_BAR_SIZE } from '../../iommu/devices/nic-abi.js';
+import { VtdUnit } from '../../iommu/vtd/unit.js';
+import type { HwDmaMemory } from './dma-memory.js';
+import { DeviceTransport } from './transport.js';
+import { HW_STATUS, type HwDeviceSpec, type HwInit, type HwStatus } from './wire.js';
+
+/** A refusal hw reports to hv with a status, so platform_init fails with the same words. */
+export class HwRefusal extends Error {
+  constructor(
+    readonly status: HwStatus,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+interface Device {
+  spec: HwDeviceSpec;
+  medium?: NvmeMedium;
+  tap?: TapWire;
+  transport: DeviceTransport | null;
+  model: NvmeModel | NicModel | null;
+  busMaster: boolean;
+}
+
+export class HwDevices {
+  private readonly devices: Device[] = [];
+
+  constructor(
+    private readonly init: HwInit,
+    private readonly unit: VtdUnit,
+    private readonly mem: HwDmaMemory,
+    private readonly log: (line: string) => void,
+  ) {
+    try {
+      for (const spec of init.devices) {
+        const d: Device = { spec, transport: null, model: null, busMaster: false };
+        // listed before opening, so close() finds whatever was opened when a later one fails
+        this.devices.push(d);
+        if (spec.kind === 'nvme') d.medium = openMedium(spec);
+        if (spec.wire?.kind === 'tap') {
+          try {
+            d.tap = TapWire.open(spec.wire.name);
+          } catch (e) {
+            log(`${spec.name}: cannot open TAP ${spec.wire.name} (${(e as Error).message}); the NIC's link stays down`);
+          }
+        }
+      }
+    } catch (e) {
+      this.close();
+      throw e;
+    }
+  }
+
+  get count(): number {
+    return this.devices.length;
+  }
+
+  /** A fresh model on a fresh register transport: after a reset, and whenever the owner changes. */
+  attach(index: number, fds: number[]): void {
+    const d = this.devices[index];
+    const size = d.spec.kind === 'nvme' ? NVME_BAR_SIZE : NIC_BAR_SIZE;
+    d.model?.close();
+    d.transport?.close();
+    d.model = null;
+    d.transport = null;
+    let model: NvmeModel | NicModel | null = null;
+    const transport = new DeviceTransport(fds[0], fds[1], fds[2], size, () => model?.kick());
+    const o = {
+      unit: this.unit,
+      mem: this.mem,
+      sid: d.spec.sid,
+      bar: transport.bar,
+      busMaster: () => d.busMaster,
+      raiseIrq: () => transport.raiseIrq(),
+      log: (m: string) => this.log(`${d.spec.name} ${m}`),
+    };
+    if (!this.init.iommu.enabled) {
+      // without an IOMMU nothing is ever assigned: the device exists but never masters the bus
+      model = new NicModel({ ...o, unit: new VtdUnit(this.mem), mac: new Uint8Array(6), busMaster: () => false });
+    } else if (d.spec.kind === 'nvme') {
+      model = new NvmeModel({ ...o, medium: d.medium as NvmeMedium });
+    } else {
+      const nic = new NicModel({ ...o, mac: Uint8Array.from(d.spec.mac ?? [0, 0, 0, 0, 0, 0]) });
+      d.tap?.plug(nic);
+      model = nic;
+    }
+    d.transport = transport;
+    d.model = model;
+    this.recable(d);
+  }
+
+  setBusMaster(index: number, on: boolean): void {
+    this.devices[index].busMaster = on;
+  }
+
+  info(index: number): { nvme: boolean; size: number; readonly: boolean; linkUp: boolean } {
+    const d = this.devices[index];
+    const m = d.model;
+    return {
+      nvme: d.spec.kind === 'nvme',
+      size: d.medium?.size ?? 0,
+      readonly: d.medium?.readonly ?? false,
+      linkUp: m instanceof NicModel ? m.wire.linkUp : false,
+    };
+  }
+
+  close(): void {
+    for (const d of this.devices) {
+      d.model?.close();
+      d.transport?.close();
+      d.tap?.close();
+      const m = d.medium;
+      if (m) {
+        // a transfer still on the threadpool must not meet a reused descriptor: close after it
+        if ((m.busy ?? 0) > 0) m.onIdle = () => closeQuietly(m.fd);
+        else closeQuietly(m.fd);
+      }
+    }
+    this.devices.length = 0;
+  }
+
+  private recable(d: Device): void {
+    const w = d.spec.wire;
+    if (w?.kind !== 'cable') return;
+    const peer = this.devices.find((p) => p.spec.sid === w.peerSid);
+    if (peer && d.model instanceof NicModel && peer.model instanceof NicModel) cable(d.model, peer.model);
+  }
+}
+
+function openMedium(spec: HwDeviceSpec): NvmeMedium {
+  const path = spec.medium as string;
+  try {
+    if (!existsSync(path)) {
+      if (spec.sizeBytes === undefined) throw new HwRefusal(HW_STATUS.ENOENT, `${spec.name}: medium ${path} does not exist and no size= says how big to create it`);
+      const fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o600);
+      ftruncateSync(fd, spec.sizeBytes);
+      return { fd, size: spec.sizeBytes, readonly: false };
+    }
+    let fd: number;
+    let ro = false;
+    try {
+      fd = openSync(path, constants.O_RDWR);
+    } catch {
+      fd = openSync(path, constants.O_RDONLY);
+      ro = true;
+    }
+    const st = fstatSync(fd);
+    if (!st.isFile() && !st.isBlockDevice()) {
+      closeSync(fd);
+      throw new HwRefusal(HW_STATUS.EINVAL, `${spec.name}: medium ${path} is not a regular file`);
+    }
+    return { fd, size: st.size, readonly: ro };
+  } catch (e) {
+    if (e instanceof HwRefusal) throw e;
+    throw new HwRefusal(HW_STATUS.EINVAL, `${spec.name}: cannot open medium ${path}: ${(e as Error).message}`);
+  }
+}
+
+function closeQuietly(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // already gone
+  }
+}

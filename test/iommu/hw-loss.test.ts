@@ -1,0 +1,79 @@
+// hv outlives its hardware process: when hw dies, hv logs why, every PCI operation that needs the
+// hardware fails naming the cause, and the domains (a driver domain owning a device among them)
+// keep running and can still be destroyed. And hw goes when the platform does.
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hostConfig, hostDev } from '../../iommu/platform/host-builder.js';
+import { toPlatformInit } from '../../src/hypercall/pci.js';
+import { TestPlatform, sleep, type Probe } from '../support/platform.js';
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function until(what: string, ok: () => boolean, logs: string[]): Promise<void> {
+  for (let i = 0; i < 500; i++) {
+    if (ok()) return;
+    await sleep(10);
+  }
+  throw new Error(`${what} did not happen; logs:\n${logs.join('\n')}`);
+}
+
+function platform(dir: string) {
+  const nvme = hostDev('01:00.0', 'nvme', { parent: '00:01.0' });
+  nvme.medium = join(dir, 'disk.img');
+  nvme.sizeBytes = 1 << 20;
+  return toPlatformInit(hostConfig([hostDev('00:01.0', 'root-port'), nvme]));
+}
+
+describe('hv without its hardware', () => {
+  let t: TestPlatform;
+  let blk: Probe;
+  let hwPid: number;
+
+  beforeAll(async () => {
+    t = new TestPlatform();
+    await t.dom0.call('platform_init', platform(t.dir));
+    blk = await t.probe('blkdom', { kind: 'pcidrv', ioFrames: 32 });
+    await t.dom0.call('pci_assignable_add', { bdf: '01:00.0' });
+    await t.dom0.call('pci_assign', { domid: blk.domid, devices: [{ bdf: '01:00.0' }] });
+    hwPid = t.hv.pci!.hw.pid!;
+  });
+  afterAll(async () => t?.close());
+
+  it('logs the loss, fails PCI operations naming the cause, and keeps the domains running', async () => {
+    expect(await blk.cmd('hypercall', { op: 'pci_device_open', args: { bdf: '01:00.0' } })).toMatchObject({ ok: true });
+    process.kill(hwPid, 'SIGKILL');
+    await until('hv noticing hw is gone', () => t.logs.some((l) => l.includes('the PCI hardware is gone')), t.logs);
+    expect(t.logs).toContain('hv: the PCI hardware is gone: hw exited (killed by SIGKILL); its devices are unusable, domains keep running');
+
+    const open = await blk.cmd('hypercall', { op: 'pci_device_open', args: { bdf: '01:00.0' } });
+    expect(open).toMatchObject({ ok: false, code: 'EIO', error: expect.stringMatching(/PCI hardware is gone \(hw exited \(killed by SIGKILL\)\)/) });
+    await expect(t.dom0.call('pci_release', { bdf: '01:00.0' })).rejects.toThrow(/PCI hardware is gone \(hw exited/);
+    // hv's own view of the platform stays readable
+    expect((await t.dom0.call('pci_list', {})).result.devices.find((d) => d.bdf === '0000:01:00.0')?.domid).toBe(blk.domid);
+    const { result: domains } = await t.dom0.call('domain_list', {});
+    expect(domains.domains.map((d) => d.name)).toContain('blkdom');
+
+    // the driver domain still runs, and its death is handled without the hardware
+    expect((await blk.cmd('hypercall', { op: 'gnttab_query_size', args: {} })).result.nrFrames).toBe(1);
+    await t.dom0.call('domain_destroy', { domid: blk.domid });
+    await t.waitEvent((e) => e.event === 'domain_died' && e.domid === blk.domid);
+    expect((await t.dom0.call('hv_info', {})).result.domains).toBe(1);
+    expect(alive(hwPid)).toBe(false);
+  });
+
+  it('stops hw when the platform closes', async () => {
+    const p = new TestPlatform();
+    await p.dom0.call('platform_init', platform(p.dir));
+    const pid = p.hv.pci!.hw.pid!;
+    expect(alive(pid)).toBe(true);
+    await p.close();
+    await until('hw exiting', () => !alive(pid), p.logs);
+  });
+});

@@ -23,7 +23,8 @@ export interface MapHandle {
 export interface DeviceMapper {
   /** the bus address, or -1 when the mapper's IOMMU domain has no room */
   map(mapper: number, grantor: number, ref: number, gfn: number, readonly: boolean): number;
-  unmap(mapper: number, busAddr: number): void;
+  /** `released` runs once no device can touch the frame: at once, or when DMA in flight drained */
+  unmap(mapper: number, busAddr: number, released: () => void): void;
 }
 
 /** Xen's maptrack limit, per mapping domain. */
@@ -101,8 +102,14 @@ export class GrantService {
     const h = mapper.mapped.get(handle);
     if (!h) return GNTST.bad_handle;
     mapper.mapped.delete(handle);
-    // devices lose the frame (IOTLB invalidated) before the grantor may take it back
-    if (h.busAddr !== undefined) this.deviceMapper?.unmap(mapper.domid, h.busAddr);
+    // Devices lose the frame (IOTLB invalidated, DMA in flight drained) before the grantor may
+    // take it back: until then the grant stays in use.
+    if (h.busAddr !== undefined && this.deviceMapper !== null) this.deviceMapper.unmap(mapper.domid, h.busAddr, () => this.release(h));
+    else this.release(h);
+    return GNTST.okay;
+  }
+
+  private release(h: MapHandle): void {
     const grantor = this.lookup(h.grantor);
     const key = `${h.grantor}:${h.ref}`;
     const pin = this.pins.get(key);
@@ -112,7 +119,6 @@ export class GrantService {
       if (grantor) this.unpin(grantor, h.ref, pin.writers > 0, pin.readers > 0);
       if (pin.readers <= 0) this.pins.delete(key);
     }
-    return GNTST.okay;
   }
 
   /** Drops every mapping a dying domain held, so its grantors can revoke their grants. */

@@ -133,7 +133,7 @@ export class Hypervisor {
         if (hwBundle === null) throw new OpError('ENOENT', `no hardware bundle (hw.js) in ${this.opts.bundleDirs.join(', ')}: run npm run build`);
         const pci = new PciHost(host, { hwBundle, domains: () => this.domains.values(), log: this.opts.log });
         this.pci = pci;
-        this.grants.deviceMapper = { map: (m, g, ref, gfn, ro) => pci.deviceMap(m, g, ref, gfn, ro), unmap: (m, addr) => pci.deviceUnmap(m, addr) };
+        this.grants.deviceMapper = { map: (m, g, ref, gfn, ro) => pci.deviceMap(m, g, ref, gfn, ro), unmap: (m, addr, released) => pci.deviceUnmap(m, addr, released) };
         this.opts.log(`hv: PCI platform: ${host.devices.length} devices, ${pci.platform.groups().length} IOMMU groups, IOMMU ${host.iommu.enabled ? `VT-d ${host.iommu.addressWidth}-bit` : 'off'}, hardware in hw (pid ${pci.hw.pid})`);
         return { result: { devices: host.devices.length, groups: pci.platform.groups().length, warnings: [] } };
       },

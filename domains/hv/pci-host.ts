@@ -19,6 +19,7 @@ import { framePa } from '../hw/phys-map.js';
 import { FRAMES_PER_MESSAGE, HW_OP, INFO_LINK_UP, INFO_READONLY, STAT_FIELDS, type HwDeviceSpec, type HwInit, type HwStats } from '../hw/wire.js';
 import { HwError, HwLink } from './hw-link.js';
 import { HvTableMemory } from './iommu-memory.js';
+import { DrainWaiter } from './drain.js';
 import type { DomainRecord } from './domain.js';
 
 export class PciError extends Error {
@@ -53,7 +54,7 @@ interface Hosted {
 interface GrantWindow {
   next: number;
   free: number[];
-  byIova: Map<number, { grantor: number; ref: number }>;
+  byIova: Map<number, { grantor: number; ref: number; gfn: number }>;
 }
 
 export interface PciHostOptions {
@@ -74,6 +75,8 @@ export class PciHost {
   private readonly hosted = new Map<string, Hosted>();
   private readonly ownMapped = new Set<number>();
   private readonly windows = new Map<number, GrantWindow>();
+  /** device_map pages unmapped while hw may still move data into or out of them */
+  private readonly drains = new DrainWaiter((pfn) => this.inFlight(pfn), (l) => this.log(l));
   private drainScheduled = false;
   private readonly log: (line: string) => void;
 
@@ -232,18 +235,24 @@ export class PciHost {
       // the entry may be in the table; without hardware nothing reads it, and the slot stays taken
       return -1;
     }
-    w.byIova.set(iova, { grantor, ref });
+    w.byIova.set(iova, { grantor, ref, gfn });
     return iova;
   }
 
-  /** Removes the entry and invalidates the IOTLB before the grant itself is released. */
-  deviceUnmap(mapper: number, iova: number): void {
+  /**
+   * Removes the entry and invalidates the IOTLB; `released` runs once no transfer translated
+   * before that touches the frame, and only then may the grant itself be released.
+   */
+  deviceUnmap(mapper: number, iova: number, released: () => void): void {
     const w = this.windows.get(mapper);
-    if (w === undefined || this.iommu === null) return;
+    if (w === undefined || this.iommu === null) return released();
     // the table entry goes before the invalidation, so a lost hw leaves nothing to reach it
     this.whileHw(() => this.iommu?.unmap(mapper, iova));
+    const g = w.byIova.get(iova);
     w.byIova.delete(iova);
     w.free.push((iova - GRANT_WINDOW) / 4096);
+    if (g === undefined) return released(); // its grantor died: nothing of it is left to hand back
+    this.drains.after(framePa(g.grantor, g.gfn) / 4096, released);
   }
 
   /** A domain exists: hw gets its frames before it runs, so its devices can reach them. */
@@ -296,6 +305,7 @@ export class PciHost {
 
   close(): void {
     this.hw?.close();
+    this.drains.releaseAll();
     this.closeTransports();
     this.mem.close();
   }
@@ -323,6 +333,19 @@ export class PciHost {
   private onHwGone(why: string): void {
     this.log(`hv: the PCI hardware is gone: ${why}; its devices are unusable, domains keep running`);
     this.closeTransports();
+    this.drains.releaseAll();
+  }
+
+  /** Medium transfers hw has in flight on a page; none once hw is gone. */
+  private inFlight(pfn: number): number {
+    if (this.hw.gone !== null) return 0;
+    try {
+      return Number(this.hw.call(HW_OP.IN_FLIGHT, pfn).value);
+    } catch (e) {
+      // hw died under the question: nothing of it moves data any more
+      if (e instanceof HwError && this.hw.gone !== null) return 0;
+      throw e;
+    }
   }
 
   private closeTransports(): void {

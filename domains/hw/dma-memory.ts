@@ -31,6 +31,8 @@ export class HwDmaMemory implements DmaMemory {
   private readonly views = new Map<number, DomainView>();
   private readonly byView = new Map<Uint8Array, DomainView>();
   private readonly arriving = new Map<number, Arriving>();
+  /** pfn -> transfers in flight touching that page */
+  private readonly pagePins = new Map<number, number>();
   private readonly scratch = new Uint8Array(8);
   private readonly scratchDv = new DataView(this.scratch.buffer);
   private readonly loc = new Float64Array(2);
@@ -102,16 +104,39 @@ export class HwDmaMemory implements DmaMemory {
     return v.view;
   }
 
-  pin(view: Uint8Array): void {
+  pin(view: Uint8Array, off: number, len: number): void {
     const v = this.byView.get(view);
-    if (v !== undefined) v.pins++;
+    if (v === undefined) return;
+    v.pins++;
+    this.count(v, off, len, 1);
   }
 
-  unpin(view: Uint8Array): void {
+  unpin(view: Uint8Array, off: number, len: number): void {
     const v = this.byView.get(view);
     if (v === undefined) return;
     v.pins--;
+    this.count(v, off, len, -1);
     if (v.dead && v.pins <= 0) this.unmap(v);
+  }
+
+  /**
+   * Transfers in flight into or out of the page at `pfn`. A page hv took back from a device
+   * (a device_map grant unmapped) is only handed back to its owner once this reaches 0, as VT-d
+   * drains pending DMA before an invalidation completes.
+   */
+  inFlight(pfn: number): number {
+    return this.pagePins.get(pfn) ?? 0;
+  }
+
+  private count(v: DomainView, off: number, len: number, d: 1 | -1): void {
+    if (len <= 0) return;
+    const base = (v.domid * SLOT) / PAGE;
+    const last = base + Math.floor((off + len - 1) / PAGE);
+    for (let pfn = base + Math.floor(off / PAGE); pfn <= last; pfn++) {
+      const n = (this.pagePins.get(pfn) ?? 0) + d;
+      if (n > 0) this.pagePins.set(pfn, n);
+      else this.pagePins.delete(pfn);
+    }
   }
 
   readU64(pa: number, out: Uint32Array): boolean {

@@ -164,6 +164,9 @@ describe('hw at its boundary', () => {
     expect(h.req(HW_OP.DOMAIN_FRAMES, 3, 1, 0, [dup(page)]).status).toBe('OK');
     expect(h.req(HW_OP.ATTACH, 0, 0, 0, transport(NIC_BAR_SIZE)).status).toBe('OK');
     expect(h.req(HW_OP.STATS).status).toBe('OK');
+    // a page nothing moves data into: none in flight, whatever number hv asks about
+    expect(h.req(HW_OP.IN_FLIGHT, (3 << 12) | 0).value).toBe(0n);
+    expect(h.req(HW_OP.IN_FLIGHT, 0xffffffff).value).toBe(0n);
   });
 
   it('exits when hv closes its end', async () => {

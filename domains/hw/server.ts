@@ -171,6 +171,9 @@ export class HwServer {
         STAT_FIELDS.forEach((f, k) => this.repDv.setFloat64(REP.num + 8 * k, s[f], true));
         return;
       }
+      case HW_OP.IN_FLIGHT:
+        this.repDv.setBigUint64(REP.value, BigInt(mem.inFlight(a)), true);
+        return;
       default:
         throw new HwRefusal(HW_STATUS.EINVAL, `request ${op} is not served`);
     }

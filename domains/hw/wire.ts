@@ -27,6 +27,8 @@ export const HW_OP = {
   DEVICE_INFO: 8,
   /** reply: num[] as STAT_FIELDS */
   STATS: 9,
+  /** a: pfn; reply: value = medium transfers still in flight into or out of that page */
+  IN_FLIGHT: 10,
 } as const;
 export type HwOp = (typeof HW_OP)[keyof typeof HW_OP];
 const OPS = new Set<number>(Object.values(HW_OP));

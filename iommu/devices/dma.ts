@@ -15,12 +15,13 @@ import { TR_INTERRUPT_WINDOW, TR_INVALID_ADDRESS, type VtdUnit } from '../vtd/un
 export interface DmaMemory extends PhysMem {
   locate(pa: number, out: Float64Array): Uint8Array | null;
   /**
-   * An asynchronous transfer into or out of a view `locate` returned begins (pin) or ends
-   * (unpin): the memory behind the view must stay mapped in between, whatever happens to its
-   * owner. Memories whose views are ordinary garbage-collected buffers need neither.
+   * An asynchronous transfer into or out of `len` bytes at `off` of a view `locate` returned
+   * begins (pin) or ends (unpin): the memory behind the view must stay mapped in between,
+   * whatever happens to its owner, and the pages count as having DMA in flight. Memories whose
+   * views are ordinary garbage-collected buffers need neither.
    */
-  pin?(view: Uint8Array): void;
-  unpin?(view: Uint8Array): void;
+  pin?(view: Uint8Array, off: number, len: number): void;
+  unpin?(view: Uint8Array, off: number, len: number): void;
 }
 
 /** Why a transfer stopped. `reason` is the VT-d fault reason (0 when the address was not DMA-able). */

@@ -1,11 +1,12 @@
-import { mkdtempSync, openSync, closeSync, ftruncateSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, openSync, closeSync, ftruncateSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { NvmeDriver } from '../../src/drivers/nvme.js';
-import { NvmeModel } from './nvme.js';
+import { NvmeDriver, type NvmeDriverOptions } from '../../src/drivers/nvme.js';
+import { DmaList } from '../../src/blkdev/device.js';
+import { NvmeModel, type MediumIo } from './nvme.js';
 import { CQE, NVME_CC_EN, NVME_CFS, NVME_CSTS_CFS, NVME_CSTS_RDY, NVME_OP, NVME_REG as R, NVME_SC, SQE, statusCode } from './nvme-abi.js';
-import { makeRig, OWNER_PA, type Rig } from './testrig.js';
+import { HeldMedium, makeRig, OWNER_PA, type Rig } from './testrig.js';
 
 const MiB = 1 << 20;
 
@@ -36,16 +37,16 @@ describe('NVMe model under a driver, through the IOMMU', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  function mk(): ReturnType<Rig['port']> {
+  function mk(io?: MediumIo): ReturnType<Rig['port']> {
     let raise = () => {};
-    model = new NvmeModel({ unit: rig.unit, mem: rig.mem, sid: rig.sid, bar, medium: { fd, size: 4 * MiB }, busMaster: () => busMaster, raiseIrq: () => raise() });
+    model = new NvmeModel({ unit: rig.unit, mem: rig.mem, sid: rig.sid, bar, medium: { fd, size: 4 * MiB, io }, busMaster: () => busMaster, raiseIrq: () => raise() });
     const port = rig.port(bar, () => model.kick());
     raise = () => port.raise();
     return port;
   }
 
-  async function driver(opts = {}): Promise<NvmeDriver> {
-    const d = new NvmeDriver('t', mk(), rig.driverMem, 4 * MiB, false, opts);
+  async function driver(opts: NvmeDriverOptions = {}, io?: MediumIo): Promise<NvmeDriver> {
+    const d = new NvmeDriver('t', mk(io), rig.driverMem, 4 * MiB, false, opts);
     await d.start();
     return d;
   }
@@ -90,8 +91,8 @@ describe('NVMe model under a driver, through the IOMMU', () => {
 
   // A hand-driven controller for hostile programming.
   type Cqe = { status: number; dw0: number; cid: number };
-  function raw(): { sq: number; cq: number; submit(fill: (dv: DataView) => void): Cqe | null; poll(): Cqe | null; submitWait(fill: (dv: DataView) => void): Promise<Cqe>; stage(fill: (dv: DataView) => void): void; ring(): void; sqBytes: Uint8Array } {
-    mk();
+  function raw(medium?: MediumIo): { sq: number; cq: number; submit(fill: (dv: DataView) => void): Cqe | null; poll(): Cqe | null; submitWait(fill: (dv: DataView) => void): Promise<Cqe>; stage(fill: (dv: DataView) => void): void; ring(): void; sqBytes: Uint8Array } {
+    mk(medium);
     const sq = rig.driverMem.alloc(1);
     const cq = rig.driverMem.alloc(1);
     const w = new Int32Array(bar.buffer);
@@ -358,5 +359,293 @@ describe('NVMe model under a driver, through the IOMMU', () => {
     expect(w[R.CSTS >> 2] & NVME_CSTS_CFS).toBe(NVME_CSTS_CFS);
     expect(w[R.CFS_REASON >> 2]).toBe(NVME_CFS.SQ_FETCH_FAULT);
     expect(rig.faults[0]).toMatchObject({ sid: rig.sid, iova: 0x1000, reason: 6, write: false });
+  });
+
+  /** Lets the interrupt, the driver's reaction and a few doorbells run. */
+  async function settle(): Promise<void> {
+    for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setTimeout(r, 10));
+  }
+
+  async function until(cond: () => boolean): Promise<void> {
+    for (let i = 0; !cond(); i++) {
+      if (i > 2000) throw new Error('condition never held');
+      await new Promise((r) => setTimeout(r, 1));
+    }
+  }
+
+  /** A driver writes an SQ tail doorbell outside its queue: the controller goes fatal. */
+  function goFatal(): void {
+    new Int32Array(bar.buffer)[R.SQ0TDBL >> 2] = 100;
+    model.kick();
+  }
+
+  interface Ending {
+    err: Error | null;
+    /** whether the medium transfer had returned when the request completed */
+    landed: boolean;
+    /** the request's memory when it completed */
+    bytes: Uint8Array;
+  }
+
+  /** A one-page read straight into driver memory (the blkback device_map path), over a held medium. */
+  async function heldRead(d: NvmeDriver, held: HeldMedium): Promise<{ page: Uint8Array; ends: Ending[] }> {
+    writeSync(fd, new Uint8Array(4096).fill(0xab), 0, 4096, 8 * 512);
+    const page = rig.driverMem.alloc(1);
+    page.bytes.fill(0x11);
+    const list = new DmaList(1);
+    list.push(page.iova, 4096);
+    const ends: Ending[] = [];
+    expect(d.readDma(list, 8 * 512, (err) => ends.push({ err, landed: held.held[0].landed, bytes: page.bytes.slice() }))).toBe(true);
+    await held.heldCount(1);
+    return { page: page.bytes, ends };
+  }
+
+  it('a fatal status while a transfer is in flight: the request fails only once the controller dropped RDY, its bytes in place', async () => {
+    const held = new HeldMedium();
+    const logs: string[] = [];
+    const d = await driver({ log: (l) => logs.push(l) }, held);
+    const { page, ends } = await heldRead(d, held);
+    goFatal();
+    await settle();
+    // the driver disabled the controller, which still runs the transfer: nothing may complete yet
+    const w = new Int32Array(bar.buffer);
+    expect(w[R.CC >> 2] & NVME_CC_EN).toBe(0);
+    expect(w[R.CSTS >> 2] & NVME_CSTS_RDY).toBe(NVME_CSTS_RDY);
+    expect(ends).toEqual([]);
+    expect(page.every((b) => b === 0x11)).toBe(true);
+    held.release(0);
+    await until(() => ends.length > 0);
+    expect(ends).toHaveLength(1);
+    expect(ends[0].err?.message).toMatch(/controller fatal status \(reason 2\)/);
+    // the bytes the controller moved while the request was outstanding, and none after
+    expect(ends[0].landed).toBe(true);
+    expect(ends[0].bytes.every((b) => b === 0xab)).toBe(true);
+    expect(w[R.CSTS >> 2] & NVME_CSTS_RDY).toBe(0);
+    expect(model.busySlots).toBe(0);
+    await expect(io((cb) => d.read(new Uint8Array(512), 0, 512, 0, cb))).rejects.toThrow(/controller fatal status/);
+    await d.close();
+    expect(logs).toEqual([]);
+  });
+
+  it('close fails what the controller holds only once it dropped RDY', async () => {
+    const held = new HeldMedium();
+    const d = await driver({}, held);
+    const { ends } = await heldRead(d, held);
+    let closed = false;
+    const closing = d.close().then(() => {
+      closed = true;
+    });
+    await settle();
+    expect(ends).toEqual([]);
+    expect(closed).toBe(false);
+    held.release(0);
+    await closing;
+    expect(ends).toHaveLength(1);
+    expect(ends[0].err?.message).toMatch(/t is closed/);
+    expect(ends[0].landed).toBe(true);
+    expect(ends[0].bytes.every((b) => b === 0xab)).toBe(true);
+  });
+
+  it('a controller that never drops RDY is lost: what it holds stays outstanding for good, and the owner is told', async () => {
+    const held = new HeldMedium();
+    const logs: string[] = [];
+    const d = await driver({ depth: 1, stopTimeoutMs: 30, log: (l) => logs.push(l) }, held);
+    const { ends } = await heldRead(d, held);
+    // with one slot, a second request waits in the driver: the controller never saw it
+    const waited: (Error | null)[] = [];
+    d.read(new Uint8Array(512), 0, 512, 0, (e) => waited.push(e));
+    const lost: string[] = [];
+    d.onLost((why) => lost.push(why));
+    await d.close();
+    expect(lost).toHaveLength(1);
+    expect(lost[0]).toMatch(/controller still busy 30 ms after it was disabled: device lost; 1 request\(s\) stay outstanding/);
+    expect(d.lost).toBe(lost[0]);
+    expect(logs).toEqual([lost[0]]);
+    expect(waited).toHaveLength(1);
+    expect(waited[0]?.message).toMatch(/device lost/);
+    expect(ends).toEqual([]);
+    // a late listener hears it too
+    const late: string[] = [];
+    d.onLost((why) => late.push(why));
+    expect(late).toEqual(lost);
+    // even once the transfer lands the request is never completed
+    held.release(0);
+    await until(() => held.held[0].landed);
+    await settle();
+    expect(ends).toEqual([]);
+    expect(model.busySlots).toBe(0);
+  });
+
+  it('a fatal status ends a request cut into several commands exactly once', async () => {
+    const held = new HeldMedium();
+    const p = mk(held);
+    const thrown: unknown[] = [];
+    // what the interrupt handler throws would be lost in setImmediate: keep it
+    const port = { ...p, onIrq: (f: () => void) => p.onIrq(() => {
+      try {
+        f();
+      } catch (e) {
+        thrown.push(e);
+      }
+    }) };
+    const d = new NvmeDriver('t', port, rig.driverMem, 4 * MiB, false, { depth: 2, slotPages: 1 });
+    await d.start();
+    // four 4 KiB commands: two in the slots (one pwritev), two still waiting for a slot
+    const calls: (Error | null)[] = [];
+    d.write(new Uint8Array(16384).fill(7), 0, 16384, 0, (e) => calls.push(e));
+    await held.heldCount(1);
+    expect(held.held[0].bytes).toBe(8192);
+    goFatal();
+    await settle();
+    held.releaseAll();
+    await until(() => calls.length > 0 || thrown.length > 0);
+    await settle();
+    expect(thrown).toEqual([]);
+    expect(calls).toHaveLength(1);
+    expect(calls[0]?.message).toMatch(/controller fatal status/);
+    // the request record went back to the pool once
+    const pool = (d as unknown as { pool: object[] }).pool;
+    expect(pool).toHaveLength(1);
+  });
+
+  it('a batch of several commands ending with every slot taken leaves the controller serving', async () => {
+    const held = new HeldMedium();
+    mk(held);
+    const n = 128;
+    const sq = rig.driverMem.alloc(2);
+    const cq = rig.driverMem.alloc(1);
+    const w = new Int32Array(bar.buffer);
+    w[R.AQA >> 2] = (n - 1) | ((n - 1) << 16);
+    w[R.ASQ >> 2] = sq.iova;
+    w[R.ACQ >> 2] = cq.iova;
+    w[R.CC >> 2] = NVME_CC_EN;
+    model.kick();
+    const data = rig.driverMem.alloc(1);
+    let tail = 0;
+    let head = 0;
+    let phase = 1;
+    const stage = (cid: number, slba: number): void => {
+      const dv = new DataView(sq.bytes.buffer, sq.bytes.byteOffset + tail * 64, 64);
+      for (let i = 0; i < 64; i += 4) dv.setUint32(i, 0, true);
+      dv.setUint32(SQE.NSID, 1, true);
+      rw(NVME_OP.READ, data.iova, slba, 7, cid)(dv);
+      tail = (tail + 1) % n;
+    };
+    const ring = (): void => {
+      w[R.SQ0TDBL >> 2] = tail;
+      model.kick();
+    };
+    const got = new Map<number, number>();
+    const poll = (): void => {
+      for (;;) {
+        const c = new DataView(cq.bytes.buffer, cq.bytes.byteOffset + head * 16, 16);
+        const st = c.getUint16(CQE.STATUS, true);
+        if ((st & 1) !== phase) return;
+        got.set(c.getUint16(CQE.CID, true), statusCode(st));
+        head = (head + 1) % n;
+        if (head === 0) phase ^= 1;
+        w[R.CQ0HDBL >> 2] = head;
+      }
+    };
+    // 64 commands take every slot the model has: two adjacent reads share one transfer, the
+    // 62 scattered ones have one each, so one batch is left in the pool
+    stage(0, 0);
+    stage(1, 8);
+    for (let i = 2; i < 64; i++) stage(i, i * 64);
+    ring();
+    await held.heldCount(63);
+    expect(held.held[0].bytes).toBe(8192);
+    // two more wait for slots; when the shared transfer ends, each of its slots takes one
+    stage(64, 5000);
+    stage(65, 5100);
+    ring();
+    held.release(0);
+    await held.heldCount(65);
+    held.releaseAll();
+    await until(() => {
+      poll();
+      return got.size === 66;
+    });
+    expect([...got.values()].every((v) => v === NVME_SC.SUCCESS)).toBe(true);
+    // and later doorbells are still heard
+    stage(66, 0);
+    ring();
+    await until(() => {
+      poll();
+      return got.has(66);
+    });
+    expect(model.busySlots).toBe(0);
+  });
+
+  it('a memory list PRPs cannot express is refused by readDma/writeDma itself: nothing starts, no callback', async () => {
+    const d = await driver();
+    const pages = rig.driverMem.alloc(2);
+    const list = new DmaList(2);
+    list.push(pages.iova, 3584); // the first chunk stops short of its page end
+    list.push(pages.iova + 4096, 4096);
+    const calls: (Error | null)[] = [];
+    expect(d.readDma(list, 0, (e) => calls.push(e))).toBe(false);
+    expect(d.writeDma(list, 0, (e) => calls.push(e))).toBe(false);
+    await settle();
+    expect(calls).toEqual([]);
+    expect(d.stats.commands).toBe(0);
+    expect(d.stats.dmaBytes).toBe(0);
+    await d.close();
+  });
+
+  it('respects an MDTS below two pages: direct and bounced transfers go a page per command', async () => {
+    const p = mk();
+    new Int32Array(bar.buffer)[R.MDTS >> 2] = 1;
+    const d = new NvmeDriver('t', p, rig.driverMem, 4 * MiB, false, { slotPages: 4 });
+    await d.start();
+    await io((cb) => d.write(new Uint8Array(8192).fill(3), 0, 8192, 0, cb));
+    expect(model.stats.writes).toBe(2);
+    const pages = rig.driverMem.alloc(2);
+    const list = new DmaList(1);
+    list.push(pages.iova, 8192);
+    await io((cb) => {
+      expect(d.readDma(list, 0, cb)).toBe(true);
+    });
+    expect(model.stats.reads).toBe(2);
+    expect(pages.bytes.every((b) => b === 3)).toBe(true);
+    await d.close();
+  });
+
+  it('clearing CC.EN keeps RDY until the transfers in flight returned; an earlier enable takes effect only then', async () => {
+    const held = new HeldMedium();
+    const c = raw(held);
+    const buf = rig.driverMem.alloc(1);
+    expect(c.submit(rw(NVME_OP.READ, buf.iova, 0, 7, 7))).toBeNull();
+    await held.heldCount(1);
+    const w = new Int32Array(bar.buffer);
+    w[R.CC >> 2] = 0;
+    model.kick();
+    expect(w[R.CSTS >> 2] & NVME_CSTS_RDY).toBe(NVME_CSTS_RDY);
+    // a driver that does not wait for RDY=0: fresh queues, enabled, a command rung
+    const sq = rig.driverMem.alloc(1);
+    const cq = rig.driverMem.alloc(1);
+    w[R.AQA >> 2] = 7 | (7 << 16);
+    w[R.ASQ >> 2] = sq.iova;
+    w[R.ACQ >> 2] = cq.iova;
+    w[R.CC >> 2] = NVME_CC_EN;
+    model.kick();
+    const e = new DataView(sq.bytes.buffer, sq.bytes.byteOffset, 64);
+    e.setUint32(SQE.NSID, 1, true);
+    e.setUint32(SQE.CDW0, NVME_OP.FLUSH | (9 << 16), true);
+    w[R.SQ0TDBL >> 2] = 1;
+    model.kick();
+    expect(model.stats.commands).toBe(1); // the controller is still resetting: nothing fetched
+    held.release(0);
+    // the reset completes (RDY falls), then the pending enable takes effect (RDY rises)
+    await until(() => model.busySlots === 0);
+    expect(w[R.CSTS >> 2] & NVME_CSTS_RDY).toBe(NVME_CSTS_RDY);
+    expect(model.stats.reads).toBe(0); // the old command's completion was dropped
+    w[R.SQ0TDBL >> 2] = 1; // the enable cleared the doorbell rung too early
+    model.kick();
+    await until(() => cq.bytes[14] !== 0);
+    const cqe = new DataView(cq.bytes.buffer, cq.bytes.byteOffset, 16);
+    expect(cqe.getUint16(CQE.CID, true)).toBe(9);
+    expect(statusCode(cqe.getUint16(CQE.STATUS, true))).toBe(NVME_SC.SUCCESS);
   });
 });

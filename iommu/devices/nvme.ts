@@ -11,6 +11,12 @@
 // it has. A completion whose controller was reset, disabled or replaced (new owner) since the
 // command was fetched is dropped.
 //
+// Clearing CC.EN is a controller reset, and as on hardware CSTS.RDY falls to 0 only once the
+// controller has stopped touching host memory: transfers already on the threadpool cannot be
+// recalled, so RDY stays 1 until the last of them returned. A host must wait for RDY=0 before it
+// reuses (or lets anyone unmap) memory it gave the controller, and before it enables it again; an
+// enable that comes earlier takes effect only once RDY fell.
+//
 // The register page is shared with a domain that may be hostile: every value is read once into a
 // local, range-checked, and a bad one stops the controller (CSTS.CFS) or fails the command, never
 // hv. A DMA fault fails just that command with "data transfer error" and the fault in DW0; a
@@ -73,6 +79,19 @@ interface Batch {
 }
 const ZERO_CHUNK = 256 * 1024;
 
+type MediumDone = (err: Error | null, n: number) => void;
+
+/** The medium's system calls: node:fs's, unless a test holds transfers back to watch a reset. */
+export interface MediumIo {
+  readv(fd: number, iov: Uint8Array[], pos: number, done: MediumDone): void;
+  writev(fd: number, iov: Uint8Array[], pos: number, done: MediumDone): void;
+  read(fd: number, buf: Uint8Array, off: number, len: number, pos: number, done: MediumDone): void;
+  write(fd: number, buf: Uint8Array, off: number, len: number, pos: number, done: MediumDone): void;
+  fdatasync(fd: number, done: (err: Error | null) => void): void;
+}
+
+const fsIo: MediumIo = { readv, writev, read, write, fdatasync };
+
 export interface NvmeMedium {
   fd: number;
   /** bytes; a whole number of 512-byte blocks is exposed */
@@ -82,6 +101,8 @@ export interface NvmeMedium {
   busy?: number;
   /** called when busy drops to 0 (the owner waits to close the fd) */
   onIdle?: (() => void) | null;
+  /** defaults to node:fs */
+  io?: MediumIo;
 }
 
 export interface NvmeModelOptions extends PciFunctionOptions {
@@ -135,10 +156,15 @@ export class NvmeModel {
   /** reads and writes this doorbell fetched, translated and pinned, not yet on the medium */
   private readonly fetched: Slot[] = [];
   private readonly batches: Batch[] = [];
+  /** commands of ending batches, a stack: a completion that kicks may end another batch inside */
+  private readonly ending: Slot[] = [];
+  private readonly io: MediumIo;
   private readonly pageViews = new PageViews();
   private zeroes: Uint8Array | null = null;
   private kicking = false;
   private closed = false;
+  /** CC.EN was cleared with transfers still running: CSTS.RDY stays 1 until they all returned */
+  private draining = false;
 
   constructor(private readonly o: NvmeModelOptions) {
     if (o.bar.byteLength < NVME_BAR_SIZE) throw new RangeError('NVMe register page must be 4 KiB');
@@ -146,6 +172,7 @@ export class NvmeModel {
     this.ctl = new DmaEngine(o.unit, o.mem, o.sid, 4);
     this.nsze = Math.floor(o.medium.size / 512);
     this.log = o.log ?? (() => {});
+    this.io = o.medium.io ?? fsIo;
     for (let i = 0; i < MAX_INFLIGHT; i++) {
       const slot: Slot = {
         index: i, kind: 0, cid: 0, gen: 0, seq: 0, waiting: false, len: 0,
@@ -166,6 +193,8 @@ export class NvmeModel {
     this.generation++;
     this.enabled = false;
     this.fatal = false;
+    // a function-level reset is hv's: it keeps the memory of transfers still running pinned itself
+    this.draining = false;
     this.sqHead = this.cqTail = this.cqHead = 0;
     this.phase = 1;
     this.regs.clear();
@@ -219,8 +248,11 @@ export class NvmeModel {
       }
       if (posted) this.o.raiseIrq();
     } finally {
-      this.submitFetched();
-      this.kicking = false;
+      try {
+        this.submitFetched();
+      } finally {
+        this.kicking = false;
+      }
     }
   }
 
@@ -230,7 +262,15 @@ export class NvmeModel {
     let i = 0;
     while (i < q.length) {
       const first = q[i];
-      const b = this.batches.pop() as Batch; // one per slot: never short
+      const b = this.batches.pop();
+      if (b === undefined) {
+        // cannot happen while a batch goes back to the pool before its commands end (one batch
+        // per slot); should it, the command moves segment by segment rather than stall
+        this.log('nvme: no free batch: a command moves unbatched');
+        i++;
+        this.issue(first);
+        continue;
+      }
       b.kind = first.kind;
       b.pos = first.pos;
       b.len = 0;
@@ -245,8 +285,8 @@ export class NvmeModel {
       }
       this.stats.transfers++;
       try {
-        if (b.kind === K_READ) readv(this.o.medium.fd, b.iov, b.pos, b.done);
-        else writev(this.o.medium.fd, b.iov, b.pos, b.done);
+        if (b.kind === K_READ) this.io.readv(this.o.medium.fd, b.iov, b.pos, b.done);
+        else this.io.writev(this.o.medium.fd, b.iov, b.pos, b.done);
       } catch (e) {
         // argument validation in fs (a closed fd, a detached view): fail the commands, not hv
         this.batchDone(b, e as Error, 0);
@@ -257,9 +297,18 @@ export class NvmeModel {
 
   /** A batch's transfer returned `n` bytes: its commands end, or go on one by one after a short one. */
   private batchDone(b: Batch, err: Error | null, n: number): void {
+    // The batch goes back first: ending a command kicks, and the commands that kick fetches
+    // into the freed slots need batches of their own.
+    const q = this.ending;
+    const base = q.length;
+    for (let k = 0; k < b.members.length; k++) q.push(b.members[k]);
+    const end = q.length;
+    b.members.length = 0;
+    b.iov.length = 0;
+    this.batches.push(b);
     try {
-      for (let k = 0; k < b.members.length; k++) {
-        const s = b.members[k];
+      for (let k = base; k < end; k++) {
+        const s = q[k];
         const got = n - s.batchAt;
         if (err !== null) this.finish(s, this.failCode(s), err);
         else if (got >= s.len || !this.current(s)) this.finish(s, NVME_SC.SUCCESS, null);
@@ -268,9 +317,7 @@ export class NvmeModel {
     } catch (e) {
       this.log(`nvme: completion failed: ${(e as Error).message}`);
     } finally {
-      b.members.length = 0;
-      b.iov.length = 0;
-      this.batches.push(b);
+      q.length = base;
     }
   }
 
@@ -291,6 +338,8 @@ export class NvmeModel {
     const cc = this.regs.get(R.CC);
     const want = (cc & NVME_CC_EN) !== 0;
     if (want === this.enabled) return;
+    // the host enabled before RDY fell: the controller comes up once the reset drained
+    if (want && this.draining) return;
     this.generation++;
     // a controller reset clears the doorbells: stale values from before must not run commands
     this.regs.put(R.SQ0TDBL, 0);
@@ -299,7 +348,9 @@ export class NvmeModel {
       this.enabled = false;
       this.fatal = false;
       this.inflight = 0;
-      this.regs.put(R.CSTS, 0);
+      // RDY (and CFS) stay as they were until the last transfer into host memory returned
+      if (this.busySlots > 0) this.draining = true;
+      else this.regs.put(R.CSTS, 0);
       return;
     }
     const aqa = this.regs.get(R.AQA) >>> 0;
@@ -380,9 +431,9 @@ export class NvmeModel {
     const d = slot.dma;
     for (let s = 0; s < d.segCount; s++) {
       const v = d.segView[s] as Uint8Array;
-      if (pin) mem.pin?.(v);
+      if (pin) mem.pin?.(v, d.segOff[s], d.segLen[s]);
       else {
-        mem.unpin?.(v);
+        mem.unpin?.(v, d.segOff[s], d.segLen[s]);
         d.segView[s] = null;
       }
     }
@@ -400,13 +451,13 @@ export class NvmeModel {
     try {
       if (slot.kind === K_READ || slot.kind === K_WRITE) {
         const v = slot.dma.segView[slot.seg] as Uint8Array;
-        if (slot.kind === K_READ) read(fd, v, slot.off, slot.left, slot.pos, slot.done);
-        else write(fd, v, slot.off, slot.left, slot.pos, slot.done);
+        if (slot.kind === K_READ) this.io.read(fd, v, slot.off, slot.left, slot.pos, slot.done);
+        else this.io.write(fd, v, slot.off, slot.left, slot.pos, slot.done);
       } else if (slot.kind === K_DISCARD) {
         const n = slot.left < ZERO_CHUNK ? slot.left : ZERO_CHUNK;
-        write(fd, this.zeroes as Uint8Array, 0, n, slot.pos, slot.done);
+        this.io.write(fd, this.zeroes as Uint8Array, 0, n, slot.pos, slot.done);
       } else {
-        fdatasync(fd, slot.done);
+        this.io.fdatasync(fd, slot.done);
       }
     } catch (e) {
       // argument validation in fs (a closed fd, a detached view): fail the command, not hv
@@ -449,6 +500,11 @@ export class NvmeModel {
     if (kind === K_READ || kind === K_WRITE) this.pinSegments(slot, false);
     slot.kind = 0;
     this.freeSlots.push(slot);
+    if (this.draining && this.freeSlots.length === MAX_INFLIGHT && !this.closed) {
+      // the reset is complete: nothing of this controller touches host memory any more
+      this.draining = false;
+      this.regs.put(R.CSTS, 0);
+    }
     const m = this.o.medium;
     m.busy = (m.busy ?? 1) - 1;
     if (m.busy <= 0 && m.onIdle) {

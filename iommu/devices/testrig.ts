@@ -5,7 +5,9 @@ import { BumpFrames } from '../vtd/physmem.js';
 import { VtdUnit } from '../vtd/unit.js';
 import { IommuDomains } from '../platform/iommu-domains.js';
 import type { FaultInfo } from '../vtd/faults.js';
+import { readv, writev, read, write, fdatasync } from 'node:fs';
 import { PageMemory } from './dma.js';
+import type { MediumIo } from './nvme.js';
 import type { DevicePort, DmaPages, DriverMemory } from '../../src/drivers/port.js';
 import { parseBdf, type Bdf } from '../../src/config/bdf.js';
 
@@ -82,5 +84,82 @@ class MirrorBytes {
     const ab = new ArrayBuffer(len);
     this.view = new Uint8Array(ab);
     for (let i = 0; i < len; i += 4096) mem.adopt((pa + i) / 4096, new Uint8Array(ab, i, 4096));
+  }
+}
+
+/** One vectored medium transfer a HeldMedium is holding back. */
+export interface HeldTransfer {
+  kind: 'readv' | 'writev';
+  pos: number;
+  bytes: number;
+  /** the real preadv/pwritev returned (its bytes are in memory or on the file) */
+  landed: boolean;
+  released: boolean;
+}
+
+/**
+ * The medium's system calls, with the vectored transfers (every read and write the model batches)
+ * held back while `holding`, until the test releases them: a medium as slow as the test wants.
+ * Held or not, a transfer runs node:fs's call, so its bytes really land.
+ */
+export class HeldMedium implements MediumIo {
+  holding = true;
+  readonly held: HeldTransfer[] = [];
+  private readonly go: (() => void)[] = [];
+
+  readv(fd: number, iov: Uint8Array[], pos: number, done: (err: Error | null, n: number) => void): void {
+    this.hold('readv', iov, pos, (t) => readv(fd, iov, pos, (err, n) => this.landed(t, done, err, n)));
+  }
+
+  writev(fd: number, iov: Uint8Array[], pos: number, done: (err: Error | null, n: number) => void): void {
+    this.hold('writev', iov, pos, (t) => writev(fd, iov, pos, (err, n) => this.landed(t, done, err, n)));
+  }
+
+  read(fd: number, buf: Uint8Array, off: number, len: number, pos: number, done: (err: Error | null, n: number) => void): void {
+    read(fd, buf, off, len, pos, done);
+  }
+
+  write(fd: number, buf: Uint8Array, off: number, len: number, pos: number, done: (err: Error | null, n: number) => void): void {
+    write(fd, buf, off, len, pos, done);
+  }
+
+  fdatasync(fd: number, done: (err: Error | null) => void): void {
+    fdatasync(fd, done);
+  }
+
+  /** Lets held transfer `i` run. */
+  release(i: number): void {
+    const t = this.held[i];
+    if (t.released) return;
+    t.released = true;
+    this.go[i]();
+  }
+
+  /** Stops holding and lets every held transfer run. */
+  releaseAll(): void {
+    this.holding = false;
+    for (let i = 0; i < this.held.length; i++) this.release(i);
+  }
+
+  /** Resolves once `n` transfers were held in all. */
+  async heldCount(n: number): Promise<void> {
+    for (let i = 0; this.held.length < n; i++) {
+      if (i > 2000) throw new Error(`only ${this.held.length} of ${n} transfers reached the medium`);
+      await new Promise((r) => setTimeout(r, 1));
+    }
+  }
+
+  private hold(kind: HeldTransfer['kind'], iov: Uint8Array[], pos: number, run: (t: HeldTransfer) => void): void {
+    let bytes = 0;
+    for (const v of iov) bytes += v.length;
+    const t: HeldTransfer = { kind, pos, bytes, landed: false, released: !this.holding };
+    if (!this.holding) return run(t);
+    this.held.push(t);
+    this.go.push(() => run(t));
+  }
+
+  private landed(t: HeldTransfer, done: (err: Error | null, n: number) => void, err: Error | null, n: number): void {
+    t.landed = true;
+    done(err, n);
   }
 }

@@ -3,15 +3,16 @@
 // controller DMAs the frontend's pages in place. Checks the copy counters, the medium, the
 // read-only IOMMU entry of a WRITE's transient grant, and that every entry goes away.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { closeSync, ftruncateSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, ftruncateSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BLKIF_OP_READ, BLKIF_OP_WRITE, BLKIF_RSP_ERROR, BLKIF_RSP_OKAY, writeBlkifIndirect, writeBlkifIndirectGref } from '../abi/blkif.js';
 import type { DmaBlockDevice } from '../blkdev/device.js';
-import { NvmeDriver } from '../drivers/nvme.js';
+import { NvmeDriver, type NvmeDriverOptions } from '../drivers/nvme.js';
 import type { GrantMapping, MapOptions } from '../grant/mapper.js';
 import { NvmeModel } from '../../iommu/devices/nvme.js';
-import { makeRig, type Rig } from '../../iommu/devices/testrig.js';
+import { HeldMedium, makeRig, type Rig } from '../../iommu/devices/testrig.js';
+import { NVME_REG } from '../../iommu/devices/nvme-abi.js';
 import { FakeXen, type FakeDomain } from '../../test/block/support/fake-xen.js';
 import { HostileFront } from '../../test/block/support/hostile-front.js';
 import { DirectionSwapped } from '../../test/block/support/direction-swapped.js';
@@ -68,6 +69,22 @@ let fd: number;
 let model: NvmeModel;
 let driver: NvmeDriver;
 let vbd: BlkbackVbd | null;
+let bar: Uint8Array;
+/** the medium's transfers, held back only when a test asks */
+let held: HeldMedium;
+
+/** A controller model and its driver over the rig and the image. */
+async function controller(opts: NvmeDriverOptions = {}): Promise<void> {
+  bar = new Uint8Array(4096);
+  held = new HeldMedium();
+  held.holding = false;
+  let raise = () => {};
+  model = new NvmeModel({ unit: rig.unit, mem: rig.mem, sid: rig.sid, bar, medium: { fd, size: SIZE, io: held }, busMaster: () => true, raiseIrq: () => raise() });
+  const port = rig.port(bar, () => model.kick());
+  raise = () => port.raise();
+  driver = new NvmeDriver('nvme-t', port, rig.driverMem, SIZE, false, { depth: 8, slotPages: 4, ...opts });
+  await driver.start();
+}
 
 beforeEach(async () => {
   xen = new FakeXen();
@@ -78,17 +95,12 @@ beforeEach(async () => {
   path = join(dir, 'nvme.img');
   fd = openSync(path, 'w+');
   ftruncateSync(fd, SIZE);
-  const bar = new Uint8Array(4096);
-  let raise = () => {};
-  model = new NvmeModel({ unit: rig.unit, mem: rig.mem, sid: rig.sid, bar, medium: { fd, size: SIZE }, busMaster: () => true, raiseIrq: () => raise() });
-  const port = rig.port(bar, () => model.kick());
-  raise = () => port.raise();
-  driver = new NvmeDriver('nvme-t', port, rig.driverMem, SIZE, false, { depth: 8, slotPages: 4 });
-  await driver.start();
+  await controller();
   vbd = null;
 });
 
 afterEach(async () => {
+  held.releaseAll();
   await vbd?.disconnect();
   await driver.close();
   xen.close();
@@ -209,5 +221,63 @@ describe('blkback over a DMA-capable medium', () => {
     expect(vbd!.stats()[0].transientMaps).toBe(2);
     // and the vbd keeps serving
     expect((await h.request(h.rw(BLKIF_OP_READ, 1, 3, 0, [[rd.ref, 0, 7]])))?.status).toBe(BLKIF_RSP_OKAY);
+  });
+
+  /** The driver domain writes an SQ tail doorbell outside its queue: the controller goes fatal. */
+  function goFatal(): void {
+    new Int32Array(bar.buffer)[NVME_REG.SQ0TDBL >> 2] = 100;
+    model.kick();
+  }
+
+  async function settle(): Promise<void> {
+    for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setTimeout(r, 10));
+  }
+
+  it('a fatal controller status mid-transfer: the request is answered (and its grant unmapped) only after the transfer landed', async () => {
+    const { h, live } = await serve(driver, false);
+    writeSync(fd, new Uint8Array(4096).fill(0xc3), 0, 4096, 16 * 512);
+    const page = h.grantPage(false, 0x11);
+    held.holding = true;
+    const seen: { status: number | null; bytes: Uint8Array; mapped: number }[] = [];
+    const answered = h.request(h.rw(BLKIF_OP_READ, 1, 9, 16, [[page.ref, 0, 7]])).then((r) => {
+      seen.push({ status: r === null ? null : r.status, bytes: page.bytes.slice(), mapped: live.size });
+    });
+    await held.heldCount(1);
+    goFatal();
+    await settle();
+    // the device still owns the frame: no answer, the grant stays device-mapped
+    expect(seen).toEqual([]);
+    expect(live.size).toBe(1);
+    expect(page.bytes.every((b) => b === 0x11)).toBe(true);
+    held.release(0);
+    await answered;
+    expect(seen[0].status).toBe(BLKIF_RSP_ERROR);
+    // what the device wrote while the request was outstanding, seen when the frontend got its answer
+    expect(seen[0].bytes.every((b) => b === 0xc3)).toBe(true);
+    expect(seen[0].mapped).toBe(0);
+    expect(back.logs.some((l) => /read of \[16, \+8\) failed: nvme-t: controller fatal status \(reason 2\)/.test(l))).toBe(true);
+  });
+
+  it('a controller that never stops is a lost device: the vbd halts, the request stays unanswered, its grant stays mapped', async () => {
+    await driver.close();
+    await controller({ stopTimeoutMs: 30, log: back.log });
+    const { h, live } = await serve(driver, false);
+    const page = h.grantPage(false, 0x11);
+    held.holding = true;
+    const answered = h.request(h.rw(BLKIF_OP_READ, 1, 9, 16, [[page.ref, 0, 7]]), { timeoutMs: 300 });
+    await held.heldCount(1);
+    goFatal();
+    for (let i = 0; vbd!.halted === null && i < 2000; i++) await new Promise((r) => setTimeout(r, 1));
+    expect(vbd!.halted).toMatch(/^device lost: nvme-t: controller still busy 30 ms after it was disabled/);
+    expect(live.size).toBe(1);
+    held.release(0);
+    expect(await answered).toBeNull();
+    // teardown leaves the request's grant mapped: the device could still write it
+    await vbd!.disconnect();
+    expect(live.size).toBe(1);
+    expect(back.logs.some((l) => /device lost: 1 request\(s\) left outstanding/.test(l))).toBe(true);
+    // the medium is not served again through this vbd
+    await expect(vbd!.connect(front.domid, await new HostileFront(front.env, back.domid).prepare())).rejects.toThrow(/its device was lost/);
   });
 });

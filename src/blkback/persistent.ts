@@ -3,6 +3,12 @@
 // max_persistent_grants, after which further grefs are mapped per request. Refs are mapped in
 // batches, each batch one contiguous view, and a page is a subarray of its batch. Over a medium
 // that DMAs, the pages are device_mapped too, and keep their IOMMU entries until released.
+//
+// Persistent grants are mapped writable, device_map included (as Linux blkback maps persistent
+// grants read-write, whatever the first request was): a page serves reads and writes over its
+// life. So the IOMMU's read-only protection (a WRITE's pages refuse device writes) holds for
+// transient grants only; on a persistent page a misdirected device write lands in the guest's
+// page like a read would, confined to pages that frontend granted for I/O.
 import type { GrantMapping } from '../grant/mapper.js';
 import { MAP_BATCH, type BlkbackMapper } from './env.js';
 import { pageOf, type GrantPage } from './grant-page.js';

@@ -69,6 +69,8 @@ export class BlkbackQueue {
   private barrierActive: BlkbackRequest | null = null;
   private logged = 0;
   private closing = false;
+  /** the device was lost with requests outstanding: their grants stay mapped for good */
+  private lost = false;
   private idleWaiters: (() => void)[] = [];
   private readonly pushBound = () => this.push();
 
@@ -139,10 +141,24 @@ export class BlkbackQueue {
     this.onHalt(reason);
   }
 
-  /** Waits for in-flight requests, then unmaps every persistent grant. */
+  /**
+   * The medium was lost: requests it holds will never complete, and it may still write their
+   * pages. Those grants (and every persistent one, which they may use) stay mapped.
+   */
+  deviceLost(why: string): void {
+    this.lost = true;
+    this.halt(why);
+    for (const w of this.idleWaiters.splice(0)) w();
+  }
+
+  /** Waits for in-flight requests, then unmaps every persistent grant; a lost device's are kept. */
   async close(): Promise<void> {
     this.closing = true;
-    if (this.inFlight > 0) await new Promise<void>((r) => this.idleWaiters.push(r));
+    if (this.inFlight > 0 && !this.lost) await new Promise<void>((r) => this.idleWaiters.push(r));
+    if (this.lost) {
+      this.note(`device lost: ${this.inFlight} request(s) left outstanding, ${this.grants?.size ?? 0} persistent grant(s) and their transient maps stay mapped`);
+      return;
+    }
     await this.grants?.releaseAll();
   }
 
@@ -339,17 +355,18 @@ export class BlkbackQueue {
 
   private transfer(r: BlkbackRequest): void {
     const pos = r.sector * SECTOR;
-    if (this.dma !== null) {
-      if (this.dmaList(r)) {
+    const dma = this.dma;
+    if (dma !== null) {
+      // the device says whether it can address the list as it is when it starts the transfer
+      const started = this.dmaList(r) && (r.op === BLKIF_OP_READ ? dma.readDma(r.dma, pos, r.ioDone) : dma.writeDma(r.dma, pos, r.ioDone));
+      if (started) {
         this.stats.dmaBytes += r.bytes;
-        if (r.op === BLKIF_OP_READ) this.dma.readDma(r.dma, pos, r.ioDone);
-        else this.dma.writeDma(r.dma, pos, r.ioDone);
         return;
       }
       this.stats.bounceBytes += r.bytes;
     }
     if (r.nseg === 1) {
-      const off = r.segFirst[0] * SECTOR;
+      const off = r.segStart(0);
       if (r.op === BLKIF_OP_READ) this.dev.read(r.pages[0]!.bytes, off, r.bytes, pos, r.ioDone);
       else this.dev.write(r.pages[0]!.bytes, off, r.bytes, pos, r.ioDone);
       return;
@@ -359,8 +376,8 @@ export class BlkbackQueue {
     const iov = r.iov;
     iov.length = r.nseg;
     for (let i = 0; i < r.nseg; i++) {
-      const from = r.segFirst[i] * SECTOR;
-      const to = (r.segLast[i] + 1) * SECTOR;
+      const from = r.segStart(i);
+      const to = r.segEnd(i);
       const page = r.pages[i]!.bytes;
       iov[i] = from === 0 && to === PAGE ? page : page.subarray(from, to);
     }
@@ -368,20 +385,17 @@ export class BlkbackQueue {
     else this.dev.writev(iov, pos, r.ioDone);
   }
 
-  /**
-   * Fills the request's DmaList from its segments; false when a page has no bus address or the
-   * device cannot address the list as it is (then the request takes the copy path).
-   */
+  /** Fills the request's DmaList from its segments; false when a page has no bus address. */
   private dmaList(r: BlkbackRequest): boolean {
     const l = r.dma;
     l.clear();
     for (let i = 0; i < r.nseg; i++) {
       const bus = r.pages[i]!.busAddr;
       if (bus < 0) return false;
-      const from = r.segFirst[i] * SECTOR;
-      l.push(bus + from, (r.segLast[i] + 1) * SECTOR - from);
+      const from = r.segStart(i);
+      l.push(bus + from, r.segEnd(i) - from);
     }
-    return (this.dma as DmaBlockDevice).canDma(l);
+    return true;
   }
 
   private ioDone(r: BlkbackRequest, err: Error | null): void {

@@ -5,6 +5,8 @@ import { DmaList } from '../blkdev/device.js';
 import type { GrantMapping } from '../grant/mapper.js';
 import type { GrantPage } from './grant-page.js';
 
+const SECTOR = 512;
+
 export class BlkbackRequest {
   /** the ring's operation byte, echoed in the response only for ops we do not know */
   rawOp = 0;
@@ -44,5 +46,15 @@ export class BlkbackRequest {
     this.segLast = new Uint8Array(maxSegs);
     this.pages = new Array<GrantPage | null>(maxSegs).fill(null);
     this.dma = new DmaList(maxSegs);
+  }
+
+  /** Where segment i's bytes start in its page (first_sect, in bytes). */
+  segStart(i: number): number {
+    return this.segFirst[i] * SECTOR;
+  }
+
+  /** Where segment i's bytes end in its page, exclusive (last_sect + 1, in bytes). */
+  segEnd(i: number): number {
+    return (this.segLast[i] + 1) * SECTOR;
   }
 }

@@ -36,6 +36,8 @@ export class BlkbackVbd {
   private ports: number[] = [];
   private haltListeners: ((reason: string) => void)[] = [];
   private frontendDomid = -1;
+  /** the medium was lost with requests outstanding (see BlockDevice.onLost) */
+  private lost: string | null = null;
 
   constructor(
     private readonly env: BlkbackEnv,
@@ -47,6 +49,7 @@ export class BlkbackVbd {
     this.features = { ...defaultBlkbackFeatures(this.readonly, discard), ...opts.features };
     if (this.readonly) this.features = { ...this.features, flushCache: false, barrier: false, discard: null };
     this.sectors = Math.floor(dev.size / 512);
+    dev.onLost?.((why) => this.deviceLost(why));
   }
 
   get connected(): boolean {
@@ -74,6 +77,7 @@ export class BlkbackVbd {
   async connect(frontendDomid: number, front: BlkfrontConnectInfo): Promise<BlkbackConnectInfo> {
     if (this.connected) throw new Error(`${this.opts.name}: already connected to dom${this.frontendDomid}`);
     const info = checkBlkfrontConnect(front, this.features);
+    if (this.lost !== null) throw new Error(`${this.opts.name}: its device was lost (${this.lost}); open it again`);
     this.frontendDomid = frontendDomid;
     this.halted = null;
     try {
@@ -107,6 +111,14 @@ export class BlkbackVbd {
     // Requests may already be waiting: the frontend can push before it hears from us.
     for (const q of this.queues) q.service();
     return this.connectInfo();
+  }
+
+  /** The medium may still write pages of outstanding requests: the vbd is broken for good. */
+  private deviceLost(why: string): void {
+    this.lost = why;
+    const reason = `device lost: ${why}`;
+    for (const q of this.queues) q.deviceLost(reason);
+    this.halt(reason);
   }
 
   /** Stops every queue of this vbd (and only this vbd) with a logged reason. */

@@ -30,6 +30,13 @@ export interface BlockDevice extends BlockDeviceInfo {
   /** the range reads back as zeroes afterwards */
   discard(position: number, length: number, done: IoDone): void;
   close(): Promise<void>;
+  /**
+   * For a device that moves data into memory on its own (DMA): `listener` hears, once, that the
+   * device stopped answering while it may still be moving data for outstanding requests. Those
+   * requests never complete, and the memory they name must stay mapped for good; the owner
+   * should stop using the device. A late listener hears it at once.
+   */
+  onLost?(listener: (why: string) => void): void;
 }
 
 export class BlockDeviceError extends Error {
@@ -82,15 +89,17 @@ export class DmaList {
  * is driven through read/readv/write/writev only.
  */
 export interface DmaBlockDevice extends BlockDevice {
-  /** whether the device can address `list` as it is; when not, use read/readv/write/writev */
-  canDma(list: DmaList): boolean;
-  /** list.bytes bytes at `position` into the memory `list` names; done once all of it arrived */
-  readDma(list: DmaList, position: number, done: IoDone): void;
-  /** list.bytes bytes from the memory `list` names to `position`; done once they reached the medium */
-  writeDma(list: DmaList, position: number, done: IoDone): void;
+  /**
+   * Moves the list's bytes from `position` into the memory `list` names; done once all of it
+   * arrived. False, with nothing started and `done` never called, when the device cannot address
+   * `list` as it is (then use read/readv): the check and the transfer are one call, made once.
+   */
+  readDma(list: DmaList, position: number, done: IoDone): boolean;
+  /** The list's bytes from the memory it names to `position`; done once they reached the medium. False as readDma. */
+  writeDma(list: DmaList, position: number, done: IoDone): boolean;
 }
 
 export function isDmaBlockDevice(dev: BlockDevice): dev is DmaBlockDevice {
   const d = dev as Partial<DmaBlockDevice>;
-  return typeof d.canDma === 'function' && typeof d.readDma === 'function' && typeof d.writeDma === 'function';
+  return typeof d.readDma === 'function' && typeof d.writeDma === 'function';
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { DmaList } from '../blkdev/device.js';
-import { PrpCursor, prpExpressible } from './nvme-prp.js';
+import { PrpCursor, prpBytes } from './nvme-prp.js';
 
 const P = 4096;
 const BUS = 2 ** 32;
@@ -18,22 +18,22 @@ function listEntries(dv: DataView, n: number): number[] {
 
 describe('PRPs from blkif segments', () => {
   it('accepts what PRPs can say: an offset only in the first page, page ends everywhere but the last', () => {
-    expect(prpExpressible(segs([[0, 0, 7]]))).toBe(true);
-    expect(prpExpressible(segs([[0, 3, 5]]))).toBe(true); // one partial page on its own
-    expect(prpExpressible(segs([[5, 2, 7], [9, 0, 7], [3, 0, 4]]))).toBe(true);
+    expect(prpBytes(segs([[0, 0, 7]]))).toBe(P);
+    expect(prpBytes(segs([[0, 3, 5]]))).toBe(3 * 512); // one partial page on its own
+    expect(prpBytes(segs([[5, 2, 7], [9, 0, 7], [3, 0, 4]]))).toBe(6 * 512 + P + 5 * 512);
   });
 
   it('refuses segment lists that need a bounce buffer', () => {
-    expect(prpExpressible(segs([[0, 0, 6], [1, 0, 7]]))).toBe(false); // first ends mid-page
-    expect(prpExpressible(segs([[0, 0, 7], [1, 1, 7]]))).toBe(false); // a later one starts mid-page
-    expect(prpExpressible(segs([[0, 0, 7], [1, 0, 3], [2, 0, 7]]))).toBe(false); // a middle one ends short
-    expect(prpExpressible(new DmaList(1))).toBe(false); // nothing
+    expect(prpBytes(segs([[0, 0, 6], [1, 0, 7]]))).toBe(-1); // first ends mid-page
+    expect(prpBytes(segs([[0, 0, 7], [1, 1, 7]]))).toBe(-1); // a later one starts mid-page
+    expect(prpBytes(segs([[0, 0, 7], [1, 0, 3], [2, 0, 7]]))).toBe(-1); // a middle one ends short
+    expect(prpBytes(new DmaList(1))).toBe(-1); // nothing
     const odd = new DmaList(1);
     odd.push(BUS + 100, 512); // not sector aligned: cutting it at a page would split a block
-    expect(prpExpressible(odd)).toBe(false);
+    expect(prpBytes(odd)).toBe(-1);
     const neg = new DmaList(1);
     neg.push(-4096, 4096);
-    expect(prpExpressible(neg)).toBe(false);
+    expect(prpBytes(neg)).toBe(-1);
   });
 
   it('one page: PRP1 only; two: PRP2 is the second page; more: PRP2 is the list page', () => {
@@ -72,5 +72,18 @@ describe('PRPs from blkif segments', () => {
     expect(seen[0].entries).toEqual([BUS + 23 * P, BUS + 26 * P, BUS + 29 * P]);
     expect(seen[1].prp1).toBe(BUS + 32 * P);
     expect(seen[2]).toMatchObject({ prp1: BUS + 44 * P, entries: [BUS + 47 * P] });
+  });
+
+  it('with an MDTS of one page, every command is PRP1 alone', () => {
+    const l = segs([[3, 4, 7], [8, 0, 7], [5, 0, 1]]);
+    const list = new DataView(new ArrayBuffer(P));
+    const c = new PrpCursor();
+    const seen: [number, number, number][] = [];
+    for (let total = 0; total < 2048 + P + 1024; total += c.bytes) {
+      c.next(l, 1, list, 0x9000);
+      seen.push([c.prp1, c.prp2, c.bytes]);
+    }
+    expect(seen).toEqual([[BUS + 3 * P + 2048, 0, 2048], [BUS + 8 * P, 0, P], [BUS + 5 * P, 0, 1024]]);
+    expect(() => c.next(l, 0, list, 0x9000)).toThrow(RangeError);
   });
 });

@@ -11,23 +11,24 @@ const TWO32 = 4294967296;
 export const PRP_LIST_ENTRIES = PAGE / 8;
 
 /**
- * Whether `l` can be handed to the controller as PRPs. The first address must also be sector
- * aligned, so that cutting a transfer at page boundaries into several commands leaves every
- * command a whole number of logical blocks.
+ * The bytes `l` covers when it can be handed to the controller as PRPs, else -1: one pass, so a
+ * list is checked and measured once. The first address must also be sector aligned, so that
+ * cutting a transfer at page boundaries into several commands leaves every command a whole number
+ * of logical blocks.
  */
-export function prpExpressible(l: DmaList): boolean {
+export function prpBytes(l: DmaList): number {
   const n = l.count;
-  if (n === 0) return false;
+  if (n === 0) return -1;
   let total = 0;
   for (let i = 0; i < n; i++) {
     const a = l.addr[i];
     const len = l.len[i];
-    if (!(len > 0) || !Number.isSafeInteger(a) || a < 0) return false;
-    if (i > 0 && a % PAGE !== 0) return false;
-    if (i < n - 1 && (a + len) % PAGE !== 0) return false;
+    if (!(len > 0) || !Number.isSafeInteger(a) || a < 0) return -1;
+    if (i > 0 && a % PAGE !== 0) return -1;
+    if (i < n - 1 && (a + len) % PAGE !== 0) return -1;
     total += len;
   }
-  return l.addr[0] % SECTOR === 0 && total % SECTOR === 0;
+  return l.addr[0] % SECTOR === 0 && total % SECTOR === 0 ? total : -1;
 }
 
 /**
@@ -50,7 +51,7 @@ export class PrpCursor {
   }
 
   next(l: DmaList, maxPages: number, list: DataView, listAddr: number): void {
-    if (!(maxPages >= 2 && maxPages <= PRP_LIST_ENTRIES + 1)) throw new RangeError(`maxPages must be 2..${PRP_LIST_ENTRIES + 1}`);
+    if (!(maxPages >= 1 && maxPages <= PRP_LIST_ENTRIES + 1)) throw new RangeError(`maxPages must be 1..${PRP_LIST_ENTRIES + 1}`);
     if (this.chunk >= l.count) throw new RangeError('PrpCursor: nothing left in the list');
     const start = l.addr[this.chunk] + this.off;
     const inPage = PAGE - (start % PAGE);

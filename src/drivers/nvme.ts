@@ -6,6 +6,12 @@
 // buffer. Requests larger than a command are split, and requests that find no free slot wait in
 // order. Pooled request records and one DataView per page keep the path allocation-free in the
 // steady state (one subarray per copied chunk aside).
+//
+// Stopping (a fatal controller status, or close) never fails a request the controller may still
+// be moving data for: the driver clears CC.EN and waits for CSTS.RDY=0, the controller's word that
+// it touches no host memory any more, and only then fails what is outstanding (its callers may then
+// unmap that memory). A controller that never drops RDY is lost: requests it holds stay parked,
+// uncompleted, and the owner hears of it through onLost so it keeps their memory mapped.
 import { BlockDeviceError, type DmaBlockDevice, type DmaList, type IoDone } from '../blkdev/device.js';
 import type { Domain } from '../domain/runtime.js';
 import {
@@ -13,7 +19,7 @@ import {
   SQE, statusCode, statusText,
 } from '../../iommu/devices/nvme-abi.js';
 import { domainMemory, PciPort, type DevicePort, type DmaPages, type DriverMemory } from './port.js';
-import { PRP_LIST_ENTRIES, PrpCursor, prpExpressible } from './nvme-prp.js';
+import { PRP_LIST_ENTRIES, PrpCursor, prpBytes } from './nvme-prp.js';
 
 const PAGE = 4096;
 const TWO32 = 4294967296;
@@ -28,6 +34,10 @@ export interface NvmeDriverOptions {
   depth?: number;
   /** pages per slot's bounce buffer: the largest command; default 16 (64 KiB) */
   slotPages?: number;
+  /** how long a stopping controller may take to drop CSTS.RDY before it counts as lost; default 10 s */
+  stopTimeoutMs?: number;
+  /** default: stderr */
+  log?: (line: string) => void;
 }
 
 interface Op {
@@ -79,13 +89,23 @@ export class NvmeDriver implements DmaBlockDevice {
   private readonly slotBytes: number;
   private readonly slotPages: number;
   /** most pages one dma command spans (the controller's MDTS, read at start) */
-  private dmaPages = 2;
+  private dmaPages = 1;
+  /** most bytes one bounced command moves: the slot's buffer, or less when MDTS says so */
+  private bounceBytes: number;
   private sqTail = 0;
   private cqHead = 0;
   private phase = 1;
   private ringPending = false;
   private dead: Error | null = null;
   private closed = false;
+  /** clearing CC.EN and waiting for RDY=0, then failing what is outstanding */
+  private stopping: Promise<void> | null = null;
+  private closing: Promise<void> | null = null;
+  /** why the controller counts as lost (it never confirmed it stopped), or null */
+  private lostWhy: string | null = null;
+  private readonly lostListeners: ((why: string) => void)[] = [];
+  private readonly stopTimeoutMs: number;
+  private readonly log: (line: string) => void;
   private readonly ringNow = () => {
     this.ringPending = false;
     Atomics.store(this.regs, R.CQ0HDBL >> 2, this.cqHead);
@@ -108,6 +128,9 @@ export class NvmeDriver implements DmaBlockDevice {
     this.entries = depth + 1;
     this.slotPages = slotPages;
     this.slotBytes = slotPages * PAGE;
+    this.bounceBytes = this.slotBytes;
+    this.stopTimeoutMs = opts.stopTimeoutMs ?? 10_000;
+    this.log = opts.log ?? ((l) => process.stderr.write(`${l}\n`));
     this.discardSupport = readonly ? null : { granularity: 4096, alignment: 0, secure: true };
     this.regs = new Int32Array(port.bar.buffer, port.bar.byteOffset, port.bar.byteLength >> 2);
     this.sq = mem.alloc(1);
@@ -130,8 +153,8 @@ export class NvmeDriver implements DmaBlockDevice {
   /** Programs the queues and enables the controller; resolves once it reports ready. */
   async start(timeoutMs = 5000): Promise<void> {
     const put = (off: number, v: number) => Atomics.store(this.regs, off >> 2, v | 0);
-    put(R.CC, 0);
-    this.port.ring();
+    // a controller left enabled (or still draining an earlier reset) is stopped first
+    if (!(await this.disable(timeoutMs))) throw new BlockDeviceError('ETIMEDOUT', `${this.name}: controller still busy ${timeoutMs} ms after it was disabled`);
     put(R.AQA, (this.entries - 1) | ((this.entries - 1) << 16));
     put(R.ASQ, this.sq.iova >>> 0);
     put(R.ASQ + 4, Math.floor(this.sq.iova / TWO32));
@@ -146,9 +169,11 @@ export class NvmeDriver implements DmaBlockDevice {
       const csts = Atomics.load(this.regs, R.CSTS >> 2);
       if ((csts & NVME_CSTS_CFS) !== 0) throw new BlockDeviceError('EIO', `${this.name}: controller failed to start (fatal status, reason ${Atomics.load(this.regs, R.CFS_REASON >> 2)})`);
       if ((csts & NVME_CSTS_RDY) !== 0) {
-        // MDTS bounds a dma command; one list page (no chaining) bounds it too
+        // MDTS bounds every command; one list page (no chaining) bounds a dma command too
         const mdts = Atomics.load(this.regs, R.MDTS >> 2);
-        this.dmaPages = mdts >= 2 ? Math.min(mdts, PRP_LIST_ENTRIES + 1) : 2;
+        if (!(mdts >= 1)) throw new BlockDeviceError('EIO', `${this.name}: controller reports MDTS ${mdts}: it cannot transfer a page`);
+        this.dmaPages = Math.min(mdts, PRP_LIST_ENTRIES + 1);
+        this.bounceBytes = Math.min(this.slotBytes, mdts * PAGE);
         return;
       }
       if (Date.now() > end) throw new BlockDeviceError('ETIMEDOUT', `${this.name}: controller not ready after ${timeoutMs} ms`);
@@ -174,17 +199,29 @@ export class NvmeDriver implements DmaBlockDevice {
     this.submit(OP_WRITE, null, 0, bufs, total(bufs), position, done);
   }
 
-  canDma(list: DmaList): boolean {
-    return prpExpressible(list);
+  readDma(list: DmaList, position: number, done: IoDone): boolean {
+    const bytes = prpBytes(list);
+    if (bytes < 0) return false;
+    this.submit(OP_READ, null, 0, null, bytes, position, done, list);
+    return true;
   }
 
-  readDma(list: DmaList, position: number, done: IoDone): void {
-    this.submitDma(OP_READ, list, position, done);
+  writeDma(list: DmaList, position: number, done: IoDone): boolean {
+    const bytes = prpBytes(list);
+    if (bytes < 0) return false;
+    if (this.readonly) done(new BlockDeviceError('EROFS', `${this.name} is read-only`));
+    else this.submit(OP_WRITE, null, 0, null, bytes, position, done, list);
+    return true;
   }
 
-  writeDma(list: DmaList, position: number, done: IoDone): void {
-    if (this.readonly) return done(new BlockDeviceError('EROFS', `${this.name} is read-only`));
-    this.submitDma(OP_WRITE, list, position, done);
+  onLost(listener: (why: string) => void): void {
+    this.lostListeners.push(listener);
+    if (this.lostWhy !== null) listener(this.lostWhy);
+  }
+
+  /** Why the controller counts as lost, or null. */
+  get lost(): string | null {
+    return this.lostWhy;
   }
 
   flush(done: IoDone): void {
@@ -196,20 +233,56 @@ export class NvmeDriver implements DmaBlockDevice {
     this.submit(OP_DISCARD, null, 0, null, length, position, done);
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return;
+  /** Stops the controller, then fails what is outstanding (see stop); resolves either way. */
+  close(): Promise<void> {
     this.closed = true;
-    this.failAll(new BlockDeviceError('EBADF', `${this.name} is closed`));
-    Atomics.store(this.regs, R.CC >> 2, 0);
-    this.port.ring();
-    this.port.close();
+    this.closing ??= this.stop(new BlockDeviceError('EBADF', `${this.name} is closed`)).then(() => this.port.close());
+    return this.closing;
   }
 
-  private submitDma(kind: number, list: DmaList, position: number, done: IoDone): void {
-    if (!prpExpressible(list)) {
-      return done(new BlockDeviceError('EINVAL', `${this.name}: memory list of ${list.count} chunks is not expressible as PRPs (check canDma first)`));
+  /**
+   * Fails every outstanding request with `err`, but only once the controller said it stopped
+   * (RDY=0): until then it may still move data into or out of their memory. When it never says
+   * so it is lost: requests it holds stay outstanding for good, and the onLost listeners are told.
+   */
+  private stop(err: Error): Promise<void> {
+    this.stopping ??= this.disable(this.stopTimeoutMs).then((stopped) => {
+      if (stopped) this.failAll(err);
+      else this.declareLost();
+    });
+    return this.stopping;
+  }
+
+  /** Clears CC.EN; true once the controller drops RDY within `timeoutMs`. */
+  private async disable(timeoutMs: number): Promise<boolean> {
+    Atomics.store(this.regs, R.CC >> 2, 0);
+    this.port.ring();
+    const end = Date.now() + timeoutMs;
+    while ((Atomics.load(this.regs, R.CSTS >> 2) & NVME_CSTS_RDY) !== 0) {
+      if (Date.now() > end) return false;
+      await new Promise((r) => setTimeout(r, 2));
     }
-    this.submit(kind, null, 0, null, list.bytes, position, done, list);
+    return true;
+  }
+
+  private declareLost(): void {
+    // requests not yet handed to the controller hold no memory of its: those can still fail
+    const held: Op[] = [];
+    for (const s of this.slots) if (s.op !== null && !held.includes(s.op)) held.push(s.op);
+    const never = this.waiting.filter((op) => !held.includes(op));
+    const parked = this.waiting.filter((op) => held.includes(op));
+    this.waiting.length = 0;
+    this.waiting.push(...parked);
+    this.lostWhy =
+      `${this.name}: controller still busy ${this.stopTimeoutMs} ms after it was disabled: device lost; ` +
+      `${held.length} request(s) stay outstanding and their memory must not be reused`;
+    this.log(this.lostWhy);
+    const err = new BlockDeviceError('EIO', this.lostWhy);
+    for (const op of never) {
+      op.err = err;
+      this.finish(op);
+    }
+    for (const l of this.lostListeners) l(this.lostWhy);
   }
 
   private submit(kind: number, buf: Uint8Array | null, off: number, bufs: Uint8Array[] | null, length: number, position: number, done: IoDone, dma: DmaList | null = null): void {
@@ -242,6 +315,7 @@ export class NvmeDriver implements DmaBlockDevice {
 
   /** Hands waiting requests to free slots, in order. */
   private pump(): void {
+    if (this.dead !== null || this.closed) return;
     let submitted = false;
     while (this.waiting.length > 0 && this.freeSlots.length > 0) {
       const op = this.waiting[0];
@@ -252,7 +326,7 @@ export class NvmeDriver implements DmaBlockDevice {
         op.prp.next(op.dma, this.dmaPages, slot.prpList, slot.prpIova);
         slot.listIsBounce = false;
         chunk = op.prp.bytes;
-      } else chunk = op.kind === OP_FLUSH ? 0 : Math.min(op.length - op.issued, op.kind === OP_DISCARD ? DISCARD_CHUNK : this.slotBytes);
+      } else chunk = op.kind === OP_FLUSH ? 0 : Math.min(op.length - op.issued, op.kind === OP_DISCARD ? DISCARD_CHUNK : this.bounceBytes);
       slot.op = op;
       slot.at = op.issued;
       slot.len = chunk;
@@ -338,7 +412,7 @@ export class NvmeDriver implements DmaBlockDevice {
     const csts = Atomics.load(this.regs, R.CSTS >> 2);
     if ((csts & NVME_CSTS_CFS) !== 0 && this.dead === null) {
       this.dead = new BlockDeviceError('EIO', `${this.name}: controller fatal status (reason ${Atomics.load(this.regs, R.CFS_REASON >> 2)})`);
-      this.failAll(this.dead);
+      void this.stop(this.dead);
       return;
     }
     if (any) {
@@ -358,19 +432,23 @@ export class NvmeDriver implements DmaBlockDevice {
     done(err);
   }
 
+  /**
+   * Ends every outstanding request with `err`, each exactly once: a request cut into several
+   * commands sits in several slots, and also in `waiting` while part of it is unissued.
+   */
   private failAll(err: Error): void {
+    const ops: Op[] = [];
     for (const s of this.slots) {
       const op = s.op;
+      if (op === null) continue;
       s.op = null;
-      if (op && op.done) {
-        op.err = err;
-        op.pending = 0;
-        op.issued = op.length;
-        this.finish(op);
-      }
+      if (!ops.includes(op)) ops.push(op);
     }
-    for (const op of this.waiting.splice(0)) {
-      op.err = err;
+    for (const op of this.waiting.splice(0)) if (!ops.includes(op)) ops.push(op);
+    for (const op of ops) {
+      op.err ??= err;
+      op.pending = 0;
+      op.issued = op.length;
       this.finish(op);
     }
   }

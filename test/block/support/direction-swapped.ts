@@ -20,15 +20,15 @@ export class DirectionSwapped implements DmaBlockDevice {
     this.discardSupport = d.discardSupport;
   }
 
-  canDma(l: DmaList): boolean {
-    return this.d.canDma(l);
-  }
-  readDma(l: DmaList, pos: number, done: IoDone): void {
-    this.d.readDma(l, pos, done);
+  readDma(l: DmaList, pos: number, done: IoDone): boolean {
+    return this.d.readDma(l, pos, done);
   }
   /** the bug */
-  writeDma(l: DmaList, pos: number, done: IoDone): void {
-    this.d.readDma(l, pos, done);
+  writeDma(l: DmaList, pos: number, done: IoDone): boolean {
+    return this.d.readDma(l, pos, done);
+  }
+  onLost(listener: (why: string) => void): void {
+    this.d.onLost?.(listener);
   }
   read(b: Uint8Array, o: number, n: number, pos: number, done: IoDone): void {
     this.d.read(b, o, n, pos, done);

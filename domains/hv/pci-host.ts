@@ -437,7 +437,7 @@ function hwSpec(dev: HostDevice): HwDeviceSpec {
   }
   const w = dev.wire;
   const wire: HwDeviceSpec['wire'] = w?.kind === 'tap' ? { kind: 'tap', name: w.name } : w?.kind === 'cable' ? { kind: 'cable', peerSid: sourceId(w.peer) } : { kind: 'none' };
-  return { sid, name, kind: 'nic', mac: [...macBytes(macOf(dev))], wire };
+  return { sid, name, kind: 'nic', mac: [...macBytes(macOf(dev))], wire, offloads: dev.offloads !== false };
 }
 
 /** A NIC without mac= gets a stable locally administered one from its BDF. */

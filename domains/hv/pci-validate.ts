@@ -101,6 +101,10 @@ function device(o: Record<string, unknown>, i: number): HostDevice {
       if (typeof o.mac !== 'string' || !/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(o.mac)) throw new ArgError(`${at}.mac must be a lowercase MAC like 00:16:3e:00:00:01`);
       dev.mac = o.mac;
     }
+    if (o.offloads !== undefined) {
+      if (typeof o.offloads !== 'boolean') throw new ArgError(`${at}.offloads must be true or false`);
+      dev.offloads = o.offloads;
+    }
   }
   return dev;
 }

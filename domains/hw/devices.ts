@@ -89,7 +89,7 @@ export class HwDevices {
     } else if (d.spec.kind === 'nvme') {
       model = new NvmeModel({ ...o, medium: d.medium as NvmeMedium });
     } else {
-      const nic = new NicModel({ ...o, mac: Uint8Array.from(d.spec.mac ?? [0, 0, 0, 0, 0, 0]) });
+      const nic = new NicModel({ ...o, mac: Uint8Array.from(d.spec.mac ?? [0, 0, 0, 0, 0, 0]), offloads: d.spec.offloads !== false });
       d.tap?.plug(nic);
       model = nic;
     }

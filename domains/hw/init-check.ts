@@ -71,5 +71,9 @@ function device(o: Record<string, unknown>, at: string): HwDeviceSpec {
   } else if (w.kind === 'none') {
     d.wire = { kind: 'none' };
   } else fail(`${at}.wire.kind must be none, tap or cable`);
+  if (o.offloads !== undefined) {
+    if (typeof o.offloads !== 'boolean') fail(`${at}.offloads must be true or false`);
+    d.offloads = o.offloads;
+  }
   return d;
 }

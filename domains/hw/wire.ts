@@ -86,6 +86,8 @@ export interface HwDeviceSpec {
   /** nic: six bytes */
   mac?: number[];
   wire?: { kind: 'none' } | { kind: 'tap'; name: string } | { kind: 'cable'; peerSid: number };
+  /** nic: offer the offloads its wire can carry (false: a NIC without any) */
+  offloads?: boolean;
 }
 
 export function isOp(n: number): n is HwOp {

@@ -17,7 +17,7 @@ describe('host.cfg', () => {
         RP1,
         RP2,
         'bdf=01:00.0, type=nvme, parent=00:01.0, medium=disk0.img, size=256M',
-        'bdf=02:00.0, type=nic, parent=00:02.0, wire=tap:rs-up0, mac=52:54:00:12:34:56',
+        'bdf=02:00.0, type=nic, parent=00:02.0, wire=tap:rs-up0, mac=52:54:00:12:34:56, offloads=0',
         'bdf=03:00.0, type=nic, wire=cable:04:00.0, rmrr=0xe0000-0xeffff:relaxable, rmrr=0x100000-0x1fffff, reset=flr+bus',
         'bdf=04:00.0, type=nic, wire=cable:03:00.0, vendor=8086, device=0x100e, class=0x020000',
       ],
@@ -31,7 +31,8 @@ describe('host.cfg', () => {
     expect('parent' in rp1).toBe(false);
     expect(rp2).toMatchObject({ acs: false });
     expect(nvme).toMatchObject({ bdf: { bus: 1, dev: 0, fn: 0 }, parent: { bus: 0, dev: 1, fn: 0 }, medium: '/srv/sys/disk0.img', sizeBytes: 256 << 20, classCode: 0x010802, resetMethods: ['flr'], line: 8 });
-    expect(nic).toMatchObject({ wire: { kind: 'tap', name: 'rs-up0' }, mac: '52:54:00:12:34:56', classCode: 0x020000 });
+    expect(nic).toMatchObject({ wire: { kind: 'tap', name: 'rs-up0' }, mac: '52:54:00:12:34:56', classCode: 0x020000, offloads: false });
+    expect('offloads' in c1).toBe(false);
     expect(c1.rmrr).toEqual([
       { start: 0xe0000n, end: 0xeffffn, relaxable: true },
       { start: 0x100000n, end: 0x1fffffn, relaxable: false },
@@ -76,6 +77,8 @@ describe('host.cfg', () => {
     [['bdf=03:00.0'], 3, /missing type=/],
     [['bdf=3:0.9, type=nic'], 3, /bdf=: '3:0.9' is not a PCI address/],
     [['bdf=03:00.0, type=nic, acs=2'], 3, /acs="2": expected 0 or 1/],
+    [['bdf=03:00.0, type=nic, offloads=yes'], 3, /offloads="yes": expected 0 or 1/],
+    [['bdf=03:00.0, type=nvme, medium=m, offloads=1'], 3, /offloads/],
     [['bdf=03:00.0, type=nic, vendor=0xfffff'], 3, /vendor="0xfffff": expected hex up to 0xffff/],
     [['bdf=03:00.0, type=nic, vendor=ffff'], 3, /not a valid vendor id/],
     [['bdf=03:00.0, type=nic, medium=x'], 3, /medium= applies only to nvme devices, not nic/],

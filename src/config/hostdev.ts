@@ -34,6 +34,8 @@ export interface HostDevice {
   sizeBytes?: number;
   wire?: NicWire;
   mac?: string;
+  /** nic: offer checksum offload and TSO where the wire can carry them (default); false: none */
+  offloads?: boolean;
   rmrr: RmrrRegion[];
   resetMethods: ResetMethod[];
   line: number;
@@ -51,12 +53,13 @@ const DEFAULTS: Record<HostDeviceType, { vendor: number; device: number; classCo
   nic: { vendor: 0x8086, device: 0x10d3, classCode: 0x020000, acs: false, reset: ['flr'] },
 };
 
-const KEYS = ['bdf', 'type', 'parent', 'acs', 'multifunction', 'vendor', 'device', 'class', 'medium', 'size', 'wire', 'mac', 'rmrr', 'reset'] as const;
+const KEYS = ['bdf', 'type', 'parent', 'acs', 'multifunction', 'vendor', 'device', 'class', 'medium', 'size', 'wire', 'mac', 'offloads', 'rmrr', 'reset'] as const;
 const ENDPOINT_ONLY: Partial<Record<(typeof KEYS)[number], HostDeviceType[]>> = {
   medium: ['nvme'],
   size: ['nvme'],
   wire: ['nic'],
   mac: ['nic'],
+  offloads: ['nic'],
 };
 
 /** Parsed entry plus whether multifunction was written, which host.ts needs to reconcile slots. */
@@ -133,6 +136,7 @@ export function parseHostDevice(text: string, where: ErrorWhere, baseDir: string
       if (typeof m !== 'string') fail(m.error);
       dev.mac = m as string;
     }
+    if (opts.has('offloads')) dev.offloads = bool01('offloads', opts.get('offloads') as string, where);
   }
   return { dev, multifunctionExplicit: opts.has('multifunction'), where };
 }

@@ -22,6 +22,8 @@ export interface PciDeviceSpec {
   sizeBytes?: number;
   wire?: PciWire;
   mac?: string;
+  /** nic: false offers no offloads */
+  offloads?: boolean;
   /** reserved regions, inclusive end; addresses below 2^53 */
   rmrr: { start: number; end: number; relaxable: boolean }[];
   resetMethods: ResetMethod[];
@@ -102,6 +104,7 @@ export function toPlatformInit(host: HostConfig): PlatformInitArgs {
       if (d.medium !== undefined) s.medium = d.medium;
       if (d.sizeBytes !== undefined) s.sizeBytes = d.sizeBytes;
       if (d.mac !== undefined) s.mac = d.mac;
+      if (d.offloads !== undefined) s.offloads = d.offloads;
       if (d.wire !== undefined) s.wire = d.wire.kind === 'cable' ? { kind: 'cable', peer: formatBdf(d.wire.peer) } : d.wire;
       return s;
     }),

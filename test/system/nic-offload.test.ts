@@ -4,7 +4,8 @@
 // any MTU-sized frame (a GSO skb is one packet there), while ping and iperf3 work both ways.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { requireBuilt } from '../support/platform.js';
 import { SystemUnderTest, allConnected, deviceStates, run, sleep } from './support.js';
 
@@ -68,10 +69,35 @@ async function iperf(reverse: boolean, seconds: number): Promise<{ json: Iperf |
 
 const gbit = (j: Iperf | null) => ((j?.end.sum_received?.bits_per_second ?? 0) / 1e9).toFixed(2);
 
+const hostCfg = (extra: string) => `iommu = "vtd"\ndevices = [\n  "bdf=00:02.0, type=root-port, acs=1",\n  "bdf=02:00.0, type=nic, parent=00:02.0, wire=tap:${TAP}${extra}",\n]\n`;
+
+/** hv creates the NIC's host TAP; put it in a namespace of ours, on the guest's subnet. */
+async function adoptTap(): Promise<void> {
+  if (!(await run('ip', ['netns', 'list'])).stdout.split('\n').some((l) => l.split(' ')[0] === NSH)) await run('ip', ['netns', 'add', NSH]);
+  const steps = [
+    ['link', 'set', TAP, 'netns', NSH],
+    ['-n', NSH, 'addr', 'add', `${HOST_IP}/24`, 'dev', TAP],
+    ['-n', NSH, 'link', 'set', TAP, 'up'],
+    ['-n', NSH, 'link', 'set', 'lo', 'up'],
+  ];
+  for (const a of steps) {
+    const x = await run('ip', a);
+    if (x.code !== 0) throw new Error(`ip ${a.join(' ')}: ${x.stderr}`);
+  }
+}
+
+/** Average bytes per packet the host TAP received during a guest -> host iperf3 run. */
+async function bytesPerPacket(seconds: number): Promise<{ per: number; r: { json: Iperf | null; out: string } }> {
+  const before = await hostTapStats();
+  const r = await iperf(false, seconds);
+  const after = await hostTapStats();
+  return { per: (after.rx.bytes - before.rx.bytes) / (after.rx.packets - before.rx.packets), r };
+}
+
 describe.skipIf(why !== null)('NIC offloads over a host TAP with virtio-net headers', () => {
   requireBuilt();
   const s = new SystemUnderTest('rs-nico-', {
-    'host.cfg': `iommu = "vtd"\ndevices = [\n  "bdf=00:02.0, type=root-port, acs=1",\n  "bdf=02:00.0, type=nic, parent=00:02.0, wire=tap:${TAP}",\n]\n`,
+    'host.cfg': hostCfg(''),
     'onet.cfg': `name = "onet"\nmemory = 128\ndriver_domain = 1\nrole = "net"\npci = [ "02:00.0" ]\npci_seize = 1\n`,
     'og.cfg': `name = "og"\nmemory = 128\nvif = [ 'backend=onet, mac=${mac}, ip=${GUEST_IP}/24, netns=${NSG}' ]\n`,
   });
@@ -80,18 +106,7 @@ describe.skipIf(why !== null)('NIC offloads over a host TAP with virtio-net head
     await s.up();
     const r = await s.waitList(allConnected, 20_000);
     if (!r.ok) throw new Error(`devices did not connect: ${deviceStates(r.rows)}\n${s.logTail()}`);
-    // hv created the NIC's host TAP; put it in a namespace of ours, on the guest's subnet
-    const steps = [
-      ['netns', 'add', NSH],
-      ['link', 'set', TAP, 'netns', NSH],
-      ['-n', NSH, 'addr', 'add', `${HOST_IP}/24`, 'dev', TAP],
-      ['-n', NSH, 'link', 'set', TAP, 'up'],
-      ['-n', NSH, 'link', 'set', 'lo', 'up'],
-    ];
-    for (const a of steps) {
-      const x = await run('ip', a);
-      if (x.code !== 0) throw new Error(`ip ${a.join(' ')}: ${x.stderr}`);
-    }
+    await adoptTap();
   }, 60_000);
 
   afterAll(async () => {
@@ -120,16 +135,12 @@ describe.skipIf(why !== null)('NIC offloads over a host TAP with virtio-net head
   });
 
   it('iperf3 guest -> host: the host TAP receives TCP super-frames, one write each', async () => {
-    const before = await hostTapStats();
-    const r = await iperf(false, 3);
-    const after = await hostTapStats();
+    const { per, r } = await bytesPerPacket(3);
     expect(r.json?.error, r.out).toBeUndefined();
     expect(r.json?.end.sum_received?.bytes ?? 0, r.out).toBeGreaterThan(1 << 20);
-    const bytes = after.rx.bytes - before.rx.bytes;
-    const packets = after.rx.packets - before.rx.packets;
     // MTU-sized segments average under 1514 bytes; super-frames average far above
-    expect(bytes / packets, `${bytes} bytes in ${packets} packets`).toBeGreaterThan(4000);
-    console.log(`guest -> host TAP with TSO: ${gbit(r.json)} Gbit/s, ${Math.round(bytes / packets)} bytes per packet on the host TAP`);
+    expect(per).toBeGreaterThan(4000);
+    console.log(`guest -> host TAP with TSO: ${gbit(r.json)} Gbit/s, ${Math.round(per)} bytes per packet on the host TAP`);
   }, 40_000);
 
   it('iperf3 host -> guest works through the NIC receive path', async () => {
@@ -143,4 +154,19 @@ describe.skipIf(why !== null)('NIC offloads over a host TAP with virtio-net head
     expect(s.log()).not.toMatch(/hv: IOMMU fault/);
     expect(s.log()).not.toMatch(/nic: fatal/);
   });
+
+  it('with offloads=0 in host.cfg the NIC offers none and netdom segments in software', async () => {
+    const d = await s.down();
+    expect(d.code, d.stderr).toBe(0);
+    writeFileSync(join(s.sys, 'host.cfg'), hostCfg(', offloads=0'));
+    await s.up();
+    const l = await s.waitList(allConnected, 20_000);
+    expect(l.ok, deviceStates(l.rows)).toBe(true);
+    await adoptTap();
+    expect(s.log(), s.log().split('\n').filter((x) => /onet|netdom|nic/.test(x)).join('\n')).toMatch(/netdom: uplink NIC \S*02:00\.0, offloads: none/);
+    const { per, r } = await bytesPerPacket(2);
+    expect(r.json?.end.sum_received?.bytes ?? 0, r.out).toBeGreaterThan(1 << 20);
+    expect(per).toBeLessThanOrEqual(1514);
+    console.log(`guest -> host TAP without offloads: ${gbit(r.json)} Gbit/s, ${Math.round(per)} bytes per packet`);
+  }, 60_000);
 });

@@ -2,6 +2,7 @@
 // bounded) and prefixes the domain's command with ringside-confine, which enforces it with
 // Landlock and drops every capability before exec (native/confine/confine.c). The read-only
 // set every domain needs to run at all (node, its libraries, our bundles and addon) is hv's.
+import { spawnSync } from 'node:child_process';
 import { existsSync, realpathSync } from 'node:fs';
 import { dirname, join, normalize } from 'node:path';
 import type { ConfineSpec } from '../../src/hypercall/protocol.js';
@@ -35,6 +36,25 @@ export function parseConfine(v: unknown): ConfineSpec {
 export function confineLauncher(): string | null {
   const p = `${nativeBuildDir()}/ringside-confine`;
   return existsSync(p) ? p : null;
+}
+
+let abi: number | null = null;
+
+/** The kernel's Landlock ABI as the launcher sees it (0: none), asked once. */
+export function landlockAbi(launcher: string): number {
+  if (abi === null) {
+    const r = spawnSync(launcher, ['--abi'], { encoding: 'utf8', timeout: 5000 });
+    const n = Number(r.stdout?.trim());
+    abi = r.status === 0 && Number.isInteger(n) && n >= 0 ? n : 0;
+  }
+  return abi;
+}
+
+/** What the confinement enforces on this kernel, for hv's log. */
+export function confineStrength(launcher: string): string {
+  const v = landlockAbi(launcher);
+  if (v === 0) return 'no Landlock on this kernel: files are NOT confined (capabilities and seccomp still apply)';
+  return `Landlock ABI ${v}${v < 3 ? ' (truncate not governed)' : ''}${v < 4 ? ' (TCP not governed)' : ''}${v < 6 ? ' (signals by seccomp only)' : ''}`;
 }
 
 /** ringside-confine's arguments up to and including `--`, for a domain run from `bundleDirs`. */

@@ -13,7 +13,7 @@ import { PciError, PciHost } from './pci-host.js';
 import { bdfArg, parseAssign, parsePlatformInit } from './pci-validate.js';
 import { Policy } from './policy.js';
 import { bundleFor, spawnDomain, KIND_RE } from './spawn.js';
-import { confineArgs, confineLauncher, parseConfine } from './confine.js';
+import { confineArgs, confineLauncher, confineStrength, parseConfine } from './confine.js';
 import { ArgError, bytes, list, obj, str, uint } from './validate.js';
 
 export const MAX_IO_FRAMES = 4096;
@@ -240,7 +240,7 @@ export class Hypervisor {
     const child = spawnDomain({ bundle, name: dom.name, domid: dom.domid, memoryMiB: dom.memoryMiB, channelFd: childEnd, log: this.opts.log, confine });
     if (dom.confine !== null) {
       const c = dom.confine;
-      this.opts.log(`hv: dom${dom.domid} '${dom.name}' confined: ${c.rw.length} rw, ${c.ro.length} ro, ${c.netAdmin ? 'CAP_NET_ADMIN only' : 'no capabilities'}`);
+      this.opts.log(`hv: dom${dom.domid} '${dom.name}' confined: ${c.rw.length} rw, ${c.ro.length} ro, ${c.netAdmin ? 'CAP_NET_ADMIN only' : 'no capabilities'}; ${confineStrength(confine?.launcher as string)}`);
     }
     native.close(childEnd);
     dom.proc = child;

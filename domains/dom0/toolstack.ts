@@ -12,7 +12,7 @@ import type { HvEvent, HypercallOps, OpName } from '../../src/hypercall/protocol
 import { XenstoreClient, type XsOps } from '../../src/xenstore/client.js';
 import type { DeviceRow, DomainRow } from '../../src/control/wire.js';
 import { statePaths, type StatePaths } from '../../src/control/paths.js';
-import { ensureImage } from './images.js';
+import { ensureImage, ensureMedium } from './images.js';
 import { toPlatformInit } from '../../src/hypercall/pci.js';
 import { bdfEqual, formatBdf } from '../../src/config/bdf.js';
 import type { DomainBootArgs } from '../../src/domain/bootargs.js';
@@ -92,6 +92,7 @@ export class Toolstack {
     await this.xs.write('/local/domain/0/name', 'Domain-0');
     await this.xs.write('/local/domain/0/domid', '0');
     for (const d of this.sys.domains) for (const disk of d.disks) if (!disk.device) this.log(`dom0: ${ensureImage(disk)}`);
+    for (const dev of this.sys.host.devices) if (dev.type === 'nvme') this.log(`dom0: ${ensureMedium(dev)}`);
     if (this.sys.host.devices.length > 0) {
       // hv parses no config: it gets the hardware list as plain data and checks it again.
       const { result } = await this.dom.hc.call('platform_init', toPlatformInit(this.sys.host));

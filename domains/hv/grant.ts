@@ -12,6 +12,8 @@ import type { DomainRecord } from './domain.js';
 
 export interface MapHandle {
   grantor: number;
+  /** the grantor as it was when mapped: a release after its death must not touch a reused domid */
+  grantorRec: DomainRecord;
   ref: number;
   readonly: boolean;
   gfn: number;
@@ -82,7 +84,7 @@ export class GrantService {
     pin.readers++;
     if (!ro) pin.writers++;
     const handle = mapper.nextHandle++;
-    const h: MapHandle = { grantor: grantor.domid, ref: op.ref, readonly: ro, gfn };
+    const h: MapHandle = { grantor: grantor.domid, grantorRec: grantor, ref: op.ref, readonly: ro, gfn };
     if (busAddr !== undefined) h.busAddr = busAddr;
     mapper.mapped.set(handle, h);
     if ((op.flags & GNTMAP_host_map) === 0) {
@@ -111,12 +113,15 @@ export class GrantService {
 
   private release(h: MapHandle): void {
     const grantor = this.lookup(h.grantor);
+    // A release deferred past the grantor's death (its pins were forgotten then) must not
+    // decrement the pins of a new domain that reuses the domid.
+    if (grantor !== h.grantorRec) return;
     const key = `${h.grantor}:${h.ref}`;
     const pin = this.pins.get(key);
     if (pin) {
       pin.readers--;
       if (!h.readonly) pin.writers--;
-      if (grantor) this.unpin(grantor, h.ref, pin.writers > 0, pin.readers > 0);
+      this.unpin(grantor, h.ref, pin.writers > 0, pin.readers > 0);
       if (pin.readers <= 0) this.pins.delete(key);
     }
   }

@@ -32,10 +32,17 @@ export class HwError extends Error {
 
 export interface HwLinkOptions {
   bundle: string;
+  /** start hw under ringside-confine with these rules */
+  confine?: { launcher: string; args: string[] };
   log: (line: string) => void;
   onFault: (f: FaultInfo) => void;
   /** hw is gone for good; `why` names the cause */
   onGone: (why: string) => void;
+  /**
+   * hw's process has exited: only now has every transfer it started really stopped (a SIGKILLed
+   * process can sit in uninterruptible I/O for a while after hv gave up on it).
+   */
+  onExit?: () => void;
 }
 
 /** The reply to the last request: valid until the next one. */
@@ -58,6 +65,7 @@ export class HwLink implements Mmio {
   private readonly evtDv = new DataView(this.evt.buffer);
   private seq = 0;
   private goneWhy: string | null = null;
+  private exitedFlag = false;
   private readonly reply: HwReply = {
     value: 0n,
     flags: 0,
@@ -70,7 +78,7 @@ export class HwLink implements Mmio {
     this.rpc = rpc;
     this.events = events;
     try {
-      this.proc = spawnHardware({ bundle: opts.bundle, fds: { [HW_RPC_FD]: rpcChild, [HW_EVENT_FD]: eventsChild }, log: opts.log });
+      this.proc = spawnHardware({ bundle: opts.bundle, fds: { [HW_RPC_FD]: rpcChild, [HW_EVENT_FD]: eventsChild }, log: opts.log, ...(opts.confine ? { confine: opts.confine } : {}) });
     } catch (e) {
       native.close(rpc);
       native.close(events);
@@ -83,12 +91,29 @@ export class HwLink implements Mmio {
     native.setNonblock(rpc, false);
     native.setRecvTimeout(rpc, CALL_TIMEOUT_MS);
     this.watcher = new native.Watcher(events, 'readable', () => this.pump());
-    this.proc.on('exit', (code, signal) => this.lose(`hw exited (${signal ? `killed by ${signal}` : `code ${code}`})`));
-    this.proc.on('error', (e) => this.lose(`hw could not run: ${e.message}`));
+    this.proc.on('exit', (code, signal) => {
+      this.lose(`hw exited (${signal ? `killed by ${signal}` : `code ${code}`})`);
+      this.exited();
+    });
+    this.proc.on('error', (e) => {
+      this.lose(`hw could not run: ${e.message}`);
+      if (this.proc.pid === undefined) this.exited(); // never started: nothing of it can run
+    });
   }
 
   get pid(): number | null {
     return this.proc.pid ?? null;
+  }
+
+  /** Whether hw's process has exited (not merely been given up on). */
+  get hasExited(): boolean {
+    return this.exitedFlag;
+  }
+
+  private exited(): void {
+    if (this.exitedFlag) return;
+    this.exitedFlag = true;
+    this.opts.onExit?.();
   }
 
   /** Why hw is gone, or null while it runs. */

@@ -20,6 +20,9 @@ import { FRAMES_PER_MESSAGE, HW_OP, INFO_LINK_UP, INFO_READONLY, STAT_FIELDS, ty
 import { HwError, HwLink } from './hw-link.js';
 import { HvTableMemory } from './iommu-memory.js';
 import { DrainWaiter } from './drain.js';
+import { confineArgs, confineLauncher, confineStrength } from './confine.js';
+import type { ConfineSpec } from '../../src/hypercall/protocol.js';
+import { dirname } from 'node:path';
 import type { DomainRecord } from './domain.js';
 
 export class PciError extends Error {
@@ -92,8 +95,14 @@ export class PciHost {
     }
     const init: HwInit = { iommu: { ...host.iommu }, devices: specs };
     this.mem = new HvTableMemory();
+    // hw runs every device model and touches every domain's memory: it starts confined like a
+    // driver domain, reaching only its media and, for TAP wires, the tun device.
+    const launcher = confineLauncher();
+    const confine = launcher === null ? undefined : { launcher, args: confineArgs(hwConfine(specs), [dirname(opts.hwBundle)]) };
+    if (confine === undefined) log('hv: ringside-confine is not built: hw runs unconfined');
+    else log(`hv: hw confined: ${hwConfine(specs).rw.length} rw; ${confineStrength(launcher as string)}`);
     try {
-      this.hw = new HwLink({ bundle: opts.hwBundle, log, onFault: (f) => this.onFault(f), onGone: (why) => this.onHwGone(why) });
+      this.hw = new HwLink({ bundle: opts.hwBundle, ...(confine ? { confine } : {}), log, onFault: (f) => this.onFault(f), onGone: (why) => this.onHwGone(why), onExit: () => this.drains.releaseAll() });
     } catch (e) {
       this.mem.close();
       throw new PciError('EIO', `cannot start the hardware process: ${(e as Error).message}`);
@@ -131,6 +140,7 @@ export class PciHost {
   }
 
   assign(domid: number, reqs: AssignRequest[], dom: DomainRecord, opts: AssignOptions = {}) {
+    this.settleFaults();
     this.needHw();
     const r = this.platform.assign(reqs, domid, opts);
     if (!r.ok) throw new PciError('EBUSY', r.error);
@@ -164,6 +174,7 @@ export class PciHost {
   }
 
   release(bdf: Bdf): string[] {
+    this.settleFaults();
     this.needHw();
     const r = this.platform.release(bdf);
     if (!r.ok) throw new PciError('EINVAL', r.error);
@@ -225,7 +236,8 @@ export class PciHost {
       w = { next: 0, free: [], byIova: new Map() };
       this.windows.set(mapper, w);
     }
-    const slot = w.free.pop() ?? (w.next < GRANT_SLOTS ? w.next++ : -1);
+    // oldest freed slot first: a late fault on a just-freed slot is not pinned on its next user
+    const slot = w.free.shift() ?? (w.next < GRANT_SLOTS ? w.next++ : -1);
     if (slot < 0) return -1;
     const iova = GRANT_WINDOW + slot * 4096;
     try {
@@ -244,6 +256,7 @@ export class PciHost {
    * before that touches the frame, and only then may the grant itself be released.
    */
   deviceUnmap(mapper: number, iova: number, released: () => void): void {
+    this.settleFaults();
     const w = this.windows.get(mapper);
     if (w === undefined || this.iommu === null) return released();
     // the table entry goes before the invalidation, so a lost hw leaves nothing to reach it
@@ -258,6 +271,9 @@ export class PciHost {
   /** A domain exists: hw gets its frames before it runs, so its devices can reach them. */
   domainCreated(dom: DomainRecord): void {
     if (this.hw.gone !== null) return;
+    // No device ever owns or device_maps the control domain's or xenstored's memory: hw, which
+    // runs every device model, is not given it at all.
+    if (dom.privileged || dom.kind === 'xenstored') return;
     const n = dom.frames.length;
     try {
       for (let start = 0; start === 0 || start < n; start += FRAMES_PER_MESSAGE) {
@@ -271,6 +287,7 @@ export class PciHost {
 
   /** A domain is gone: its devices go back to quarantine, and nobody's devices reach its frames. */
   onDomainDead(domid: number): void {
+    this.settleFaults();
     this.whileHw(() => {
       for (const k of this.platform.releaseDomain(domid)) this.renew(k);
       this.syncBusMaster();
@@ -333,17 +350,25 @@ export class PciHost {
   private onHwGone(why: string): void {
     this.log(`hv: the PCI hardware is gone: ${why}; its devices are unusable, domains keep running`);
     this.closeTransports();
-    this.drains.releaseAll();
+    // drains are released when hw's process has exited (onExit), not when hv gave up on it
   }
 
-  /** Medium transfers hw has in flight on a page; none once hw is gone. */
+  /**
+   * Takes in the fault notices hw has queued before ownership or a grant slot changes, so each
+   * fault is blamed on whoever owned the device and the slot when it happened.
+   */
+  private settleFaults(): void {
+    if (this.hw.gone === null) this.hw.pump();
+  }
+
+  /** Medium transfers hw has in flight on a page; none once hw's process has exited. */
   private inFlight(pfn: number): number {
-    if (this.hw.gone !== null) return 0;
+    if (this.hw.gone !== null) return this.hw.hasExited ? 0 : 1;
     try {
       return Number(this.hw.call(HW_OP.IN_FLIGHT, pfn).value);
     } catch (e) {
-      // hw died under the question: nothing of it moves data any more
-      if (e instanceof HwError && this.hw.gone !== null) return 0;
+      // hw was given up on under the question: wait for its exit
+      if (e instanceof HwError && this.hw.gone !== null) return this.hw.hasExited ? 0 : 1;
       throw e;
     }
   }
@@ -367,6 +392,7 @@ export class PciHost {
    * reset, and whenever the owner changes, so a previous owner keeps only a dead page.
    */
   private renew(key: string): void {
+    this.settleFaults();
     const h = this.hosted.get(key);
     if (h === undefined) return;
     for (const fd of h.fds) native.close(fd);
@@ -424,6 +450,14 @@ export class PciHost {
       if (overflow) this.log('hv: IOMMU fault records overflowed (PFO): some faults were not recorded');
     });
   }
+}
+
+/** The files hw may open: its media, and the tun device (with CAP_NET_ADMIN) for TAP wires. */
+function hwConfine(specs: HwDeviceSpec[]): ConfineSpec {
+  const rw = specs.flatMap((d) => (d.medium !== undefined ? [d.medium] : []));
+  const tap = specs.some((d) => d.wire?.kind === 'tap');
+  if (tap) rw.push('/dev/net/tun');
+  return { ro: [], rw, netAdmin: tap };
 }
 
 /** What hw needs to build one function: no config, only the facts of the silicon. */

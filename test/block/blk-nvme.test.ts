@@ -2,6 +2,7 @@
 // real hv: blkback maps the frontend's grants with GNTMAP_device_map and the controller DMAs
 // straight into the guest's frames through the VT-d model. Real tools over NBD; the copy counters
 // of blkback and of the NVMe driver say whether any byte went through a bounce buffer.
+import { ensureMedium } from '../../domains/dom0/images.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { closeSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
@@ -45,6 +46,7 @@ describe('blkback on an NVMe controller behind the IOMMU: zero copy', () => {
     n1.medium = media[1];
     n1.sizeBytes = 8 * MiB;
     const host = hostConfig([hostDev('00:01.0', 'root-port'), n0, hostDev('00:02.0', 'root-port'), n1]);
+    for (const n of [n0, n1]) ensureMedium(n); // what dom0 does: hw runs confined to existing media
     await s.t.dom0.call('platform_init', toPlatformInit(host));
     // two NVMe drivers of 546 frames each
     blkdom = await s.domain('blkback-test', 'blkdom', 1200, 1);

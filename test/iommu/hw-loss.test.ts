@@ -1,6 +1,7 @@
 // hv outlives its hardware process: when hw dies, hv logs why, every PCI operation that needs the
 // hardware fails naming the cause, and the domains (a driver domain owning a device among them)
 // keep running and can still be destroyed. And hw goes when the platform does.
+import { ensureMedium } from '../../domains/dom0/images.js';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hostConfig, hostDev } from '../../iommu/platform/host-builder.js';
@@ -28,6 +29,7 @@ function platform(dir: string) {
   const nvme = hostDev('01:00.0', 'nvme', { parent: '00:01.0' });
   nvme.medium = join(dir, 'disk.img');
   nvme.sizeBytes = 1 << 20;
+  ensureMedium(nvme); // what dom0 does: hw runs confined to existing media
   return toPlatformInit(hostConfig([hostDev('00:01.0', 'root-port'), nvme]));
 }
 

@@ -1,6 +1,7 @@
 // Driver domains own emulated PCI devices through the IOMMU: NVMe I/O to an image file, NIC frames
 // over a cable, and the attacks: DMA at IOVAs a domain was not given, a read-only device_map grant,
 // assignment refusals.
+import { ensureMedium } from '../../domains/dom0/images.js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -37,6 +38,7 @@ describe('PCI passthrough through the IOMMU', () => {
       hostDev('00:01.0', 'root-port'), nvme, hostDev('00:02.0', 'root-port'), spare,
       hostDev('00:03.0', 'root-port'), nicA, hostDev('00:04.0', 'root-port'), nicB,
     ]);
+    for (const n of [nvme, spare]) ensureMedium(n); // what dom0 does: hw runs confined to existing media
     const init = await t.dom0.call('platform_init', toPlatformInit(host));
     expect(init.result.devices).toBe(8);
     blk = await t.probe('blkdom', { kind: 'pcidrv', ioFrames: 160 });
@@ -49,6 +51,14 @@ describe('PCI passthrough through the IOMMU', () => {
     await t.dom0.call('pci_assign', { domid: net.domid, devices: [{ bdf: '03:00.0' }, { bdf: '04:00.0' }] });
   });
   afterAll(async () => t?.close());
+
+  it('hw runs confined: no capabilities, no_new_privs, its seccomp filter, only its media writable', () => {
+    const pid = t.hv.pci?.hw.pid as number;
+    const st = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const field = (k: string) => new RegExp(`^${k}:\\s*(\\S+)`, 'm').exec(st)?.[1];
+    expect({ capEff: field('CapEff'), nnp: field('NoNewPrivs'), seccomp: field('Seccomp') }).toEqual({ capEff: '0000000000000000', nnp: '1', seccomp: '2' });
+    expect(t.logs.join('\n')).toMatch(/hv: hw confined: 2 rw; /);
+  });
 
   it('runs NVMe I/O from a driver domain to the image file, every DMA translated', async () => {
     expect((await blk.cmd('nvmeOpen', { bdf: '01:00.0' })).size).toBe(8 * MiB);

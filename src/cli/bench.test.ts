@@ -56,22 +56,26 @@ describe('ringside bench', () => {
   const work = mkdtempSync(join(tmpdir(), 'ringside-bench-test-'));
   afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-  it('bench iommu --json: both parts, positive rates', async () => {
-    const r = await ringside(['bench', 'iommu', '--json', '--duration', '30']);
-    expect(r.code).toBe(0);
+  it('bench iommu --json: all three parts (fio over NBD on both paths included), positive rates', async () => {
+    const r = await ringside(['bench', 'iommu', '--json', '--duration', '30', '--fio', '1'], process.env, 150_000);
+    expect(r.code, r.stderr).toBe(0);
     const j = JSON.parse(r.stdout) as {
       translation: { iotlbHit: { perSec: number }; walk4: { perSec: number }; walk3: { perSec: number }; dmaWrite4k: { perSec: number } };
       blockPath: { iops: { device: number; direct: number }; ratio: number };
+      nbdPath: { runtimeSec: number; lines: { job: string; file: { iops: number }; device: { iops: number }; ratio: number }[] };
     };
+    expect(j.nbdPath.runtimeSec).toBe(1);
+    expect(j.nbdPath.lines.length).toBeGreaterThan(0);
+    for (const l of j.nbdPath.lines) expect(Math.min(l.file.iops, l.device.iops, l.ratio), JSON.stringify(l)).toBeGreaterThan(0);
     for (const f of [j.translation.iotlbHit, j.translation.walk4, j.translation.walk3, j.translation.dmaWrite4k]) expect(f.perSec).toBeGreaterThan(0);
     expect(j.blockPath.iops.device).toBeGreaterThan(0);
     expect(j.blockPath.iops.direct).toBeGreaterThan(0);
     expect(j.blockPath.ratio).toBeGreaterThan(0);
     expect(r.stderr).toMatch(/bench iommu/); // progress on stderr, not in the JSON
-  });
+  }, 160_000);
 
   it('bench iommu: the table shows both figures side by side with ratios', async () => {
-    const r = await ringside(['bench', 'iommu', '--duration', '20']);
+    const r = await ringside(['bench', 'iommu', '--duration', '20', '--fio', '0']);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/hit\/walk ratio\s+[\d.]+x/);
     expect(r.stdout).toMatch(/NVMe model \+ VT-d\s+[\d.]+k IOPS/);

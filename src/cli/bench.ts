@@ -23,9 +23,9 @@ export const BENCH_USAGE = `usage: ringside bench <ring|blk|net|iommu> [options]
   net [--seconds N] [--json]              iperf3 between two guests through a net driver domain vs a
                                           veth pair (needs root and iperf3)
   iommu [--duration MS] [--fio S] [--json]
-                                          VT-d translation rates, and the block path through the NVMe
-                                          model + IOMMU vs the same reads straight from the file; with
-                                          --fio, also fio over NBD on both blk paths (as blk --path both)
+                                          VT-d translation rates, the block path through the NVMe
+                                          model + IOMMU vs the same reads straight from the file, and
+                                          fio over NBD on both blk paths (as blk --path both)
 
   --seconds N     blk: seconds per fio run (1..600, default 5); net: seconds per measurement (1..600, default 5)
   --jobs LIST     blk: comma-separated jobs (default all): ${BLK_BENCH_JOBS.map(jobSlug).join(', ')}
@@ -33,7 +33,7 @@ export const BENCH_USAGE = `usage: ringside bench <ring|blk|net|iommu> [options]
                   or both, side by side with their ratio (default file)
   --timeout S     blk, iommu --fio: seconds the bench system may take to come up (1..3600, default 60)
   --duration MS   iommu: time per figure (20..60000; default 300 for translation, 1000 for the block path)
-  --fio S         iommu: seconds per fio run over NBD, file path vs device path (0..600, default 0: not run)`;
+  --fio S         iommu: seconds per fio run over NBD, file path vs device path (0..600, default 3; 0: not run)`;
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 
@@ -330,7 +330,7 @@ export function formatNbdPathCost(lines: NbdPathLine[], runtimeSec: number): str
 async function benchIommuCommand(args: string[]): Promise<number> {
   const v = parse('iommu', args, { duration: { type: 'string' }, json: { type: 'boolean', default: false }, fio: { type: 'string' }, timeout: { type: 'string' } });
   const duration = v.duration === undefined ? undefined : intOption('iommu', 'duration', v.duration, 20, 60_000, 300);
-  const fioSec = intOption('iommu', 'fio', v.fio, 0, 600, 0);
+  const fioSec = intOption('iommu', 'fio', v.fio, 0, 600, 3);
   const timeoutS = intOption('iommu', 'timeout', v.timeout, 1, 3600, 60);
   progress('bench iommu: translation rates');
   const translation = runIommuBench(duration === undefined ? {} : { durationMs: duration });
@@ -342,7 +342,7 @@ async function benchIommuCommand(args: string[]): Promise<number> {
     return 0;
   }
   const parts = [formatIommuBench(translation), formatBlockPath(blockPath)];
-  parts.push(nbd ? formatNbdPathCost(nbd, fioSec) : 'Block path over NBD: not measured (--fio SECONDS brings up a system and runs fio on both paths)');
+  parts.push(nbd ? formatNbdPathCost(nbd, fioSec) : 'Block path over NBD: not measured (--fio 0)');
   process.stdout.write(parts.join('\n\n') + '\n');
   return 0;
 }

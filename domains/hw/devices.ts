@@ -2,6 +2,9 @@
 // NIC with its TAP or cable, a register transport per owner, and the bus-master bit hv's config
 // space decides. Media and TAPs are the hardware's, so hw opens them; the device models
 // themselves live in iommu/devices and are used as they are.
+//
+// One hw serves every domain's devices, so a device's failure stays that device's: an exception
+// in a model's doorbell stops that model (its fatal status) and hw goes on serving the others.
 import { existsSync, fstatSync, ftruncateSync, openSync, closeSync, constants } from 'node:fs';
 import { NvmeModel, type NvmeMedium } from '../../iommu/devices/nvme.js';
 import { NVME_BAR_SIZE } from '../../iommu/devices/nvme-abi.js';
@@ -33,6 +36,9 @@ interface Device {
 
 export class HwDevices {
   private readonly devices: Device[] = [];
+  /** old owners' register pages waiting for their model's last transfer before they read all-ones */
+  private readonly retiring = new Set<DeviceTransport>();
+  private retired: (() => void) | null = null;
 
   constructor(
     private readonly init: HwInit,
@@ -68,12 +74,21 @@ export class HwDevices {
   attach(index: number, fds: number[]): void {
     const d = this.devices[index];
     const size = d.spec.kind === 'nvme' ? NVME_BAR_SIZE : NIC_BAR_SIZE;
-    d.model?.close();
-    d.transport?.close();
-    d.model = null;
-    d.transport = null;
+    this.retire(d);
     let model: NvmeModel | NicModel | null = null;
-    const transport = new DeviceTransport(fds[0], fds[1], fds[2], size, () => model?.kick());
+    const transport = new DeviceTransport(fds[0], fds[1], fds[2], size, () => this.doorbell(d, model));
+    try {
+      model = this.newModel(d, transport);
+    } catch (e) {
+      transport.close();
+      throw e;
+    }
+    d.transport = transport;
+    d.model = model;
+  }
+
+  private newModel(d: Device, transport: DeviceTransport): NvmeModel | NicModel {
+    let model: NvmeModel | NicModel;
     const o = {
       unit: this.unit,
       mem: this.mem,
@@ -89,13 +104,71 @@ export class HwDevices {
     } else if (d.spec.kind === 'nvme') {
       model = new NvmeModel({ ...o, medium: d.medium as NvmeMedium });
     } else {
-      const nic = new NicModel({ ...o, mac: Uint8Array.from(d.spec.mac ?? [0, 0, 0, 0, 0, 0]), offloads: d.spec.offloads !== false });
-      d.tap?.plug(nic);
-      model = nic;
+      model = new NicModel({ ...o, mac: Uint8Array.from(d.spec.mac ?? [0, 0, 0, 0, 0, 0]), offloads: d.spec.offloads !== false });
     }
-    d.transport = transport;
-    d.model = model;
-    this.recable(d);
+    try {
+      if (model instanceof NicModel) d.tap?.plug(model);
+      this.recable(d, model);
+    } catch (e) {
+      // a wire must not keep a model whose page is about to go
+      model.close();
+      throw e;
+    }
+    return model;
+  }
+
+  private doorbell(d: Device, m: NvmeModel | NicModel | null): void {
+    if (m === null) return;
+    try {
+      m.kick();
+    } catch (e) {
+      const why = e instanceof Error ? e.message : String(e);
+      this.log(`${d.spec.name}: device model failed (${why}): the device stops with a fatal status; hw serves the others`);
+      try {
+        m.failInternal(why);
+      } catch {
+        // not even its status could be set: it stops hearing doorbells all the same
+        m.close();
+      }
+    }
+  }
+
+  /**
+   * The device's current owner loses it (a fresh transport follows, or hw stops): its doorbells
+   * go unheard at once, and once the model has no transfer in flight (never cut short: they move
+   * the owner's memory) its page reads all-ones and its interrupt fires, so a driver waiting on it
+   * learns the device is gone rather than waiting for a timeout.
+   */
+  private retire(d: Device): void {
+    const m = d.model;
+    const t = d.transport;
+    d.model = null;
+    d.transport = null;
+    m?.close();
+    if (t === null) return;
+    t.silence();
+    this.retiring.add(t);
+    const gone = () => {
+      this.retiring.delete(t);
+      try {
+        t.remove();
+      } catch (e) {
+        this.log(`${d.spec.name}: the old register page could not be retired: ${(e as Error).message}`);
+      }
+      if (this.retiring.size === 0 && this.retired !== null) {
+        const f = this.retired;
+        this.retired = null;
+        f();
+      }
+    };
+    if (m instanceof NvmeModel) m.whenIdle(gone);
+    else gone();
+  }
+
+  /** `cb` runs once every old owner's register page reads all-ones (at once when none waits). */
+  whenRetired(cb: () => void): void {
+    if (this.retiring.size === 0) cb();
+    else this.retired = cb;
   }
 
   setBusMaster(index: number, on: boolean): void {
@@ -113,10 +186,10 @@ export class HwDevices {
     };
   }
 
+  /** Every device goes; their owners' pages read all-ones once nothing is in flight (whenRetired). */
   close(): void {
     for (const d of this.devices) {
-      d.model?.close();
-      d.transport?.close();
+      this.retire(d);
       d.tap?.close();
       const m = d.medium;
       if (m) {
@@ -128,11 +201,11 @@ export class HwDevices {
     this.devices.length = 0;
   }
 
-  private recable(d: Device): void {
+  private recable(d: Device, model: NvmeModel | NicModel): void {
     const w = d.spec.wire;
     if (w?.kind !== 'cable') return;
     const peer = this.devices.find((p) => p.spec.sid === w.peerSid);
-    if (peer && d.model instanceof NicModel && peer.model instanceof NicModel) cable(d.model, peer.model);
+    if (peer && model instanceof NicModel && peer.model instanceof NicModel) cable(model, peer.model);
   }
 }
 

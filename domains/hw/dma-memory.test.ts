@@ -1,7 +1,8 @@
+import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { native } from '../../src/native/index.js';
 import { HwDmaMemory } from './dma-memory.js';
-import { HV_AREA_BYTES, PAGE, SLOT } from './phys-map.js';
+import { HV_AREA_BASE, HV_AREA_BYTES, PAGE, SLOT } from './phys-map.js';
 
 describe('hw DMA memory: pages with transfers in flight', () => {
   const fds: number[] = [];
@@ -33,5 +34,17 @@ describe('hw DMA memory: pages with transfers in flight', () => {
     mem.unpin(view, PAGE, PAGE);
     expect(mem.inFlight(pfn(1))).toBe(0);
     mem.close();
+  });
+
+  it('close unmaps the table area too', () => {
+    const maps = () => readFileSync('/proc/self/maps', 'utf8').split('\n').filter((l) => l.includes('/memfd:dma-close-area')).length;
+    const area = native.memfdCreate('dma-close-area', HV_AREA_BYTES);
+    fds.push(area);
+    const mem = new HwDmaMemory(area);
+    expect(maps()).toBeGreaterThan(0);
+    mem.close();
+    expect(maps()).toBe(0);
+    // and nothing reaches it any more
+    expect(mem.locate(HV_AREA_BASE, new Float64Array(2))).toBeNull();
   });
 });

@@ -36,6 +36,7 @@ export class HwDmaMemory implements DmaMemory {
   private readonly scratch = new Uint8Array(8);
   private readonly scratchDv = new DataView(this.scratch.buffer);
   private readonly loc = new Float64Array(2);
+  private closed = false;
 
   constructor(areaFd: number) {
     const size = native.fdSize(areaFd);
@@ -76,10 +77,13 @@ export class HwDmaMemory implements DmaMemory {
     this.forget(domid);
   }
 
-  /** Shutting down: every mapping goes now, or when the transfer pinning it completes. */
+  /** Shutting down: every mapping goes now (the table area too), or when the transfer pinning it completes. */
   close(): void {
+    if (this.closed) return;
+    this.closed = true;
     for (const d of [...this.arriving.keys()]) this.forget(d);
     for (const v of [...this.byView.values()]) this.retire(v);
+    native.munmap(this.area.buffer as ArrayBuffer);
   }
 
   /** Domain mappings held (live and dead-but-pinned). */
@@ -88,6 +92,7 @@ export class HwDmaMemory implements DmaMemory {
   }
 
   locate(pa: number, out: Float64Array): Uint8Array | null {
+    if (this.closed) return null;
     if (pa >= HV_AREA_BASE && pa < HV_AREA_BASE + HV_AREA_BYTES) {
       out[0] = pa - HV_AREA_BASE;
       out[1] = HV_AREA_BYTES - out[0];

@@ -1,7 +1,7 @@
 // The hardware process at its boundary: hv's requests are trusted to come from hv, not to be
 // well formed. Every malformed or hostile one gets a refusal naming what was wrong, hw keeps no
 // descriptor it refused, and it still answers afterwards. It exits when hv closes its end.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { pack } from 'msgpackr';
@@ -11,7 +11,7 @@ import { NIC_BAR_SIZE } from '../../iommu/devices/nic-abi.js';
 import { REG } from '../../iommu/vtd/registers.js';
 import { DIST, requireBuilt } from '../../test/support/platform.js';
 import { HV_AREA_BYTES } from './phys-map.js';
-import { HW_OP, REP, REP_MAX, REQ, STATUS_NAMES, getText, type HwInit } from './wire.js';
+import { HW_OP, REP, REP_MAX, REQ, REQ_MAX, STATUS_NAMES, getText, type HwInit } from './wire.js';
 
 interface Reply {
   seq: number;
@@ -27,11 +27,13 @@ class RawHw {
   private seq = 0;
   private readonly rep = new Uint8Array(REP_MAX);
 
-  constructor() {
+  /** `wrap`: a command line hw runs under (setpriv, to start it without capabilities) */
+  constructor(wrap: string[] = []) {
     requireBuilt();
     const [rpc, rpcChild] = native.seqpacketPair();
     const [events, eventsChild] = native.seqpacketPair();
-    this.child = spawn(process.execPath, [join(DIST, 'domains', 'hw.js')], { stdio: ['ignore', 'ignore', 'inherit', rpcChild, eventsChild] });
+    const argv = [...wrap, process.execPath, join(DIST, 'domains', 'hw.js')];
+    this.child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'ignore', 'inherit', rpcChild, eventsChild] });
     native.close(rpcChild);
     native.close(eventsChild);
     native.setNonblock(rpc, false);
@@ -167,6 +169,32 @@ describe('hw at its boundary', () => {
     // a page nothing moves data into: none in flight, whatever number hv asks about
     expect(h.req(HW_OP.IN_FLIGHT, (3 << 12) | 0).value).toBe(0n);
     expect(h.req(HW_OP.IN_FLIGHT, 0xffffffff).value).toBe(0n);
+  });
+
+  it('refuses a hardware list larger than one request carries, by name, and a request that size fits a default socket buffer', () => {
+    const h = (hw = new RawHw());
+    // a SOCK_SEQPACKET message must fit SO_SNDBUF (about 208 KiB by default)
+    expect(REQ_MAX).toBeLessThanOrEqual(128 << 10);
+    const long = `/${'m'.repeat(3900)}`;
+    const big = {
+      ...NIC_ONLY,
+      devices: [...NIC_ONLY.devices, ...Array.from({ length: 40 }, (_, i) => ({ sid: 0x200 + i, name: `0000:02:${(i + 1).toString(16).padStart(2, '0')}.0`, kind: 'nvme', medium: `${long}${i}` }))],
+    };
+    const body = pack(big);
+    expect(body.length).toBeGreaterThan(REQ_MAX);
+    expect(h.req(HW_OP.INIT, 0, 0, 0, [area()], body)).toMatchObject({ status: 'EINVAL', text: expect.stringMatching(/INIT: the hardware list is more than the \d+ bytes/) });
+    expect(h.req(HW_OP.INIT, 0, 0, 0, [area()], pack(NIC_ONLY)).status).toBe('OK');
+  });
+
+  it('is undumpable from its first instruction: a process of its uid without capabilities cannot read its /proc files', () => {
+    // both without capabilities, so that only dumpability decides (as between hw and a domain)
+    const noCaps = ['setpriv', '--bounding-set=-all', '--inh-caps=-all'];
+    const h = (hw = new RawHw(noCaps));
+    expect(h.req(99).status).toBe('EINVAL'); // hw is up and serving
+    const probe = spawnSync(noCaps[0], [...noCaps.slice(1), 'head', '-c', '1', `/proc/${h.child.pid}/environ`], { encoding: 'utf8' });
+    expect(probe.error).toBeUndefined();
+    expect(probe.stderr).toMatch(/Permission denied/);
+    expect(probe.status).not.toBe(0);
   });
 
   it('exits when hv closes its end', async () => {

@@ -8,6 +8,9 @@ import { dropDriverPrivileges } from '../../src/domain/sandbox.js';
 import { HwServer } from './server.js';
 import { HW_EVENT_FD, HW_RPC_FD } from './wire.js';
 
+// hw maps every domain's memory: no process of the same uid may open /proc/<hw>/mem or /fd, or
+// find it in a core dump. First, before it maps anything.
+native.setUndumpable();
 native.setParentDeathSignal(9);
 const server: HwServer = new HwServer(HW_RPC_FD, HW_EVENT_FD, {
   onHvGone: () => process.exit(0),
@@ -16,5 +19,11 @@ const server: HwServer = new HwServer(HW_RPC_FD, HW_EVENT_FD, {
 process.on('uncaughtException', (e) => {
   // stderr reaches hv's log through the pipe hv reads; the socket may be what failed
   process.stderr.write(`hw: fatal: ${e.stack ?? e.message}\n`);
+  try {
+    // owners whose device has nothing in flight learn at once that it is gone
+    server.close();
+  } catch {
+    // exiting is all that is left
+  }
   process.exit(1);
 });

@@ -2,7 +2,9 @@
 // hv sends can crash hw. A request that is short, unknown, out of range or carries descriptors
 // it should not is refused with a reason; anything that throws while serving one becomes an EIO
 // reply. Notices to hv are sent without waiting: when hv is not reading, they are dropped and
-// counted, because hw must never block on hv (hv may itself be waiting on hw).
+// counted, because hw must never block on hv (hv may itself be waiting on hw). Fault notices
+// are few by construction: only a new fault record or an overflow, at most FAULT_NOTICES a
+// second per source id, so one domain's device cannot crowd the others' notices out.
 import { unpack } from 'msgpackr';
 import { VtdUnit } from '../../iommu/vtd/unit.js';
 import type { FaultInfo } from '../../iommu/vtd/faults.js';
@@ -11,6 +13,8 @@ import { errnoCode, native, type Watcher } from '../../src/native/index.js';
 import { HwDmaMemory } from './dma-memory.js';
 import { HwDevices, HwRefusal } from './devices.js';
 import { checkInit } from './init-check.js';
+import { NoticeLimiter } from './notice-limit.js';
+import { sizeThreadpool } from './threadpool.js';
 import {
   DISPOSITIONS, EVT, EVT_FAULT, EVT_LOG, EVT_MAX, FRAMES_PER_MESSAGE, HW_OP, HW_STATUS, INFO_LINK_UP, INFO_NVME, INFO_READONLY,
   REP, REP_MAX, REQ, REQ_MAX, STAT_FIELDS, isOp, putText, type HwStats, type HwStatus,
@@ -18,6 +22,10 @@ import {
 
 /** Descriptors each request carries; any other count is refused. */
 const FDS_OF: Record<number, number | 'frames'> = { [HW_OP.INIT]: 1, [HW_OP.ATTACH]: 3, [HW_OP.DOMAIN_FRAMES]: 'frames' };
+/** How long hw, once hv went, waits for medium transfers to return before it exits regardless. */
+const RETIRE_WAIT_MS = 10_000;
+/** Fault notices one source id may send a second. */
+export const FAULT_NOTICES = 32;
 
 export interface HwServerOptions {
   /** hv closed its end: hw has nothing left to do */
@@ -39,6 +47,9 @@ export class HwServer {
   private devices: HwDevices | null = null;
   private dropped = 0;
   private closed = false;
+  private readonly limiter = new NoticeLimiter(FAULT_NOTICES, 1000, (sid, n) =>
+    this.log(`source id 0x${sid.toString(16)}: ${n} more fault notice(s) in the last second were not sent (limit ${FAULT_NOTICES}/s); the fault registers and STATS count every fault`),
+  );
 
   constructor(
     private readonly rpcFd: number,
@@ -48,6 +59,12 @@ export class HwServer {
     this.watcher = new native.Watcher(rpcFd, 'readable', () => this.serve());
     // hw lives exactly as long as hv's requests can come
     this.watcher.ref();
+  }
+
+  /** `cb` runs once every old owner's register page reads all-ones (see HwDevices.retire). */
+  whenRetired(cb: () => void): void {
+    if (this.devices === null) cb();
+    else this.devices.whenRetired(cb);
   }
 
   /** A log line for hv's log (hv puts "hw:" in front). */
@@ -84,7 +101,16 @@ export class HwServer {
   private hvGone(): void {
     this.close();
     this.watcher.unref();
-    this.opts.onHvGone();
+    // the owners' pages read all-ones before hw goes, once their last transfers returned; a
+    // medium that never returns one costs the owners that much, not a hw that never exits
+    const cap = setTimeout(() => {
+      process.stderr.write(`hw: transfers still in flight ${RETIRE_WAIT_MS} ms after hv went: leaving their register pages as they are\n`);
+      this.opts.onHvGone();
+    }, RETIRE_WAIT_MS);
+    this.whenRetired(() => {
+      clearTimeout(cap);
+      this.opts.onHvGone();
+    });
   }
 
   private answer(len: number, fds: number[], truncated: boolean): void {
@@ -94,6 +120,8 @@ export class HwServer {
     let status: HwStatus = HW_STATUS.OK;
     let text = '';
     try {
+      if (truncated && len >= REQ.size && this.reqDv.getUint32(REQ.op, true) === HW_OP.INIT)
+        throw new HwRefusal(HW_STATUS.EINVAL, `INIT: the hardware list is more than the ${REQ_MAX - REQ.size} bytes one request carries: list fewer devices, or give media shorter paths`);
       if (truncated) throw new HwRefusal(HW_STATUS.EINVAL, `request of ${len} bytes or its descriptors did not fit (at most ${REQ_MAX} bytes)`);
       if (len < REQ.size) throw new HwRefusal(HW_STATUS.EINVAL, `request of ${len} bytes is shorter than the ${REQ.size}-byte header`);
       const op = this.reqDv.getUint32(REQ.op, true);
@@ -167,7 +195,7 @@ export class HwServer {
         return;
       }
       case HW_OP.STATS: {
-        const s: HwStats = { ...unit.stats, mappedViews: mem.mappedViews, droppedNotices: this.dropped };
+        const s: HwStats = { ...unit.stats, mappedViews: mem.mappedViews, droppedNotices: this.dropped, heldNotices: this.limiter.held };
         STAT_FIELDS.forEach((f, k) => this.repDv.setFloat64(REP.num + 8 * k, s[f], true));
         return;
       }
@@ -193,13 +221,15 @@ export class HwServer {
     } catch (e) {
       throw new HwRefusal(HW_STATUS.EINVAL, (e as Error).message);
     }
+    // before the first medium transfer creates libuv's threadpool, never after
+    sizeThreadpool(init.devices.filter((d) => d.kind === 'nvme').length);
     const mem = new HwDmaMemory(areaFd);
     let devices: HwDevices;
     const unit = new VtdUnit(mem, {
       addressWidth: init.iommu.addressWidth,
       cachingMode: init.iommu.cachingMode,
       log: (m) => this.log(m),
-      onFault: (f) => this.fault(f),
+      onFaultNotice: (f) => this.fault(f),
     });
     try {
       devices = new HwDevices(init, unit, mem, (m) => this.log(m));
@@ -214,6 +244,7 @@ export class HwServer {
   }
 
   private fault(f: FaultInfo): void {
+    if (!this.limiter.allow(f.sid)) return;
     const dv = this.evtDv;
     dv.setUint32(EVT.kind, EVT_FAULT, true);
     dv.setUint32(EVT.sid, f.sid, true);

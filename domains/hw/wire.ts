@@ -35,12 +35,16 @@ const OPS = new Set<number>(Object.values(HW_OP));
 
 /** A request: op, seq, a, b, c (u32), value (u64); INIT carries its body after these. */
 export const REQ = { op: 0, seq: 4, a: 8, b: 12, c: 16, value: 24, size: 32 } as const;
-/** Largest request: the INIT body has 1024 devices at most, each well under 4 KiB of paths. */
-export const REQ_MAX = 4 << 20;
+/**
+ * Largest request. A SOCK_SEQPACKET message goes whole or not at all and must fit the sender's
+ * SO_SNDBUF (about 208 KiB by default), so this stays well below it; the INIT body (the hardware
+ * list) is the only request that comes near, and both ends refuse a longer one by name.
+ */
+export const REQ_MAX = 128 << 10;
 
+export const NUM_SLOTS = 16;
 /** A reply: seq, status, value (u64), flags, text length, NUM_SLOTS f64s, then UTF-8 text. */
-export const REP = { seq: 0, status: 4, value: 8, flags: 16, textLen: 20, num: 24, text: 24 + 8 * 8, } as const;
-export const NUM_SLOTS = 8;
+export const REP = { seq: 0, status: 4, value: 8, flags: 16, textLen: 20, num: 24, text: 24 + 8 * NUM_SLOTS } as const;
 export const TEXT_MAX = 1024;
 export const REP_MAX = REP.text + TEXT_MAX;
 
@@ -53,8 +57,16 @@ export const INFO_READONLY = 1;
 export const INFO_LINK_UP = 2;
 export const INFO_NVME = 4;
 
-/** STATS: the unit's counters, then hw's own. */
-export const STAT_FIELDS = ['translations', 'iotlbHits', 'iotlbMisses', 'walks', 'faults', 'mappedViews', 'droppedNotices'] as const;
+/**
+ * STATS: the unit's counters, then hw's own. Only new fault records and overflows become notices;
+ * collapsed, overflowed and suppressed faults are counted here, as are notices the per-source
+ * rate limit held back (heldNotices) and notices hv's full socket cost (droppedNotices).
+ */
+export const STAT_FIELDS = [
+  'translations', 'iotlbHits', 'iotlbMisses', 'walks', 'faults', 'faultsCollapsed', 'faultsOverflowed', 'faultsSuppressed',
+  'mappedViews', 'droppedNotices', 'heldNotices',
+] as const;
+if (STAT_FIELDS.length > NUM_SLOTS) throw new Error('STAT_FIELDS do not fit a reply');
 export type HwStats = Record<(typeof STAT_FIELDS)[number], number>;
 
 /** A notice: kind, then FAULT fields or a LOG text length and the text. */

@@ -62,7 +62,11 @@ export const NIC_CAP = {
 } as const;
 export const NIC_CAP_ALL = NIC_CAP.TX_CSUM | NIC_CAP.TSO4 | NIC_CAP.TSO6 | NIC_CAP.RX_CSUM;
 
-export const NIC_FATAL = { NONE: 0, BAD_RING_CONFIG: 1, BAD_TX_TAIL: 2, BAD_RX_TAIL: 3, RING_FAULT: 4, BAD_OFFLOADS: 5 } as const;
+/** INTERNAL: the model itself failed (an exception in hw, not the driver's doing). */
+export const NIC_FATAL = { NONE: 0, BAD_RING_CONFIG: 1, BAD_TX_TAIL: 2, BAD_RX_TAIL: 3, RING_FAULT: 4, BAD_OFFLOADS: 5, INTERNAL: 6 } as const;
+
+/** What every register of a removed device reads (a PCIe read nobody answers): STATUS included. */
+export const NIC_REG_REMOVED = -1;
 
 export const NIC_DESC_SIZE = 16;
 export const DESC = {

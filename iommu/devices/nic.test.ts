@@ -28,19 +28,19 @@ function frame(len: number, fill: number): { mem: Uint8Array; off: number; len: 
   return { mem, off: 10, len, meta: newPacketMeta() };
 }
 
-function nicPair(rig: Rig) {
+function nicPair(rig: Rig, busMaster: { a?: () => boolean; b?: () => boolean } = {}) {
   const bdf2 = parseBdf('02:00.0') as Bdf;
   rig.iommu.attach(bdf2, 1);
-  const mk = (sid: number, macLast: number) => {
+  const mk = (sid: number, macLast: number, bm: () => boolean = () => true) => {
     const bar = new Uint8Array(4096);
     let raise = () => {};
-    const model = new NicModel({ unit: rig.unit, mem: rig.mem, sid, bar, mac: Uint8Array.of(2, 0, 0, 0, 0, macLast), busMaster: () => true, raiseIrq: () => raise() });
+    const model = new NicModel({ unit: rig.unit, mem: rig.mem, sid, bar, mac: Uint8Array.of(2, 0, 0, 0, 0, macLast), busMaster: bm, raiseIrq: () => raise() });
     const port = rig.port(bar, () => model.kick());
     raise = () => port.raise();
     return { model, port, bar };
   };
-  const a = mk(rig.sid, 1);
-  const b = mk((2 << 8) | 0, 2);
+  const a = mk(rig.sid, 1, busMaster.a);
+  const b = mk((2 << 8) | 0, 2, busMaster.b);
   cable(a.model, b.model);
   return { a, b };
 }
@@ -99,6 +99,54 @@ describe('NIC model through the IOMMU', () => {
     expect(w[R.STATUS >> 2] & NIC_STATUS_FATAL).toBe(NIC_STATUS_FATAL);
     expect(w[R.FATAL_REASON >> 2]).toBe(NIC_FATAL.BAD_TX_TAIL);
   });
+
+  it('an exception inside a NIC stops that NIC alone: FATAL with reason INTERNAL; the NIC sending to it is not blamed', async () => {
+    const rig = makeRig();
+    let broken = false;
+    const { a, b } = nicPair(rig, {
+      b: () => {
+        if (broken) throw new Error('bus master lookup broke');
+        return true;
+      },
+    });
+    const da = new NicDriver('a', a.port, rig.driverMem, { ringSize: 8 });
+    const db = new NicDriver('b', b.port, rig.driverMem, { ringSize: 8 });
+    da.start();
+    db.start();
+    broken = true;
+    // a frame over the cable reaches b's receive, which breaks inside b
+    expect(() => da.transmit(frame(60, 1))).not.toThrow();
+    const sb = new Int32Array(b.bar.buffer);
+    expect(sb[R.STATUS >> 2] & NIC_STATUS_FATAL).toBe(NIC_STATUS_FATAL);
+    expect(sb[R.FATAL_REASON >> 2]).toBe(NIC_FATAL.INTERNAL);
+    expect(da.fatal).toBe(false);
+    // b's own doorbell breaks the same way, and does not throw either
+    expect(() => b.model.kick()).not.toThrow();
+    expect(a.model.stats.txFrames + a.model.stats.txDrops).toBe(1);
+  });
+
+  it('a driver whose NIC page reads all-ones drops what was in flight and sends nothing more', async () => {
+    const rig = makeRig();
+    let bm = false;
+    const { a } = nicPair(rig, { a: () => bm });
+    const da = new NicDriver('a', a.port, rig.driverMem, { ringSize: 8 });
+    da.start();
+    // no bus mastering: the descriptors stay with the device
+    for (let i = 0; i < 3; i++) expect(da.transmit(frame(60, i))).toBe(true);
+    expect(a.model.stats.txFrames).toBe(0);
+    // hw retired the page: every register reads all-ones, and the interrupt fires
+    new Int32Array(a.bar.buffer).fill(-1);
+    a.port.raise();
+    for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+    expect(da.removed).toBe(true);
+    expect(da.drops.tx).toBe(3);
+    bm = true;
+    expect(da.transmit(frame(60, 9))).toBe(false);
+    expect(da.drops.tx).toBe(4);
+    const s = sink();
+    expect(da.receive(s, 8)).toBe(0);
+  });
+
 });
 
 /** A wire that takes every offload and keeps what it was given. */

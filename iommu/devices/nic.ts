@@ -11,6 +11,9 @@
 // Offloads are latched from OFFLOADS when the driver enables the NIC. A transmit descriptor's
 // offload header is checked against the frame after the frame was copied in (the driver cannot
 // change it under us); a bad request fails that descriptor and is counted, it never stops the NIC.
+//
+// An exception in the model itself (a doorbell, a frame from the wire) stops this NIC alone
+// (STATUS.FATAL, reason INTERNAL), never the process hosting every other domain's devices.
 
 import { native, type Watcher } from '../../src/native/index.js';
 import { newL4Info } from '../../src/netif/headers.js';
@@ -135,8 +138,23 @@ export class NicModel {
     this.wire = NO_WIRE;
   }
 
+  /** The model itself failed (not the driver's doing): this NIC stops, nothing else does. */
+  failInternal(why: string): void {
+    if (this.closed) return this.log(`nic: internal error after the NIC was replaced: ${why}`);
+    if (this.fatal) return this.log(`nic: internal error on a stopped NIC: ${why}`);
+    this.die(NIC_FATAL.INTERNAL, `internal error: ${why}`);
+  }
+
   /** Doorbell: CTRL, TX_TAIL or RX_TAIL changed. */
   kick(): void {
+    try {
+      this.serveDoorbell();
+    } catch (e) {
+      this.failInternal((e as Error).message);
+    }
+  }
+
+  private serveDoorbell(): void {
     if (this.kicking || this.closed) return;
     this.kicking = true;
     try {
@@ -164,7 +182,7 @@ export class NicModel {
 
   /** The wire had a frame it could not deliver as described (a bad header): counted as a drop. */
   wireDrop(): void {
-    this.drop(R.RX_DROPS);
+    if (!this.closed) this.drop(R.RX_DROPS);
   }
 
   /**
@@ -174,6 +192,18 @@ export class NicModel {
    * driver do.
    */
   receive(frame: Uint8Array, off: number, len: number, csumStatus: number): boolean {
+    try {
+      return this.receiveOne(frame, off, len, csumStatus);
+    } catch (e) {
+      // the sender (a TAP, or the NIC at the other end of a cable) is not to blame
+      this.failInternal(`receiving a frame: ${(e as Error).message}`);
+      return false;
+    }
+  }
+
+  private receiveOne(frame: Uint8Array, off: number, len: number, csumStatus: number): boolean {
+    // a replaced model's page may be gone: a wire still holding it counts nothing there
+    if (this.closed) return false;
     if (!this.canReceive) {
       this.drop(R.RX_DROPS);
       return false;
@@ -480,6 +510,17 @@ export class TapWire implements NicWire {
   }
 
   private pump(): void {
+    try {
+      this.pumpFrames();
+    } catch (e) {
+      // a TAP read or header that breaks the wire's own code stops the NIC plugged in, not hw
+      this.nic?.failInternal(`TAP wire: ${(e as Error).message}`);
+      this.paused = true;
+      this.watcher.pause();
+    }
+  }
+
+  private pumpFrames(): void {
     const nic = this.nic;
     let n = 0;
     while (n < BUDGET && !this.closed) {

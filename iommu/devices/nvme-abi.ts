@@ -42,7 +42,12 @@ export const NVME_CFS = {
   BAD_CQ_DOORBELL: 3,
   SQ_FETCH_FAULT: 4,
   CQ_POST_FAULT: 5,
+  /** the model itself failed (an exception in hw, not the driver's doing) */
+  INTERNAL: 6,
 } as const;
+
+/** What every register of a removed device reads (a PCIe read nobody answers): CSTS included. */
+export const NVME_REG_REMOVED = -1;
 
 export const NVME_SQE_SIZE = 64;
 export const NVME_CQE_SIZE = 16;

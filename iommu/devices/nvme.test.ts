@@ -1,10 +1,11 @@
 import { mkdtempSync, openSync, closeSync, ftruncateSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { NvmeDriver, type NvmeDriverOptions } from '../../src/drivers/nvme.js';
 import { DmaList } from '../../src/blkdev/device.js';
-import { NvmeModel, type MediumIo } from './nvme.js';
+import { MEDIUM_JOBS, NvmeModel, type MediumIo } from './nvme.js';
+import { native } from '../../src/native/index.js';
 import { CQE, NVME_CC_EN, NVME_CFS, NVME_CSTS_CFS, NVME_CSTS_RDY, NVME_OP, NVME_REG as R, NVME_SC, SQE, statusCode } from './nvme-abi.js';
 import { HeldMedium, makeRig, OWNER_PA, type Rig } from './testrig.js';
 
@@ -37,9 +38,9 @@ describe('NVMe model under a driver, through the IOMMU', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  function mk(io?: MediumIo): ReturnType<Rig['port']> {
+  function mk(io?: MediumIo, mediumJobs?: number): ReturnType<Rig['port']> {
     let raise = () => {};
-    model = new NvmeModel({ unit: rig.unit, mem: rig.mem, sid: rig.sid, bar, medium: { fd, size: 4 * MiB, io }, busMaster: () => busMaster, raiseIrq: () => raise() });
+    model = new NvmeModel({ unit: rig.unit, mem: rig.mem, sid: rig.sid, bar, medium: { fd, size: 4 * MiB, io }, mediumJobs, busMaster: () => busMaster, raiseIrq: () => raise() });
     const port = rig.port(bar, () => model.kick());
     raise = () => port.raise();
     return port;
@@ -511,7 +512,8 @@ describe('NVMe model under a driver, through the IOMMU', () => {
 
   it('a batch of several commands ending with every slot taken leaves the controller serving', async () => {
     const held = new HeldMedium();
-    mk(held);
+    // every transfer on the medium at once, so that each holds its slot there
+    mk(held, 64);
     const n = 128;
     const sq = rig.driverMem.alloc(2);
     const cq = rig.driverMem.alloc(1);
@@ -647,5 +649,150 @@ describe('NVMe model under a driver, through the IOMMU', () => {
     const cqe = new DataView(cq.bytes.buffer, cq.bytes.byteOffset, 16);
     expect(cqe.getUint16(CQE.CID, true)).toBe(9);
     expect(statusCode(cqe.getUint16(CQE.STATUS, true))).toBe(NVME_SC.SUCCESS);
+  });
+
+  /** Queues of `n` entries on an enabled controller, and a way to stage and reap raw commands. */
+  function rawQueues(n: number) {
+    const sq = rig.driverMem.alloc(Math.ceil((n * 64) / 4096));
+    const cq = rig.driverMem.alloc(Math.ceil((n * 16) / 4096));
+    const w = new Int32Array(bar.buffer);
+    w[R.AQA >> 2] = (n - 1) | ((n - 1) << 16);
+    w[R.ASQ >> 2] = sq.iova;
+    w[R.ACQ >> 2] = cq.iova;
+    w[R.CC >> 2] = NVME_CC_EN;
+    model.kick();
+    let tail = 0;
+    let head = 0;
+    let phase = 1;
+    return {
+      w,
+      stage(cdw0: number): void {
+        const dv = new DataView(sq.bytes.buffer, sq.bytes.byteOffset + tail * 64, 64);
+        for (let i = 0; i < 64; i += 4) dv.setUint32(i, 0, true);
+        dv.setUint32(SQE.NSID, 1, true);
+        dv.setUint32(SQE.CDW0, cdw0, true);
+        tail = (tail + 1) % n;
+        w[R.SQ0TDBL >> 2] = tail;
+      },
+      reap(): number {
+        let k = 0;
+        for (;;) {
+          const st = new DataView(cq.bytes.buffer, cq.bytes.byteOffset + head * 16, 16).getUint16(CQE.STATUS, true);
+          if ((st & 1) !== phase) return k;
+          k++;
+          head = (head + 1) % n;
+          if (head === 0) phase ^= 1;
+          w[R.CQ0HDBL >> 2] = head;
+        }
+      },
+    };
+  }
+
+  it('an exception inside the model stops this controller alone: CSTS.CFS, reason INTERNAL, logged', () => {
+    const logs: string[] = [];
+    let broken = false;
+    model = new NvmeModel({
+      unit: rig.unit, mem: rig.mem, sid: rig.sid, bar, medium: { fd, size: 4 * MiB }, raiseIrq: () => {}, log: (m) => logs.push(m),
+      busMaster: () => {
+        if (broken) throw new Error('bus master lookup broke');
+        return true;
+      },
+    });
+    const q = rawQueues(8);
+    expect(q.w[R.CSTS >> 2]).toBe(NVME_CSTS_RDY);
+    broken = true;
+    q.stage(NVME_OP.FLUSH);
+    expect(() => model.kick()).not.toThrow();
+    expect(q.w[R.CSTS >> 2] & NVME_CSTS_CFS).toBe(NVME_CSTS_CFS);
+    expect(q.w[R.CFS_REASON >> 2]).toBe(NVME_CFS.INTERNAL);
+    expect(logs.join('\n')).toMatch(/internal error: bus master lookup broke/);
+  });
+
+  it('one doorbell fetches a bounded number of commands; the rest follow on later turns', async () => {
+    mk();
+    const q = rawQueues(256);
+    for (let i = 0; i < 200; i++) q.stage(0x7f | (i << 16)); // an unknown opcode: completed at once, no medium
+    model.kick();
+    const now = q.reap();
+    expect(now).toBeGreaterThan(0);
+    expect(now).toBeLessThan(200);
+    let all = now;
+    await until(() => (all += q.reap()) === 200);
+    expect(model.stats.commands).toBe(200);
+  });
+
+  it('a deallocate never punches inside the doorbell, and a later write to its range lands after the hole', async () => {
+    const d = await driver();
+    await io((cb) => d.write(new Uint8Array(16384).fill(0x55), 0, 16384, 64 * 1024, cb));
+    const punch = vi.spyOn(native, 'punchHole');
+    const kick = model.kick.bind(model);
+    let punchedInKick = 0;
+    model.kick = () => {
+      const before = punch.mock.calls.length;
+      kick();
+      punchedInKick += punch.mock.calls.length - before;
+    };
+    try {
+      const discarded = io((cb) => d.discard(64 * 1024, 16384, cb));
+      const rewritten = io((cb) => d.write(new Uint8Array(4096).fill(0x77), 0, 4096, 64 * 1024, cb));
+      const flushed = io((cb) => d.flush(cb));
+      await Promise.all([discarded, rewritten, flushed]);
+      expect(punch).toHaveBeenCalled();
+      expect(punchedInKick).toBe(0);
+    } finally {
+      punch.mockRestore();
+    }
+    const back = new Uint8Array(16384);
+    await io((cb) => d.read(back, 0, back.length, 64 * 1024, cb));
+    expect(back.subarray(0, 4096).every((v) => v === 0x77)).toBe(true);
+    expect(back.subarray(4096).every((v) => v === 0)).toBe(true);
+  });
+
+  it('keeps at most MEDIUM_JOBS of its transfers on the shared threadpool; the rest wait their turn', async () => {
+    const held = new HeldMedium();
+    const d = await driver({}, held);
+    const calls: (Error | null)[] = [];
+    // scattered reads: no two share a transfer
+    for (let i = 0; i < 12; i++) d.read(new Uint8Array(4096), 0, 4096, i * 128 * 1024, (e) => calls.push(e));
+    await held.heldCount(MEDIUM_JOBS);
+    await settle();
+    expect(held.held).toHaveLength(MEDIUM_JOBS);
+    expect(model.busySlots).toBe(12);
+    held.releaseAll();
+    await until(() => calls.length === 12);
+    expect(calls.every((e) => e === null)).toBe(true);
+    expect(model.busySlots).toBe(0);
+  });
+
+  it('an old owner whose page reads all-ones once the transfers returned fails its requests at once, not after the stop timeout', async () => {
+    const held = new HeldMedium();
+    const port = mk(held);
+    const d = new NvmeDriver('t', port, rig.driverMem, 4 * MiB, false, { stopTimeoutMs: 60_000, log: () => {} });
+    await d.start();
+    const calls: (Error | null)[] = [];
+    d.write(new Uint8Array(8192).fill(3), 0, 8192, 0, (e) => calls.push(e));
+    await held.heldCount(1);
+    // what hw does when the device gets a fresh transport: the old model is closed, and once it
+    // has nothing in flight its page reads all-ones and the old owner's interrupt fires
+    model.close();
+    let removed = false;
+    model.whenIdle(() => {
+      removed = true;
+      new Int32Array(bar.buffer).fill(-1);
+      port.raise();
+    });
+    await settle();
+    expect(removed).toBe(false); // the transfer is still moving the owner's memory
+    expect(calls).toEqual([]);
+    held.releaseAll();
+    await until(() => calls.length > 0);
+    expect(removed).toBe(true);
+    expect(calls[0]?.message).toMatch(/gone/);
+    expect(d.removed).toBe(true);
+    expect(d.lost).toBeNull();
+    const later: (Error | null)[] = [];
+    d.read(new Uint8Array(512), 0, 512, 0, (e) => later.push(e));
+    expect(later[0]?.message).toMatch(/gone/);
+    await d.close();
   });
 });

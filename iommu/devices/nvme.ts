@@ -20,7 +20,15 @@
 // The register page is shared with a domain that may be hostile: every value is read once into a
 // local, range-checked, and a bad one stops the controller (CSTS.CFS) or fails the command, never
 // hv. A DMA fault fails just that command with "data transfer error" and the fault in DW0; a
-// fault on the queues themselves is fatal to the controller, as on hardware.
+// fault on the queues themselves is fatal to the controller, as on hardware. An exception in the
+// model itself stops this controller alone (CSTS.CFS, reason INTERNAL), never the process hosting
+// every other domain's devices.
+//
+// One process serves every device, so no controller may hold its event loop or its threadpool:
+// a doorbell fetches at most CMD_BUDGET commands before the rest waits for the next turn, a
+// deallocate punches at most PUNCH_CALLS holes a turn (and no later command is fetched until it
+// is done, so a later write to the range lands after the hole and a flush after both), and at
+// most MEDIUM_JOBS of a controller's transfers sit on the threadpool at once, the rest queued here.
 
 import { fdatasync, read, readv, write, writev } from 'node:fs';
 import { DmaEngine, PageViews, type DmaMemory, type PciFunctionOptions } from './dma.js';
@@ -43,6 +51,13 @@ const K_FLUSH = 3;
 const K_DISCARD = 4;
 /** iovec entries of one preadv/pwritev (Linux's IOV_MAX) */
 const IOV_MAX = 1024;
+/** Commands one doorbell fetches before yielding the event loop to every other device. */
+const CMD_BUDGET = 64;
+/** fallocate(PUNCH_HOLE) calls of a deallocate per event-loop turn, each at most PUNCH_CHUNK. */
+const PUNCH_CALLS = 16;
+const PUNCH_CHUNK = 64 << 20;
+/** Medium transfers of one controller on the shared threadpool at once. */
+export const MEDIUM_JOBS = 4;
 
 /** One in-flight command: preallocated with its segment list and callback, reused. */
 interface Slot {
@@ -66,6 +81,8 @@ interface Slot {
   /** byte offset of this command's data within the batch carrying it */
   batchAt: number;
   done: (err: Error | null, n?: number) => void;
+  /** puts the slot's next medium operation on the threadpool (a queued job) */
+  run: () => void;
 }
 
 /** One vectored medium transfer carrying the data of one or more commands (adjacent blocks). */
@@ -76,6 +93,7 @@ interface Batch {
   readonly iov: Uint8Array[];
   readonly members: Slot[];
   done: (err: Error | null, n?: number) => void;
+  run: () => void;
 }
 const ZERO_CHUNK = 256 * 1024;
 
@@ -107,6 +125,8 @@ export interface NvmeMedium {
 
 export interface NvmeModelOptions extends PciFunctionOptions {
   medium: NvmeMedium;
+  /** medium transfers on the threadpool at once, 1..64; default MEDIUM_JOBS */
+  mediumJobs?: number;
 }
 
 export interface NvmeStats {
@@ -165,6 +185,21 @@ export class NvmeModel {
   private closed = false;
   /** CC.EN was cleared with transfers still running: CSTS.RDY stays 1 until they all returned */
   private draining = false;
+  /** a deallocate in progress: no later command is fetched until it is done */
+  private discarding: Slot | null = null;
+  private readonly punchMore = () => this.punchStep();
+  private rekickPending = false;
+  private readonly rekick = () => {
+    this.rekickPending = false;
+    this.kick();
+  };
+  /** medium jobs waiting for one of this controller's MEDIUM_JOBS places, a ring */
+  private readonly jobs: ((() => void) | null)[] = new Array<(() => void) | null>(2 * MAX_INFLIGHT).fill(null);
+  private jobHead = 0;
+  private jobCount = 0;
+  private jobsRunning = 0;
+  private readonly mediumJobs: number;
+  private idle: (() => void) | null = null;
 
   constructor(private readonly o: NvmeModelOptions) {
     if (o.bar.byteLength < NVME_BAR_SIZE) throw new RangeError('NVMe register page must be 4 KiB');
@@ -173,16 +208,31 @@ export class NvmeModel {
     this.nsze = Math.floor(o.medium.size / 512);
     this.log = o.log ?? (() => {});
     this.io = o.medium.io ?? fsIo;
+    this.mediumJobs = o.mediumJobs ?? MEDIUM_JOBS;
+    if (!(this.mediumJobs >= 1 && this.mediumJobs <= MAX_INFLIGHT)) throw new RangeError(`mediumJobs must be 1..${MAX_INFLIGHT}`);
     for (let i = 0; i < MAX_INFLIGHT; i++) {
       const slot: Slot = {
         index: i, kind: 0, cid: 0, gen: 0, seq: 0, waiting: false, len: 0,
         dma: new DmaEngine(o.unit, o.mem, o.sid, NVME_MDTS_PAGES + 2),
         seg: 0, off: 0, left: 0, pos: 0, ranges: null, rangesDv: null, nr: 0, range: 0, batchAt: 0,
-        done: (err, n) => this.progress(slot, err, n ?? 0),
+        done: (err, n) => {
+          this.jobsRunning--;
+          this.progress(slot, err, n ?? 0);
+          this.startJobs();
+        },
+        run: () => this.runSlot(slot),
       };
       this.slots.push(slot);
       this.freeSlots.push(slot);
-      const b: Batch = { kind: 0, pos: 0, len: 0, iov: [], members: [], done: (err, n) => this.batchDone(b, err, n ?? 0) };
+      const b: Batch = {
+        kind: 0, pos: 0, len: 0, iov: [], members: [],
+        done: (err, n) => {
+          this.jobsRunning--;
+          this.batchDone(b, err, n ?? 0);
+          this.startJobs();
+        },
+        run: () => this.runBatch(b),
+      };
       this.batches.push(b);
     }
     this.reset();
@@ -218,12 +268,36 @@ export class NvmeModel {
     this.enabled = false;
   }
 
+  /**
+   * `cb` runs once none of this model's transfers is in flight any more (busySlots 0): at once
+   * when none is. Only then may its register page tell the old owner the device is gone.
+   */
+  whenIdle(cb: () => void): void {
+    if (this.busySlots === 0) cb();
+    else this.idle = cb;
+  }
+
+  /** The model itself failed (not the driver's doing): this controller stops, nothing else does. */
+  failInternal(why: string): void {
+    if (this.closed) return this.log(`nvme: internal error after the controller was replaced: ${why}`);
+    if (this.fatal) return this.log(`nvme: internal error on a stopped controller: ${why}`);
+    this.die(NVME_CFS.INTERNAL, `internal error: ${why}`);
+  }
+
   get ready(): boolean {
     return this.enabled && !this.fatal;
   }
 
   /** The doorbell: the driver changed CC or a doorbell register. */
   kick(): void {
+    try {
+      this.fetch();
+    } catch (e) {
+      this.failInternal((e as Error).message);
+    }
+  }
+
+  private fetch(): void {
     if (this.kicking || this.closed) return;
     this.kicking = true;
     try {
@@ -235,10 +309,19 @@ export class NvmeModel {
       const sqt = this.regs.get(R.SQ0TDBL) >>> 0;
       if (sqt >= this.sqSize) return this.die(NVME_CFS.BAD_SQ_DOORBELL, `SQ tail doorbell ${sqt} outside a ${this.sqSize}-entry queue`);
       let posted = false;
-      while (this.sqHead !== sqt && !this.fatal && this.enabled) {
+      let budget = CMD_BUDGET;
+      while (this.sqHead !== sqt && !this.fatal && this.enabled && this.discarding === null) {
         // a command is fetched only when its completion is sure to have a slot
         const used = (this.cqTail - this.cqHead + this.cqSize) % this.cqSize;
         if (used + this.inflight >= this.cqSize - 1 || this.inflight >= MAX_INFLIGHT || this.freeSlots.length === 0) break;
+        if (budget-- === 0) {
+          // the rest next turn: the other devices' doorbells and hv's requests go first
+          if (!this.rekickPending) {
+            this.rekickPending = true;
+            setImmediate(this.rekick);
+          }
+          break;
+        }
         if (!this.ctl.read(this.sqBase + this.sqHead * NVME_SQE_SIZE, this.sqe, NVME_SQE_SIZE)) {
           this.noteFault(this.ctl);
           return this.die(NVME_CFS.SQ_FETCH_FAULT, `fetching SQ entry ${this.sqHead} faulted`);
@@ -284,15 +367,40 @@ export class NvmeModel {
         i++;
       }
       this.stats.transfers++;
-      try {
-        if (b.kind === K_READ) this.io.readv(this.o.medium.fd, b.iov, b.pos, b.done);
-        else this.io.writev(this.o.medium.fd, b.iov, b.pos, b.done);
-      } catch (e) {
-        // argument validation in fs (a closed fd, a detached view): fail the commands, not hv
-        this.batchDone(b, e as Error, 0);
-      }
+      this.enqueue(b.run);
     }
     q.length = 0;
+  }
+
+  private runBatch(b: Batch): void {
+    // commands of a reset or replaced controller move nothing more: the reset drains sooner
+    if (!this.current(b.members[0])) return this.batchDone(b, null, b.len);
+    this.jobsRunning++;
+    try {
+      if (b.kind === K_READ) this.io.readv(this.o.medium.fd, b.iov, b.pos, b.done);
+      else this.io.writev(this.o.medium.fd, b.iov, b.pos, b.done);
+    } catch (e) {
+      // argument validation in fs (a closed fd, a detached view): fail the commands, not hv
+      this.jobsRunning--;
+      this.batchDone(b, e as Error, 0);
+    }
+  }
+
+  /** A medium job goes on the threadpool now, or once one of this controller's places frees. */
+  private enqueue(job: () => void): void {
+    if (this.jobsRunning < this.mediumJobs && this.jobCount === 0) return job();
+    this.jobs[(this.jobHead + this.jobCount) % this.jobs.length] = job;
+    this.jobCount++;
+  }
+
+  private startJobs(): void {
+    while (this.jobCount > 0 && this.jobsRunning < this.mediumJobs) {
+      const job = this.jobs[this.jobHead] as () => void;
+      this.jobs[this.jobHead] = null;
+      this.jobHead = (this.jobHead + 1) % this.jobs.length;
+      this.jobCount--;
+      job();
+    }
   }
 
   /** A batch's transfer returned `n` bytes: its commands end, or go on one by one after a short one. */
@@ -315,7 +423,7 @@ export class NvmeModel {
         else this.resume(s, got > 0 ? got : 0);
       }
     } catch (e) {
-      this.log(`nvme: completion failed: ${(e as Error).message}`);
+      this.failInternal(`completion failed: ${(e as Error).message}`);
     } finally {
       q.length = base;
     }
@@ -445,9 +553,16 @@ export class NvmeModel {
     return !this.closed && slot.gen === this.generation;
   }
 
-  /** Starts the next medium operation of a slot on the threadpool. */
+  /** Starts the next medium operation of a slot on the threadpool (or queues it). */
   private issue(slot: Slot): void {
+    this.enqueue(slot.run);
+  }
+
+  private runSlot(slot: Slot): void {
+    // a reset or a new owner since: move nothing more (a flush still runs: it moves no data)
+    if (slot.kind !== K_FLUSH && !this.current(slot)) return this.finish(slot, NVME_SC.SUCCESS, null);
     const fd = this.o.medium.fd;
+    this.jobsRunning++;
     try {
       if (slot.kind === K_READ || slot.kind === K_WRITE) {
         const v = slot.dma.segView[slot.seg] as Uint8Array;
@@ -461,6 +576,7 @@ export class NvmeModel {
       }
     } catch (e) {
       // argument validation in fs (a closed fd, a detached view): fail the command, not hv
+      this.jobsRunning--;
       this.finish(slot, this.failCode(slot), e as Error);
     }
   }
@@ -490,7 +606,7 @@ export class NvmeModel {
       slot.left = slot.dma.segLen[slot.seg];
       this.issue(slot);
     } catch (e) {
-      this.log(`nvme: completion failed: ${(e as Error).message}`);
+      this.failInternal(`completion failed: ${(e as Error).message}`);
     }
   }
 
@@ -505,11 +621,17 @@ export class NvmeModel {
       this.draining = false;
       this.regs.put(R.CSTS, 0);
     }
+    if (slot === this.discarding) this.discarding = null;
     const m = this.o.medium;
     m.busy = (m.busy ?? 1) - 1;
     if (m.busy <= 0 && m.onIdle) {
       const f = m.onIdle;
       m.onIdle = null;
+      f();
+    }
+    if (this.idle !== null && this.freeSlots.length === MAX_INFLIGHT) {
+      const f = this.idle;
+      this.idle = null;
       f();
     }
     if (kind === K_WRITE || kind === K_DISCARD) this.releaseFlushes();
@@ -653,37 +775,39 @@ export class NvmeModel {
         return this.complete(cid, NVME_SC.LBA_OUT_OF_RANGE, 0);
       }
     }
-    // Deallocate: punch holes (the ranges then read as zeroes and free their blocks). Only a
-    // medium that cannot punch holes gets zeroes written, through the async path below.
-    if (this.punchRanges(rdv, nr)) {
-      this.freeSlots.push(slot);
-      this.stats.discards++;
-      return this.complete(cid, NVME_SC.SUCCESS, 0);
-    }
-    this.zeroes ??= new Uint8Array(ZERO_CHUNK);
+    // Deallocate: punch holes (the ranges then read as zeroes and free their blocks), a few a
+    // turn, starting next turn; a medium that cannot punch gets zeroes written instead.
     this.begin(slot, K_DISCARD, cid, 0);
     slot.nr = nr;
     slot.range = -1;
-    if (!this.nextRange(slot)) {
-      this.finish(slot, NVME_SC.SUCCESS, null);
-      return false;
-    }
-    this.issue(slot);
+    slot.left = 0;
+    this.discarding = slot;
+    setImmediate(this.punchMore);
     return false;
   }
 
-  /** True when every range was punched out of the medium; false to fall back to zeroes. */
-  private punchRanges(rdv: DataView, nr: number): boolean {
+  /** Punches the next PUNCH_CALLS pieces of the deallocate in progress. */
+  private punchStep(): void {
+    const slot = this.discarding;
+    if (slot === null || slot.kind !== K_DISCARD) return;
     try {
-      for (let i = 0; i < nr; i++) {
-        const nlb = rdv.getUint32(i * 16 + 4, true);
-        if (nlb === 0) continue;
-        const slba = rdv.getUint32(i * 16 + 8, true) + rdv.getUint32(i * 16 + 12, true) * TWO32;
-        native.punchHole(this.o.medium.fd, slba * 512, nlb * 512);
+      if (!this.current(slot)) return this.finish(slot, NVME_SC.SUCCESS, null);
+      for (let calls = 0; calls < PUNCH_CALLS; calls++) {
+        if (slot.left === 0 && !this.nextRange(slot)) return this.finish(slot, NVME_SC.SUCCESS, null);
+        const n = slot.left < PUNCH_CHUNK ? slot.left : PUNCH_CHUNK;
+        try {
+          native.punchHole(this.o.medium.fd, slot.pos, n);
+        } catch {
+          // no hole punching here: the rest (from this piece on) as written zeroes, off the loop
+          this.zeroes ??= new Uint8Array(ZERO_CHUNK);
+          return this.issue(slot);
+        }
+        slot.pos += n;
+        slot.left -= n;
       }
-      return true;
-    } catch {
-      return false;
+      setImmediate(this.punchMore);
+    } catch (e) {
+      this.failInternal(`deallocate failed: ${(e as Error).message}`);
     }
   }
 

@@ -223,3 +223,30 @@ describe('fault recording', () => {
     expect(after).toEqual(before);
   });
 });
+
+describe('fault notices: only what changes the fault registers', () => {
+  it('a device faulting at will makes one notice per new record and one for the overflow, and is counted otherwise', () => {
+    const notices: string[] = [];
+    const tb = makeTestbed({ faultRecords: 2, onFaultNotice: (f) => notices.push(`${f.sid}:${f.disposition}`) });
+    tb.attach(3, 0, 1);
+    tb.attach(4, 0, 1, { fpd: true });
+    // one source faulting 1000 times: the first is recorded, the rest collapse onto it
+    for (let i = 0; i < 1000; i++) fault(tb, SID, 0x1000 + i * 4096, 'r');
+    expect(notices).toEqual([`${SID}:recorded`]);
+    // FPD: nothing recorded, nothing sent
+    for (let i = 0; i < 10; i++) fault(tb, sidOf(4, 0, 0), 0x1000, 'w');
+    // a second source fills the last record, a third overflows it, once; further overflows are quiet
+    fault(tb, sidOf(5, 0, 0), 0x1000, 'r');
+    for (let i = 0; i < 50; i++) fault(tb, sidOf(6, 0, 0), 0x1000, 'r');
+    expect(notices).toEqual([`${SID}:recorded`, `${sidOf(5, 0, 0)}:recorded`, `${sidOf(6, 0, 0)}:overflow`]);
+    expect(tb.unit.stats).toMatchObject({ faults: 1061, faultsCollapsed: 999, faultsSuppressed: 10, faultsOverflowed: 50 });
+    // every fault still reaches onFault, as the in-process platform attributes each one
+    expect(tb.faults).toHaveLength(1061);
+    // software clears PFO and the records: the next overflow is a new one and is told again
+    tb.drv.drainFaults();
+    fault(tb, sidOf(5, 0, 0), 0x1000, 'r');
+    fault(tb, sidOf(6, 0, 0), 0x1000, 'r');
+    fault(tb, sidOf(7, 0, 0), 0x1000, 'r');
+    expect(notices.slice(3)).toEqual([`${sidOf(5, 0, 0)}:recorded`, `${sidOf(6, 0, 0)}:recorded`, `${sidOf(7, 0, 0)}:overflow`]);
+  });
+});

@@ -81,7 +81,14 @@ export interface VtdUnitOptions {
   /** Fault recording registers (CAP.NFR + 1). Default 8. */
   faultRecords?: number;
   log?: (msg: string) => void;
+  /** Every fault, whatever became of it. */
   onFault?: (f: FaultInfo) => void;
+  /**
+   * Only the faults that change what the fault registers show software: a new FRCD record, or the
+   * one that set FSTS.PFO. A device can fault at will; collapsed, suppressed and further
+   * overflowed faults are only counted (stats), so they never become one message each.
+   */
+  onFaultNotice?: (f: FaultInfo) => void;
   onInterrupt?: (m: InterruptMessage) => void;
 }
 
@@ -116,6 +123,12 @@ export interface UnitStats {
   iotlbMisses: number;
   walks: number;
   faults: number;
+  /** faults the same source id's pending record already stood for */
+  faultsCollapsed: number;
+  /** faults with no free record (PFO set by one of them or already) */
+  faultsOverflowed: number;
+  /** faults FPD kept out of the records */
+  faultsSuppressed: number;
 }
 
 export class VtdUnit {
@@ -123,10 +136,13 @@ export class VtdUnit {
   readonly contextCache = new ContextCache();
   readonly iotlb: Iotlb;
   readonly caps: Readonly<VtdCaps>;
-  readonly stats: UnitStats = { translations: 0, iotlbHits: 0, iotlbMisses: 0, walks: 0, faults: 0 };
+  readonly stats: UnitStats = {
+    translations: 0, iotlbHits: 0, iotlbMisses: 0, walks: 0, faults: 0, faultsCollapsed: 0, faultsOverflowed: 0, faultsSuppressed: 0,
+  };
   /** Bench/diagnostic switch: when false every translation walks (nothing is looked up or filled). */
   iotlbEnabled = true;
   onFault: ((f: FaultInfo) => void) | undefined;
+  onFaultNotice: ((f: FaultInfo) => void) | undefined;
   onInterrupt: ((m: InterruptMessage) => void) | undefined;
 
   private readonly faults: FaultRecorder;
@@ -162,6 +178,7 @@ export class VtdUnit {
     });
     this.log = opts.log ?? (() => {});
     this.onFault = opts.onFault;
+    this.onFaultNotice = opts.onFaultNotice;
     this.onInterrupt = opts.onInterrupt;
     this.regs = new RegisterFile(nfr, (m) => this.log(`vt-d: ${m}`));
     this.regs.set32(REG.VER, 0x10);
@@ -493,16 +510,23 @@ export class VtdUnit {
     this.stats.faults++;
     let disposition: FaultInfo['disposition'] = 'suppressed';
     let record = -1;
+    let notice = false;
     if (!(fpd && isQualifiedFault(reason))) {
+      const overflowedBefore = (this.regs.get32(REG.FSTS) & FSTS_PFO) !== 0;
       const r = this.faults.record(sid, iova, reason, isWrite);
       disposition = r.disposition;
       record = r.index;
+      notice = disposition === 'recorded' || (disposition === 'overflow' && !overflowedBefore);
     }
-    if (this.onFault !== undefined) {
+    if (disposition === 'collapsed') this.stats.faultsCollapsed++;
+    else if (disposition === 'overflow') this.stats.faultsOverflowed++;
+    else if (disposition === 'suppressed') this.stats.faultsSuppressed++;
+    if (this.onFault !== undefined || (notice && this.onFaultNotice !== undefined)) {
       const info: FaultInfo = { sid, iova, reason, write: isWrite, disposition };
       if (record >= 0) info.record = record;
       if (did >= 0) info.did = did;
-      this.onFault(info);
+      this.onFault?.(info);
+      if (notice) this.onFaultNotice?.(info);
     }
     return -reason;
   }

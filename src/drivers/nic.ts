@@ -7,6 +7,10 @@
 // enables them and takes GSO frames and blank checksums from the switch as they are: each goes
 // out behind an offload header, a 64 KiB super-frame in one descriptor. Otherwise (a cable, a NIC
 // without offloads, or `offloads: false`) it is a plain NIC and the switch segments in software.
+//
+// A register page that reads all-ones is a NIC that is gone (hw replaced or lost it, the way a
+// surprise-removed PCIe device reads); hw writes it only once the NIC moves no data, so the
+// frames still waiting to be sent are dropped at once and nothing more goes to it.
 import type { Domain } from '../domain/runtime.js';
 import { IPPROTO_TCP, newL4Info, parseL4 } from '../netif/headers.js';
 import { newPacketMeta, type PacketMeta } from '../netif/meta.js';
@@ -16,7 +20,7 @@ import type { Uplink, UplinkSink } from '../netswitch/uplink.js';
 import { XEN_NETIF_GSO_TYPE_NONE, XEN_NETIF_GSO_TYPE_TCPV4 } from '../abi/netif.js';
 import {
   DESC, DESC_CMD_OFFLOAD, DESC_CSUM_BLANK, DESC_DATA_VALID, DESC_DD, DESC_ERR, NIC_CAP, NIC_CTRL_EN, NIC_DESC_SIZE, NIC_GSO,
-  NIC_MAX_FRAME, NIC_MAX_TSO_FRAME, NIC_REG as R, NIC_STATUS_FATAL, NIC_TX_HDR_SIZE, TX_HDR, TX_HDR_F_CSUM,
+  NIC_MAX_FRAME, NIC_MAX_TSO_FRAME, NIC_REG as R, NIC_REG_REMOVED, NIC_STATUS_FATAL, NIC_TX_HDR_SIZE, TX_HDR, TX_HDR_F_CSUM,
 } from '../../iommu/devices/nic-abi.js';
 import { domainMemory, PciPort, type DevicePort, type DmaPages, type DriverMemory } from './port.js';
 
@@ -86,6 +90,7 @@ export class NicDriver implements Uplink {
   private rxTail = 0;
   private readable: (() => void) | null = null;
   private closed = false;
+  private gone = false;
 
   constructor(
     readonly name: string,
@@ -120,6 +125,7 @@ export class NicDriver implements Uplink {
     this.txAt = new Int32Array(n);
     this.rxBufs = mem.alloc((n * BUF) / 4096);
     port.onIrq(() => {
+      if (this.removed) return this.goneNow();
       this.reclaim();
       this.readable?.();
     });
@@ -155,6 +161,11 @@ export class NicDriver implements Uplink {
     return (Atomics.load(this.regs, R.STATUS >> 2) & NIC_STATUS_FATAL) !== 0;
   }
 
+  /** The register page reads all-ones: the NIC is gone, and stopped. */
+  get removed(): boolean {
+    return this.gone || Atomics.load(this.regs, R.STATUS >> 2) === NIC_REG_REMOVED;
+  }
+
   counters(): NicCounters {
     const r = (off: number) => Atomics.load(this.regs, off >> 2) >>> 0;
     return {
@@ -171,7 +182,7 @@ export class NicDriver implements Uplink {
     let n = 0;
     const dv = this.rxDv;
     let posted = false;
-    while (n < max && !this.closed) {
+    while (n < max && !this.closed && !this.gone) {
       const d = this.rxNext * NIC_DESC_SIZE;
       const status = dv.getUint16(d + DESC.STATUS, true);
       if ((status & DESC_DD) === 0) break;
@@ -202,6 +213,11 @@ export class NicDriver implements Uplink {
 
   transmit(f: SwitchFrame): boolean {
     if (this.closed) return false;
+    if (this.gone || this.removed) {
+      this.goneNow();
+      this.drops.tx++;
+      return false;
+    }
     const mode = this.txMode(f);
     if (mode === null) {
       this.drops.txUnsupported++;
@@ -294,6 +310,20 @@ export class NicDriver implements Uplink {
     Atomics.store(this.regs, R.CTRL >> 2, 0);
     this.port.ring();
     this.port.close();
+  }
+
+  /**
+   * The NIC is gone: the descriptors it never finished are dropped (counted), their arena space
+   * free; it moves no data any more, so nothing of theirs is in use.
+   */
+  private goneNow(): void {
+    if (this.gone) return;
+    this.gone = true;
+    while (this.txClean !== this.txTail) {
+      this.drops.tx++;
+      this.txClean = (this.txClean + 1) % this.size;
+    }
+    this.aHead = this.aTail = 0;
   }
 
   /** Transmit descriptors the device finished are free again. */

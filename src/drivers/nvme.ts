@@ -12,11 +12,15 @@
 // it touches no host memory any more, and only then fails what is outstanding (its callers may then
 // unmap that memory). A controller that never drops RDY is lost: requests it holds stay parked,
 // uncompleted, and the owner hears of it through onLost so it keeps their memory mapped.
+//
+// A register page that reads all-ones is a device that is gone (hw replaced or lost it, the way a
+// surprise-removed PCIe device reads): hw writes it only once the controller has nothing in flight,
+// so it counts as stopped, and what is outstanding fails at once instead of after the timeout.
 import { BlockDeviceError, type DmaBlockDevice, type DmaList, type IoDone } from '../blkdev/device.js';
 import type { Domain } from '../domain/runtime.js';
 import {
-  CQE, NVME_CC_EN, NVME_CQE_SIZE, NVME_CSTS_CFS, NVME_CSTS_RDY, NVME_DSM_AD, NVME_OP, NVME_REG as R, NVME_SQE_SIZE,
-  SQE, statusCode, statusText,
+  CQE, NVME_CC_EN, NVME_CQE_SIZE, NVME_CSTS_CFS, NVME_CSTS_RDY, NVME_DSM_AD, NVME_OP, NVME_REG as R, NVME_REG_REMOVED,
+  NVME_SQE_SIZE, SQE, statusCode, statusText,
 } from '../../iommu/devices/nvme-abi.js';
 import { domainMemory, PciPort, type DevicePort, type DmaPages, type DriverMemory } from './port.js';
 import { PRP_LIST_ENTRIES, PrpCursor, prpBytes } from './nvme-prp.js';
@@ -167,6 +171,7 @@ export class NvmeDriver implements DmaBlockDevice {
     const end = Date.now() + timeoutMs;
     for (;;) {
       const csts = Atomics.load(this.regs, R.CSTS >> 2);
+      if (csts === NVME_REG_REMOVED) throw new BlockDeviceError('ENODEV', `${this.name}: the controller is gone (its registers read all-ones)`);
       if ((csts & NVME_CSTS_CFS) !== 0) throw new BlockDeviceError('EIO', `${this.name}: controller failed to start (fatal status, reason ${Atomics.load(this.regs, R.CFS_REASON >> 2)})`);
       if ((csts & NVME_CSTS_RDY) !== 0) {
         // MDTS bounds every command; one list page (no chaining) bounds a dma command too
@@ -224,6 +229,11 @@ export class NvmeDriver implements DmaBlockDevice {
     return this.lostWhy;
   }
 
+  /** The register page reads all-ones: the device is gone, and stopped. */
+  get removed(): boolean {
+    return Atomics.load(this.regs, R.CSTS >> 2) === NVME_REG_REMOVED;
+  }
+
   flush(done: IoDone): void {
     this.submit(OP_FLUSH, null, 0, null, 0, 0, done);
   }
@@ -253,16 +263,18 @@ export class NvmeDriver implements DmaBlockDevice {
     return this.stopping;
   }
 
-  /** Clears CC.EN; true once the controller drops RDY within `timeoutMs`. */
+  /** Clears CC.EN; true once the controller drops RDY within `timeoutMs`, or is gone. */
   private async disable(timeoutMs: number): Promise<boolean> {
     Atomics.store(this.regs, R.CC >> 2, 0);
     this.port.ring();
     const end = Date.now() + timeoutMs;
-    while ((Atomics.load(this.regs, R.CSTS >> 2) & NVME_CSTS_RDY) !== 0) {
+    for (;;) {
+      const csts = Atomics.load(this.regs, R.CSTS >> 2);
+      // all-ones has RDY set too, but hw writes it only once nothing is in flight
+      if (csts === NVME_REG_REMOVED || (csts & NVME_CSTS_RDY) === 0) return true;
       if (Date.now() > end) return false;
       await new Promise((r) => setTimeout(r, 2));
     }
-    return true;
   }
 
   private declareLost(): void {
@@ -410,6 +422,18 @@ export class NvmeDriver implements DmaBlockDevice {
       if (op.pending === 0 && op.issued >= op.length) this.finish(op);
     }
     const csts = Atomics.load(this.regs, R.CSTS >> 2);
+    if (csts === NVME_REG_REMOVED && this.dead === null) {
+      this.dead = new BlockDeviceError('ENODEV', `${this.name}: the controller is gone (its registers read all-ones: reassigned, reset, or hw stopped)`);
+      this.log(this.dead.message);
+      void this.stop(this.dead);
+      return;
+    }
+    if (csts === NVME_REG_REMOVED && this.lostWhy !== null && (this.slots.some((sl) => sl.op !== null) || this.waiting.length > 0)) {
+      // it did stop after all, later than we waited: what it held is safe to fail now
+      this.log(`${this.name}: the lost controller is gone now (registers read all-ones): failing the requests it held`);
+      this.failAll(this.dead ?? new BlockDeviceError('ENODEV', `${this.name}: the controller is gone`));
+      return;
+    }
     if ((csts & NVME_CSTS_CFS) !== 0 && this.dead === null) {
       this.dead = new BlockDeviceError('EIO', `${this.name}: controller fatal status (reason ${Atomics.load(this.regs, R.CFS_REASON >> 2)})`);
       void this.stop(this.dead);

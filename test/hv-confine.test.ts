@@ -2,12 +2,13 @@
 // toolstack listed, holds no capability, and can signal or trace nothing outside itself. These
 // run real probe processes; the Landlock checks skip only on a kernel without Landlock.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { confineArgs, confineLauncher } from '../domains/hv/confine.js';
 import { TestPlatform, type Probe } from './support/platform.js';
+import { createGuestNetns, deleteNetns } from '../domains/dom0/netns.js';
 
 const launcher = confineLauncher();
 
@@ -117,8 +118,26 @@ describe('confined driver domains', () => {
       [{ ro: Array.from({ length: 65 }, (_, i) => `/f${i}`), rw: [], netAdmin: false }, /at most 64/],
       [{ ro: [], rw: [], netAdmin: 'yes' }, /netAdmin must be true or false/],
       [{ rw: [], netAdmin: false }, /confine\.ro must be an array/],
+      [{ ro: [], rw: [], netAdmin: false, sockDir: 'nbd' }, /confine\.sockDir "nbd" must be a normalised absolute path/],
+      [{ ro: [], rw: [], netAdmin: false, sockDir: '/state/nbd/../../etc' }, /confine\.sockDir .*normalised absolute path/],
+      [{ ro: [], rw: [], netAdmin: false, sockDir: '/' }, /confine\.sockDir .*below \//],
+      [{ ro: [], rw: [], netAdmin: false, sockDir: 7 }, /confine\.sockDir must be a path/],
+      [{ ro: [], rw: [], netAdmin: false, sockDir: `/${'a'.repeat(5000)}` }, /confine\.sockDir must be a path of 1\.\.4096/],
+      [{ ro: [], rw: [], netAdmin: true, netns: '../../proc/1/ns/net' }, /confine\.netns .* must be a namespace name under \/run\/netns/],
+      [{ ro: [], rw: [], netAdmin: true, netns: '..' }, /confine\.netns/],
+      [{ ro: [], rw: [], netAdmin: true, netns: 'a'.repeat(16) }, /confine\.netns/],
+      [{ ro: [], rw: [], netAdmin: true, netns: '' }, /confine\.netns/],
+      [{ ro: [], rw: [], netAdmin: true, netns: ['x'] }, /confine\.netns "object"/],
     ];
     for (const [confine, re] of cases) await expect(t.dom0.call('domain_create', { ...base, confine } as never)).rejects.toThrow(re);
+  });
+
+  it('passes a guest its socket directory and namespace, and keeps the capability last', () => {
+    const args = confineArgs({ ro: [], rw: ['/dev/net/tun'], netAdmin: true, sockDir: '/state/nbd/guest/g1', netns: 'rs-g1' }, ['/opt/rs/dist/domains']);
+    expect(args.slice(-7)).toEqual(['--sock-dir', '/state/nbd/guest/g1', '--netns', '/run/netns/rs-g1', '--keep-cap', 'net_admin', '--']);
+    // without them, neither option appears
+    const plain = confineArgs({ ro: [], rw: [], netAdmin: false }, ['/opt/rs/dist/domains']);
+    expect(plain.filter((a) => a === '--sock-dir' || a === '--netns' || a === '--keep-cap')).toEqual([]);
   });
 
   it('passes the toolstack paths and nothing wider to the launcher', () => {
@@ -132,5 +151,58 @@ describe('confined driver domains', () => {
     const writable = [...pairs].filter(([, k]) => k.some((x) => x.startsWith('--rw'))).map(([p]) => p).sort();
     expect(writable).toEqual(['/dev/null', '/srv/b.img']);
     expect(pairs.has('/')).toBe(false);
+  });
+});
+
+// A guest: its own network namespace (owned by its own user namespace, as dom0 makes it), the
+// capability to build a TAP there and nowhere else, and a directory for its export sockets.
+const netUnsupported = process.getuid?.() !== 0 ? 'not root' : !existsSync('/dev/net/tun') ? 'no /dev/net/tun' : null;
+
+describe.skipIf(netUnsupported !== null)('a confined guest in its own network namespace', () => {
+  const NS = `rsc${process.pid % 100000}g`;
+  let t: TestPlatform;
+  let dir: string;
+  let guest: Probe;
+
+  beforeAll(async () => {
+    t = new TestPlatform();
+    dir = mkdtempSync(join(tmpdir(), 'ringside-guestns-'));
+    mkdirSync(join(dir, 'exports'));
+    await createGuestNetns(NS);
+    guest = await t.probe('guestns', { confine: { ro: [], rw: ['/dev/net/tun'], netAdmin: true, sockDir: join(dir, 'exports'), netns: NS } });
+  });
+  afterAll(async () => {
+    await t?.close();
+    await deleteNetns(NS).catch(() => undefined);
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  const pidOf = (p: Probe) => t.hv.list().find((d) => d.domid === p.domid)?.pid as number;
+
+  it('holds CAP_NET_ADMIN only, inside the namespace dom0 made, under a user namespace that is not the host\'s', async () => {
+    expect(await guest.cmd('status')).toMatchObject({ capEff: '0000000000001000', noNewPrivs: '1' });
+    const pid = pidOf(guest);
+    expect(statSync(`/proc/${pid}/ns/net`).ino).toBe(statSync(`/run/netns/${NS}`).ino);
+    expect(readlinkSync(`/proc/${pid}/ns/user`)).not.toBe(readlinkSync('/proc/self/ns/user'));
+  });
+
+  it.skipIf(missing !== null)('cannot list or read its socket directory (only make and remove names there)', async () => {
+    writeFileSync(join(dir, 'exports', 'left.sock'), '');
+    expect(await guest.cmd('tryOpen', { path: join(dir, 'exports') })).toEqual({ ok: false, code: 'EACCES' });
+    expect(await guest.cmd('tryOpen', { path: join(dir, 'exports', 'left.sock') })).toEqual({ ok: false, code: 'EACCES' });
+  });
+
+  it('refuses a namespace the host\'s user namespace owns: the domain does not start', async () => {
+    const hostNs = `${NS}h`;
+    const r = spawnSync('ip', ['netns', 'add', hostNs], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    try {
+      const { result } = await t.dom0.call('domain_create', { name: 'hostns', kind: 'probe', memoryMiB: 64, ioFrames: 1, grantFrames: 1, confine: { ro: [], rw: [], netAdmin: true, netns: hostNs } });
+      await t.dom0.call('domain_unpause', { domid: result.domid, bootArgs: new Uint8Array() });
+      await t.waitEvent((e) => e.event === 'domain_died' && e.domid === result.domid);
+      expect(t.logs.join('\n')).toMatch(/belongs to the host's user namespace, where CAP_NET_ADMIN reaches every namespace/);
+    } finally {
+      spawnSync('ip', ['netns', 'del', hostNs]);
+    }
   });
 });

@@ -1,10 +1,29 @@
-// What a confined driver domain may touch, decided by the toolstack from the system config: the
-// raw images it serves (read-write, or read-only for mode=r disks) and, for a TAP uplink, the
-// tun device plus CAP_NET_ADMIN. hv adds only what any domain needs to run at all.
+// What a confined domain may touch, decided by the toolstack from the system config. A driver
+// domain: the raw images it serves (read-write, or read-only for mode=r disks) and, for a TAP
+// uplink, the tun device plus CAP_NET_ADMIN. A guest: its own directory for NBD export sockets,
+// and for vifs the tun device, its network namespace and CAP_NET_ADMIN inside it (no media: its
+// disks are reached through blkfront). hv adds only what any domain needs to run at all.
+import { join } from 'node:path';
 import type { SystemConfig, SystemDomain } from '../../src/config/system.js';
+import { vifNetns } from '../../src/config/vif.js';
 import type { ConfineSpec } from '../../src/hypercall/protocol.js';
 
-export function confineFor(cfg: SystemDomain, sys: SystemConfig): ConfineSpec {
+/**
+ * Where a guest binds its NBD exports: a directory of its own, so the right to make and remove
+ * sockets there cannot reach another guest's export. Users keep connecting to
+ * `<nbd>/<guest>-<vdev>.sock`, a link dom0 makes into this directory (see exportLink).
+ */
+export function guestExportDir(nbdDir: string, guest: string): string {
+  return join(nbdDir, 'guest', guest);
+}
+
+/** The path a user connects to, and where it points (relative, inside the nbd directory). */
+export function exportLink(nbdDir: string, guest: string, vdev: string): { path: string; target: string } {
+  return { path: join(nbdDir, `${guest}-${vdev}.sock`), target: join('guest', guest, `${vdev}.sock`) };
+}
+
+export function confineFor(cfg: SystemDomain, sys: SystemConfig, nbdDir: string): ConfineSpec {
+  if (cfg.role === 'guest') return guestConfine(cfg, nbdDir);
   const ro = new Set<string>();
   const rw = new Set<string>();
   for (const d of sys.domains) {
@@ -17,4 +36,15 @@ export function confineFor(cfg: SystemDomain, sys: SystemConfig): ConfineSpec {
   for (const p of rw) ro.delete(p);
   if (cfg.uplink) rw.add('/dev/net/tun');
   return { ro: [...ro], rw: [...rw], netAdmin: cfg.uplink !== undefined };
+}
+
+function guestConfine(cfg: SystemDomain, nbdDir: string): ConfineSpec {
+  const spec: ConfineSpec = { ro: [], rw: [], netAdmin: false, sockDir: guestExportDir(nbdDir, cfg.name) };
+  if (cfg.vifs.length > 0) {
+    // config checking made every vif name the same namespace (a confined guest has one)
+    spec.netns = vifNetns(cfg.name, cfg.vifs[0]);
+    spec.rw.push('/dev/net/tun');
+    spec.netAdmin = true;
+  }
+  return spec;
 }

@@ -2,8 +2,7 @@
 // driver domains before the guests they serve, and restarts a crashed driver domain under the
 // same domid so its frontends reconnect to the same backend paths. It holds no device and maps
 // no guest memory (hv's policy would refuse it anyway).
-import { existsSync, mkdirSync } from 'node:fs';
-import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, rmSync, symlinkSync } from 'node:fs';
 import { pack } from 'msgpackr';
 import { XenbusState, parseXenbusState } from '../../src/abi/xenbus.js';
 import { loadSystem, type SystemConfig, type SystemDomain } from '../../src/config/system.js';
@@ -19,11 +18,11 @@ import type { DomainBootArgs } from '../../src/domain/bootargs.js';
 import { dompath, restorePerms, writeDomainNodes, writeVbd, writeVif, type DevicePaths, type Ends } from './xsnodes.js';
 import type { DiskSpec } from '../../src/config/disk.js';
 import type { VifSpec } from '../../src/config/vif.js';
-import { confineFor } from './confine.js';
+import { confineFor, exportLink, guestExportDir } from './confine.js';
+import { vifNetns } from '../../src/config/vif.js';
+import { createGuestNetns, deleteNetns } from './netns.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const run = (cmd: string, args: string[]) =>
-  new Promise<number>((resolve) => execFile(cmd, args, { timeout: 10_000 }, (err) => resolve(err ? 1 : 0)));
 /** How long a domain gets to stop cleanly before it is destroyed. */
 const SHUTDOWN_MS = 5000;
 
@@ -54,6 +53,8 @@ export class Toolstack {
   private xenstoredDomid = -1;
   private readonly managed = new Map<string, Managed>();
   private stopping = false;
+  /** host cleanups still running (namespaces being removed): `down` waits for them */
+  private readonly cleanups = new Set<Promise<void>>();
   private built: Promise<void> | null = null;
   private buildError: Error | null = null;
 
@@ -128,7 +129,22 @@ export class Toolstack {
     return d.type === 'vbd' ? writeVbd(tx, fe, d.backendId, d.spec, ends) : writeVif(tx, fe, d.backendId, d.spec, ends);
   }
 
+  /**
+   * The host side of a guest, made before it runs (what Xen's hotplug scripts do): its network
+   * namespace(s), fresh, and its export directory with the links users connect to.
+   */
+  private async prepareGuestHost(cfg: SystemDomain): Promise<void> {
+    for (const ns of guestNamespaces(cfg)) await createGuestNetns(ns);
+    mkdirSync(guestExportDir(this.state.nbd, cfg.name), { recursive: true, mode: 0o700 });
+    for (const disk of cfg.disks) {
+      const link = exportLink(this.state.nbd, cfg.name, disk.vdev);
+      rmSync(link.path, { force: true });
+      symlinkSync(link.target, link.path);
+    }
+  }
+
   private async startDomain(cfg: SystemDomain, domid?: number, previous?: Managed, beforeUnpause?: () => Promise<void>): Promise<Managed> {
+    if (cfg.role === 'guest') await this.prepareGuestHost(cfg);
     const { result } = await this.dom.hc.call('domain_create', {
       name: cfg.name,
       kind: cfg.role,
@@ -136,7 +152,7 @@ export class Toolstack {
       ioFrames: ioFramesFor(cfg.memoryMiB),
       grantFrames: cfg.role === 'guest' ? 8 : 1,
       ...(domid !== undefined ? { domid } : {}),
-      ...(cfg.seccomp && cfg.driverDomain ? { confine: confineFor(cfg, this.sys) } : {}),
+      ...(cfg.seccomp ? { confine: confineFor(cfg, this.sys, this.state.nbd) } : {}),
     });
     const m: Managed = previous ?? { cfg, domid: result.domid, restarts: 0, devices: [], lastStart: Date.now(), dead: false };
     m.domid = result.domid;
@@ -157,7 +173,7 @@ export class Toolstack {
     const boot: DomainBootArgs = {
       xenstore: `${this.state.xenstoreDomains}/domain-${m.domid}.sock`,
       stateDir: this.state.dir,
-      nbdDir: this.state.nbd,
+      nbdDir: cfg.role === 'guest' ? guestExportDir(this.state.nbd, cfg.name) : this.state.nbd,
       seccomp: cfg.seccomp,
       devices: cfg.assigned.map((b) => ({ bdf: formatBdf(b), type: this.sys.host.devices.find((h) => bdfEqual(h.bdf, b))?.type ?? 'unknown' })),
       ...(cfg.uplink ? { uplink: cfg.uplink.name } : {}),
@@ -181,12 +197,14 @@ export class Toolstack {
       for (const disk of m.cfg.disks) {
         const be = this.backendId(disk.backend);
         const paths = await writeVbd(tx, fe, be, disk);
-        m.devices.push({ type: 'vbd', spec: disk, devid: disk.devid, name: disk.vdev, paths, backendId: be, export: `${this.state.nbd}/${m.cfg.name}-${disk.vdev}.sock` });
+        m.devices.push({ type: 'vbd', spec: disk, devid: disk.devid, name: disk.vdev, paths, backendId: be, export: exportLink(this.state.nbd, m.cfg.name, disk.vdev).path });
       }
-      for (const vif of m.cfg.vifs) {
-        const be = this.backendId(vif.backend);
+      for (const v of m.cfg.vifs) {
+        const be = this.backendId(v.backend);
+        // the guest is told its namespace, default included: dom0 made it
+        const vif = { ...v, netns: vifNetns(m.cfg.name, v) };
         const paths = await writeVif(tx, fe, be, vif);
-        m.devices.push({ type: 'vif', spec: vif, devid: vif.devid, name: vif.mac, paths, backendId: be, export: vif.netns ? `netns ${vif.netns}` : undefined });
+        m.devices.push({ type: 'vif', spec: vif, devid: vif.devid, name: vif.mac, paths, backendId: be, export: `netns ${vif.netns}` });
       }
     });
   }
@@ -225,7 +243,7 @@ export class Toolstack {
       const m = [...this.managed.values()].find((x) => x.domid === ev.domid && !x.dead);
       if (m) {
         m.dead = true;
-        void this.cleanupHost(m);
+        this.track(this.cleanupHost(m));
       }
       return;
     }
@@ -245,7 +263,7 @@ export class Toolstack {
       .catch(() => undefined)
       .then(() => {
         if (m.cfg.onCrash === 'restart') return this.restart(m, 'crashed');
-        if (m.cfg.onCrash === 'destroy') return this.removeDomainNodes(m).then(() => this.cleanupHost(m));
+        if (m.cfg.onCrash === 'destroy') return this.removeDomainNodes(m).then(() => this.track(this.cleanupHost(m)));
       })
       .catch((e: Error) => this.log(`dom0: handling the death of ${m.cfg.name} failed: ${e.message}`));
   }
@@ -277,16 +295,24 @@ export class Toolstack {
     });
   }
 
+  private track(p: Promise<void>): Promise<void> {
+    this.cleanups.add(p);
+    return p.finally(() => this.cleanups.delete(p));
+  }
+
   /**
    * What a hotplug "offline" script does in Xen: a guest that is gone for good leaves no network
-   * namespace behind. A guest that stopped cleanly has removed its own; after a crash the
-   * namespace is empty (its TAP died with the process) and dom0 removes it.
+   * namespace behind. dom0 made it, dom0 removes it; it is empty by now (the TAP went with the
+   * guest's descriptor).
    */
   private async cleanupHost(m: Managed): Promise<void> {
-    for (const vif of m.cfg.vifs) {
-      if (!vif.netns) continue;
-      const r = await run('ip', ['netns', 'delete', vif.netns]);
-      if (r === 0) this.log(`dom0: removed network namespace ${vif.netns} of ${m.cfg.name}`);
+    for (const ns of guestNamespaces(m.cfg)) {
+      try {
+        await deleteNetns(ns);
+        this.log(`dom0: removed network namespace ${ns} of ${m.cfg.name}`);
+      } catch {
+        /* already gone */
+      }
     }
   }
 
@@ -369,8 +395,14 @@ export class Toolstack {
     };
     await stop(all.filter((m) => m.cfg.role === 'guest'));
     await stop(all.filter((m) => m.cfg.role !== 'guest'));
+    await Promise.all([...this.cleanups]);
     await this.xs?.close().catch(() => undefined);
     if (this.xenstoredDomid >= 0) await this.dom.hc.call('domain_destroy', { domid: this.xenstoredDomid }).catch(() => undefined);
     await this.dom.hc.call('hv_shutdown', {});
   }
+}
+
+/** The namespaces a guest's vifs live in (one, when it is confined). */
+function guestNamespaces(cfg: SystemDomain): string[] {
+  return [...new Set(cfg.vifs.map((v) => vifNetns(cfg.name, v)))];
 }

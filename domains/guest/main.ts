@@ -1,5 +1,7 @@
 // Guest domain entry point: boot, connect to xenstore, and bring up a frontend for every device
 // the toolstack gave us: each vbd becomes an NBD export, each vif a TAP in the guest's netns.
+// Confined (the default), the process already lives in that namespace, holding CAP_NET_ADMIN
+// there only, and may make sockets in its export directory and nothing else on the filesystem.
 import { Domain } from '../../src/domain/runtime.js';
 import { connectXenstore } from '../../src/domain/xenstore.js';
 import { DeviceDirWatcher } from '../../src/xenbus/device.js';

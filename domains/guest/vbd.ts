@@ -34,7 +34,8 @@ export class VbdFrontend {
     const dev = (await xb.readOther('dev')) ?? String(handle);
     if (!/^[a-z0-9]{1,16}$/.test(dev)) throw new Error(`backend's dev = ${JSON.stringify(dev.slice(0, 20))} is not a device name`);
     const front = new Blkfront({ grants: dom.grants, frames: dom.frames, evtchn: dom.evtchn, log }, { name: dev, handle });
-    const f = new VbdFrontend(xb, front, `${args.nbdDir}/${dom.name}-${dev}.sock`, dev, log);
+    // nbdDir is this guest's own export directory (dom0 links <name>-<dev>.sock to it)
+    const f = new VbdFrontend(xb, front, `${args.nbdDir}/${dev}.sock`, dev, log);
     front.onFault((reason) => f.serial.run(async () => {
       await f.drop(`backend misbehaved: ${reason}`);
       await f.enter(XenbusState.Closing);

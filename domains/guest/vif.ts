@@ -39,7 +39,8 @@ export class VifFrontend {
     const devid = Number(path.split('/').pop());
     const mac = ((await xb.tryRead('mac')) ?? '').toLowerCase();
     if (!MAC_RE.test(mac)) throw new Error(`${path}/mac is not a MAC address`);
-    const netns = (await xb.tryRead('ringside/netns')) ?? `rs-${dom.name}-${devid}`;
+    // dom0 names (and has made) the namespace; the fallback is the config's default
+    const netns = (await xb.tryRead('ringside/netns')) ?? `rs-${dom.name}`;
     if (!NETNS_RE.test(netns)) throw new Error(`${path}/ringside/netns = ${JSON.stringify(netns.slice(0, 70))} is not a namespace name`);
     const ip = await xb.tryRead('ringside/ip');
     if (ip !== undefined && !CIDR_RE.test(ip)) throw new Error(`${path}/ringside/ip is not ADDRESS/PREFIX`);
@@ -69,7 +70,8 @@ export class VifFrontend {
       const instance = read(INSTANCE_KEY);
       if (instance !== undefined) keys[BACKEND_INSTANCE_KEY] = instance;
       // The TAP is configured before Connected: Connected tells the toolstack the vif is usable.
-      this.tap ??= await TapAdapter.create({ netfront: this.nf, netns: this.cfg.netns, mac: this.cfg.mac, ip: this.cfg.ip, mtu: this.cfg.mtu, tag: this.cfg.devid, log: this.log });
+      // eth<devid>: several vifs may share the guest's namespace
+      this.tap ??= await TapAdapter.create({ netfront: this.nf, netns: this.cfg.netns, ifname: `eth${this.cfg.devid}`, mac: this.cfg.mac, ip: this.cfg.ip, mtu: this.cfg.mtu, tag: this.cfg.devid, log: this.log });
       await this.xb.writeKeys({ ...keys, state: XenbusState.Connected });
       return;
     }

@@ -1,11 +1,11 @@
-// ringside-confine: confines a driver domain before its first instruction runs, then execs it.
+// ringside-confine: confines a driver domain or guest before its first instruction runs, then execs it.
 //
 // Why a launcher and not a call from the domain itself: Landlock's restrict_self binds only the
 // calling thread, and Node has started V8 and libuv threads before any of our code runs. A
 // ruleset enforced here, in a single-threaded process, is inherited by everything the exec'd
 // program ever creates. Capabilities are dropped here for the same reason.
 //
-//   ringside-confine [RULE]... [--keep-cap net_admin] -- PROG ARG...
+//   ringside-confine [RULE]... [--netns PATH] [--keep-cap net_admin] -- PROG ARG...
 //   ringside-confine --abi            prints the kernel's Landlock ABI version (0: none)
 //
 //   --ro PATH       read files (and list directories) beneath PATH       (hv's base set)
@@ -13,7 +13,16 @@
 //   --rw PATH       read and write one file or device, never a directory  (hv's base set)
 //   --ro-file PATH  read one file or device; PATH must not be a symlink   (the toolstack's)
 //   --rw-file PATH  read, write, truncate one file or device; no symlink  (the toolstack's)
-//   --keep-cap      net_admin only (a TAP uplink needs it); every other capability is dropped
+//   --sock-dir DIR  create and remove names beneath DIR, nothing else: a guest's NBD export
+//                   sockets. DIR must be a directory and not a symlink     (the toolstack's)
+//   --netns PATH    join the network namespace bound at PATH (no symlink) and, first, the user
+//                   namespace that owns it. A namespace owned by the host's user namespace is
+//                   refused: CAP_NET_ADMIN counts per user namespace, so held there it would
+//                   reach the host's interfaces (netlink can name any namespace by pid or id).
+//                   Joined from the owner, the kept capability governs that namespace alone.
+//                   setns is refused afterwards, so there is no way back
+//   --keep-cap      net_admin only (a TAP uplink, or a guest's TAP in its own namespace, needs
+//                   it); every other capability is dropped
 //
 // Everything else on the filesystem is refused (EACCES), TCP bind/connect is refused, and the
 // process can signal nobody outside itself: Landlock scoping (ABI 6) and, on any kernel, a
@@ -26,6 +35,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <linux/audit.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
@@ -36,6 +46,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/nsfs.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -55,6 +67,8 @@
 #define FS_WRITE_FILE (1ULL << 1)
 #define FS_READ_FILE (1ULL << 2)
 #define FS_READ_DIR (1ULL << 3)
+#define FS_REMOVE_FILE (1ULL << 5)
+#define FS_MAKE_SOCK (1ULL << 9)
 #define FS_V1_ALL ((1ULL << 13) - 1) /* EXECUTE .. MAKE_SYM */
 #define FS_REFER (1ULL << 13)        /* ABI 2 */
 #define FS_TRUNCATE (1ULL << 14)     /* ABI 3 */
@@ -77,7 +91,7 @@ struct path_beneath_attr {
 
 #define MAX_RULES 256
 
-enum kind { RO, RX, RW, RO_FILE, RW_FILE };
+enum kind { RO, RX, RW, RO_FILE, RW_FILE, SOCK_DIR };
 struct rule {
   enum kind kind;
   const char* path;
@@ -115,6 +129,9 @@ static uint64_t rights(const struct rule* r, int is_dir, uint64_t handled) {
     case RO: a = FS_READ_FILE | FS_READ_DIR; break;
     case RX: a = FS_READ_FILE | FS_READ_DIR | FS_EXECUTE; break;
     case RO_FILE: a = FS_READ_FILE; break;
+    // Neither read nor write: bind() makes the socket, unlink() clears a stale one. Listing,
+    // opening or making anything else there stays refused.
+    case SOCK_DIR: a = FS_MAKE_SOCK | FS_REMOVE_FILE; break;
     default: a = FS_READ_FILE | FS_WRITE_FILE | FS_TRUNCATE | FS_IOCTL_DEV; break;
   }
   if (!is_dir) a &= file_rights;
@@ -138,7 +155,7 @@ static void apply_landlock(const struct rule* rules, int n, int abi) {
   for (int i = 0; i < n; i++) {
     // The toolstack's paths are taken literally: a symlink there could widen a rule for one
     // image into a rule for the tree it points at.
-    int toolstack = rules[i].kind == RO_FILE || rules[i].kind == RW_FILE;
+    int toolstack = rules[i].kind == RO_FILE || rules[i].kind == RW_FILE || rules[i].kind == SOCK_DIR;
     int fd = open(rules[i].path, O_PATH | O_CLOEXEC | (toolstack ? O_NOFOLLOW : 0));
     if (fd < 0) {
       // A path that does not exist cannot be reached either: nothing to allow.
@@ -148,7 +165,10 @@ static void apply_landlock(const struct rule* rules, int n, int abi) {
     struct stat st;
     if (fstat(fd, &st) < 0) die_errno("fstat", rules[i].path);
     int is_file = S_ISREG(st.st_mode) || S_ISBLK(st.st_mode) || S_ISCHR(st.st_mode);
-    if (rules[i].kind != RO && rules[i].kind != RX && !is_file)
+    if (rules[i].kind == SOCK_DIR) {
+      if (!S_ISDIR(st.st_mode))
+        die(S_ISLNK(st.st_mode) ? "a socket directory rule names a symlink; give the directory itself" : "a socket directory rule names something that is not a directory", rules[i].path);
+    } else if (rules[i].kind != RO && rules[i].kind != RX && !is_file)
       die(S_ISLNK(st.st_mode) ? "a file rule names a symlink; give the file itself" : "a file rule names something that is not a file or device", rules[i].path);
     struct path_beneath_attr pb = {rights(&rules[i], S_ISDIR(st.st_mode), attr.handled_access_fs), fd};
     if (pb.allowed_access != 0 && syscall(SYS_landlock_add_rule, rs, LL_RULE_PATH_BENEATH, &pb, 0) < 0)
@@ -234,6 +254,36 @@ static void apply_seccomp(pid_t self) {
   if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0) die_errno("seccomp", NULL);
 }
 
+// Opened while still the host's root, before Landlock is on; joined after the rules are in place
+// (their paths are resolved with the host's privileges) and before capabilities go (setns needs
+// CAP_SYS_ADMIN, and the seccomp filter refuses it for good afterwards). The nsfs file is opened
+// literally: a symlink there could point at the host's namespace.
+struct netns {
+  int net, user;
+};
+
+static struct netns open_netns(const char* path) {
+  struct netns ns;
+  ns.net = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (ns.net < 0) die_errno("cannot open network namespace", path);
+  int type = ioctl(ns.net, NS_GET_NSTYPE);
+  if (type != CLONE_NEWNET) die("--netns names something that is not a network namespace", path);
+  ns.user = ioctl(ns.net, NS_GET_USERNS);
+  if (ns.user < 0) die_errno("cannot get the owner of network namespace", path);
+  struct stat owner, host;
+  if (fstat(ns.user, &owner) < 0 || stat("/proc/self/ns/user", &host) < 0) die_errno("fstat", path);
+  if (owner.st_ino == host.st_ino && owner.st_dev == host.st_dev)
+    die("this network namespace belongs to the host's user namespace, where CAP_NET_ADMIN reaches every namespace; create it inside a user namespace of its own", path);
+  return ns;
+}
+
+static void join_netns(struct netns ns, const char* path) {
+  if (setns(ns.user, CLONE_NEWUSER) < 0) die_errno("cannot join the user namespace owning", path);
+  if (setns(ns.net, CLONE_NEWNET) < 0) die_errno("cannot join network namespace", path);
+  close(ns.user);
+  close(ns.net);
+}
+
 static int last_cap(void) {
   int last = CAP_LAST_CAP;
   FILE* f = fopen("/proc/sys/kernel/cap_last_cap", "r");
@@ -274,6 +324,7 @@ static void drop_caps(int keep_net_admin, int last) {
 int main(int argc, char** argv) {
   static struct rule rules[MAX_RULES];
   int n = 0, keep_net_admin = 0, i = 1;
+  const char* netns = NULL;
   if (argc == 2 && strcmp(argv[1], "--abi") == 0) {
     printf("%d\n", landlock_abi());
     return 0;
@@ -290,13 +341,21 @@ int main(int argc, char** argv) {
       keep_net_admin = 1;
       continue;
     }
+    if (strcmp(a, "--netns") == 0) {
+      if (i + 1 >= argc) die("--netns needs the path of a bound namespace, e.g. /run/netns/NAME", NULL);
+      if (netns != NULL) die("--netns given twice: a process lives in one network namespace", NULL);
+      netns = argv[++i];
+      if (netns[0] != '/') die("--netns path must be absolute", netns);
+      continue;
+    }
     enum kind k;
     if (strcmp(a, "--ro") == 0) k = RO;
     else if (strcmp(a, "--rx") == 0) k = RX;
     else if (strcmp(a, "--rw") == 0) k = RW;
     else if (strcmp(a, "--ro-file") == 0) k = RO_FILE;
     else if (strcmp(a, "--rw-file") == 0) k = RW_FILE;
-    else die("unknown option (expected --ro, --rx, --rw, --ro-file, --rw-file, --keep-cap, --abi or --)", a);
+    else if (strcmp(a, "--sock-dir") == 0) k = SOCK_DIR;
+    else die("unknown option (expected --ro, --rx, --rw, --ro-file, --rw-file, --sock-dir, --netns, --keep-cap, --abi or --)", a);
     if (i + 1 >= argc) die("option needs a path", a);
     const char* p = argv[++i];
     if (p[0] != '/') die("rule paths must be absolute", p);
@@ -308,11 +367,14 @@ int main(int argc, char** argv) {
   if (i >= argc) die("nothing to run: give -- PROG ARG...", NULL);
 
   int last = last_cap();
+  struct netns ns = {-1, -1};
+  if (netns != NULL) ns = open_netns(netns);
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die_errno("prctl(PR_SET_NO_NEW_PRIVS)", NULL);
   // Rules first: opening rule paths may need the capabilities dropped below.
   int abi = landlock_abi();
   if (abi >= 1) apply_landlock(rules, n, abi);
   else fprintf(stderr, "ringside-confine: this kernel has no Landlock; filesystem and signal confinement are off, capabilities are still dropped\n");
+  if (netns != NULL) join_netns(ns, netns);
   drop_caps(keep_net_admin, last);
   apply_seccomp(getpid());
   execv(argv[i], &argv[i]);

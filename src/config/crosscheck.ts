@@ -5,6 +5,8 @@ import { bdfEqual, formatBdf, type Bdf } from './bdf.js';
 import { ConfigError, unknownHint, type ErrorWhere } from './errors.js';
 import type { DomainConfig, DriverRole } from './domain.js';
 import type { HostConfig, HostDevice } from './host.js';
+import { checkNetnsName } from './net.js';
+import { vifNetns } from './vif.js';
 
 export type DomainRole = DriverRole | 'guest';
 
@@ -200,18 +202,36 @@ function checkUnique(domains: DomainConfig[], host: HostConfig): void {
         if (prevIp) fail(vif.where, `ip ${vif.ip.address} is already used at ${prevIp}`, 'give each vif its own address');
         ips.set(vif.ip.address, loc(vif.where));
       }
-      if (vif.netns) {
-        const prev = netns.get(vif.netns);
-        // Several vifs of one guest may share its namespace; two guests may not.
-        if (prev && prev.domain !== d.name) fail(vif.where, `netns ${vif.netns} is already used by '${prev.domain}' at ${prev.at}`, 'give each guest its own namespace, e.g. netns=rs-' + d.name.slice(0, 12));
-        netns.set(vif.netns, { domain: d.name, at: loc(vif.where) });
-      }
+      const ns = vifNetns(d.name, vif);
+      if (vif.netns === undefined && typeof checkNetnsName(ns) !== 'string')
+        fail(vif.where, `the default namespace ${ns} is not a valid netns name (at most 15 characters)`, `set netns= for this vif, e.g. netns=rs-${d.name.slice(0, 12)}`);
+      const prev = netns.get(ns);
+      // Several vifs of one guest may share its namespace; two guests may not.
+      if (prev && prev.domain !== d.name) fail(vif.where, `netns ${ns} is already used by '${prev.domain}' at ${prev.at}`, 'give each guest its own namespace, e.g. netns=rs-' + d.name.slice(0, 12));
+      netns.set(ns, { domain: d.name, at: loc(vif.where) });
     }
+    checkOneNetns(d);
     if (d.uplink) {
       const prev = taps.get(d.uplink.name);
       if (prev) fail(d.at.uplink, `TAP ${d.uplink.name} is already used at ${prev}`, 'pick another TAP name');
       taps.set(d.uplink.name, loc(d.at.uplink));
     }
+  }
+}
+
+/**
+ * A confined guest is one process that joins one network namespace before it runs and can never
+ * leave it, so every vif's TAP must live there. Refused rather than run unconfined: a Xen or Qubes
+ * operator expects a config that cannot be honoured to fail at `up`, not to quietly lose its
+ * isolation; `seccomp = 0` is the explicit way out.
+ */
+function checkOneNetns(d: DomainConfig): void {
+  if (d.driverDomain || !d.seccomp || d.vifs.length < 2) return;
+  const first = vifNetns(d.name, d.vifs[0]);
+  for (const vif of d.vifs.slice(1)) {
+    const ns = vifNetns(d.name, vif);
+    if (ns !== first)
+      fail(vif.where, `netns ${ns} differs from netns ${first} of the first vif: a confined guest lives in one network namespace`, `give every vif of '${d.name}' the same netns=, or set seccomp = 0 to run it unconfined (debugging only)`);
   }
 }
 

@@ -19,7 +19,7 @@ describe('domain config', () => {
       role: undefined,
       pci: [],
       onCrash: 'destroy',
-      seccomp: false,
+      seccomp: true,
       uplink: undefined,
       rdm: { strategy: 'ignore', policy: 'strict' },
     });

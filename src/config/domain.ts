@@ -36,8 +36,9 @@ export interface DomainConfig {
   rdm: RdmConfig;
   onCrash: OnCrash;
   /**
-   * Confine the domain (driver domains; on by default for them): started under Landlock with
-   * only its own media reachable, no capabilities, no signals outside itself, and once set up a
+   * Confine the domain (on by default; `seccomp = 0` is for debugging): started under Landlock
+   * with only its own media (a guest: its socket directory and its network namespace) reachable,
+   * no capabilities but CAP_NET_ADMIN where a TAP needs it, no signals outside itself, and a
    * seccomp deny-list with no_new_privs.
    */
   seccomp: boolean;
@@ -140,7 +141,7 @@ export function parseDomain(cfg: XlCfg): DomainConfig {
     pciSeize,
     rdm,
     onCrash: r.oneOf('on_crash', ['restart', 'destroy', 'preserve'] as const) ?? (driverDomain ? 'restart' : 'destroy'),
-    seccomp: r.flag('seccomp') ?? driverDomain,
+    seccomp: r.flag('seccomp') ?? true,
     uplink,
     at,
   };

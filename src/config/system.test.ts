@@ -194,6 +194,23 @@ describe('cross-file rules', () => {
     });
   }
 
+  it('refuses a confined guest whose vifs name two namespaces, and says how to fix it', () => {
+    const e = configError(() => sys({ 'n.cfg': NET, 'g.cfg': "name = \"g\"\nvif = [ 'backend=netdom, netns=ns1',\n 'backend=netdom, netns=ns2' ]" }));
+    expect(e).toMatchObject({ line: 3, key: 'vif' });
+    expect(e.message).toMatch(/netns ns2 differs from netns ns1 of the first vif: a confined guest lives in one network namespace/);
+    expect(e.message).toMatch(/same netns=, or set seccomp = 0/);
+    // the default is one namespace per guest, so vifs without netns= never split
+    expect(sys({ 'n.cfg': NET, 'g.cfg': "name = \"g\"\nvif = [ 'backend=netdom', 'backend=netdom' ]" }).domains[1].vifs).toHaveLength(2);
+    expect(sys({ 'n.cfg': NET, 'g.cfg': "name = \"g\"\nseccomp = 0\nvif = [ 'backend=netdom, netns=ns1', 'backend=netdom, netns=ns2' ]" }).domains[1].seccomp).toBe(false);
+  });
+
+  it('refuses a default namespace name that is too long, and one another guest named', () => {
+    const long = configError(() => sys({ 'n.cfg': NET, 'g.cfg': "name = \"averyveryverylongguest\"\nvif = [ 'backend=netdom' ]" }));
+    expect(long.message).toMatch(/default namespace rs-averyveryverylongguest is not a valid netns name.*set netns= for this vif/);
+    const clash = configError(() => sys({ 'n.cfg': NET, 'g.cfg': "name = \"g\"\nvif = [ 'backend=netdom' ]", 'h.cfg': "name = \"h\"\nvif = [ 'backend=netdom, netns=rs-g' ]" }));
+    expect(clash.message).toMatch(/netns rs-g is already used by 'g'/);
+  });
+
   it('lets one guest keep several vifs in its own namespace', () => {
     const s = sys({ 'n.cfg': NET, 'g.cfg': "name = \"g\"\nvif = [ 'backend=netdom, netns=ns', 'backend=netdom, netns=ns' ]" });
     expect(s.domains[1].vifs.map((v) => v.devid)).toEqual([0, 1]);

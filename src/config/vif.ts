@@ -31,6 +31,14 @@ const MAX_QUEUES = 8; // Linux netback's max_queues default
 const MIN_MTU = 68; // smallest MTU IPv4 allows (RFC 791)
 const MAX_MTU = 65535;
 
+/**
+ * The namespace a vif's TAP lives in: netns= as written, else the guest's own, named after it.
+ * One per guest by default because a confined guest process lives in exactly one.
+ */
+export function vifNetns(domainName: string, vif: Pick<VifSpec, 'netns'>): string {
+  return vif.netns ?? `rs-${domainName}`;
+}
+
 export function parseVif(text: string, where: ErrorWhere, domainName: string): VifSpec {
   const fail = (problem: string, hint?: string): never => specFail(where, problem, hint);
   const index = where.index ?? 0;

@@ -62,13 +62,21 @@ export interface EvtchnStatus {
 }
 
 /**
- * A driver domain's confinement (Landlock, no capabilities): the only files it may open beyond
- * what running at all takes, and whether it keeps CAP_NET_ADMIN (a TAP uplink needs it).
+ * A domain's confinement (Landlock, no capabilities): the only files it may open beyond what
+ * running at all takes, and whether it keeps CAP_NET_ADMIN (a TAP uplink, or a guest's TAP in its
+ * own namespace, needs it).
  */
 export interface ConfineSpec {
   ro: string[];
   rw: string[];
   netAdmin: boolean;
+  /** a guest: the directory where it may create and remove its NBD export sockets, nothing else */
+  sockDir?: string;
+  /**
+   * a guest: the name under /run/netns of the network namespace it lives in. The namespace must
+   * belong to a user namespace of its own, so the kept CAP_NET_ADMIN governs only it.
+   */
+  netns?: string;
 }
 
 export interface HypercallOps {

@@ -1,18 +1,20 @@
 // A guest's network interface as the rest of Linux sees it: a TAP device with virtio-net headers
 // (GSO frames and blank checksums pass whole) inside the guest's network namespace, pumped
-// to and from netfront. The TAP is created here, then moved (its descriptor stays valid), so the
-// namespace never needs a process of ours inside it.
+// to and from netfront. A confined guest already lives in that namespace and makes the TAP there
+// with the CAP_NET_ADMIN it keeps for it. Run from elsewhere (an unconfined guest, tests, tools)
+// the TAP is made where we are and moved in (its descriptor stays valid); either way the same ip(8)
+// commands configure it, addressed to the namespace only when we are outside it.
 import { native, type Watcher } from '../native/index.js';
 import { newL4Info } from '../netif/headers.js';
 import { newPacketMeta } from '../netif/meta.js';
 import { VNET_HDR_LEN, readVnetHdr, writeVnetHdr } from '../netif/vnet.js';
 import type { Netfront } from '../netfront/netfront.js';
-import { ip, ipIn, netnsAdd, netnsDel, netnsExists } from './ip.js';
+import { inNetns, ip, ipIn, netnsAdd, netnsDel, netnsExists } from './ip.js';
 import { checkIfName, checkNetnsName, tempTapName } from './names.js';
 
 export interface TapAdapterOptions {
   netfront: Netfront;
-  /** namespace to live in; created if missing (and then removed on close) */
+  /** namespace to live in; when we are outside it, created if missing (and then removed on close) */
   netns: string;
   /** the interface's name inside the namespace (default eth0) */
   ifname?: string;
@@ -65,21 +67,24 @@ export class TapAdapter {
     if (o.ip !== undefined && !/^[0-9.]{7,15}\/[0-9]{1,2}$/.test(o.ip)) throw new RangeError(`bad address ${JSON.stringify(o.ip.slice(0, 40))} (expected A.B.C.D/PREFIX)`);
     const mtu = o.mtu ?? 1500;
     if (!Number.isInteger(mtu) || mtu < 68 || mtu > 65521) throw new RangeError(`bad MTU ${mtu}`);
-    const created = !(await netnsExists(ns));
+    const inside = inNetns(ns);
+    const created = !inside && !(await netnsExists(ns));
     if (created) await netnsAdd(ns);
-    const tmp = tempTapName(o.tag ?? tags++);
+    const there = inside ? ip : (args: string[]) => ipIn(ns, args);
     let fd = -1;
     try {
-      const tap = native.tapOpen(tmp, { vnetHdr: true });
+      const tap = native.tapOpen(inside ? ifname : tempTapName(o.tag ?? tags++), { vnetHdr: true });
       fd = tap.fd;
       const info = o.netfront.connectInfo;
       native.tapSetOffload(fd, { csum: true, tso4: info.txGsoTcpv4, tso6: info.txGsoTcpv6 });
-      await ip(['link', 'set', 'dev', tap.name, 'netns', ns]);
-      await ipIn(ns, ['link', 'set', 'dev', tap.name, 'name', ifname]);
-      await ipIn(ns, ['link', 'set', 'dev', ifname, 'address', o.mac.toLowerCase(), 'mtu', String(mtu), 'gso_max_size', String(GSO_MAX_SIZE)]);
-      if (o.ip) await ipIn(ns, ['addr', 'add', o.ip, 'dev', ifname]);
-      await ipIn(ns, ['link', 'set', 'dev', 'lo', 'up']);
-      await ipIn(ns, ['link', 'set', 'dev', ifname, 'up']);
+      if (!inside) {
+        await ip(['link', 'set', 'dev', tap.name, 'netns', ns]);
+        await ipIn(ns, ['link', 'set', 'dev', tap.name, 'name', ifname]);
+      }
+      await there(['link', 'set', 'dev', ifname, 'address', o.mac.toLowerCase(), 'mtu', String(mtu), 'gso_max_size', String(GSO_MAX_SIZE)]);
+      if (o.ip) await there(['addr', 'add', o.ip, 'dev', ifname]);
+      await there(['link', 'set', 'dev', 'lo', 'up']);
+      await there(['link', 'set', 'dev', ifname, 'up']);
     } catch (e) {
       if (fd >= 0) native.close(fd);
       if (created) await netnsDel(ns).catch(() => {});

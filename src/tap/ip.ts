@@ -1,6 +1,7 @@
 // ip(8) from iproute2, run asynchronously (the data path may share this event loop), with a time
 // limit, arguments as an argv array (never a shell), and the tool's own message on failure.
 import { execFile } from 'node:child_process';
+import { statSync } from 'node:fs';
 import { checkIfName, checkNetnsName } from './names.js';
 
 const IP_TIMEOUT_MS = 10_000;
@@ -36,6 +37,16 @@ export async function netnsAdd(name: string): Promise<void> {
 
 export async function netnsDel(name: string): Promise<void> {
   await ip(['netns', 'del', checkNetnsName(name)]);
+}
+
+/**
+ * Whether this process already lives in the named namespace (a confined guest: the launcher put
+ * it there). Compared by inode, as `ip netns identify` does; stat is not a Landlock access.
+ */
+export function inNetns(name: string): boolean {
+  const here = statSync('/proc/self/ns/net');
+  const there = statSync(`/run/netns/${checkNetnsName(name)}`, { throwIfNoEntry: false });
+  return there !== undefined && there.ino === here.ino && there.dev === here.dev;
 }
 
 /** runs `ip -n NS ...` */

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { requireBuilt } from '../support/platform.js';
-import { SystemUnderTest, alive, allConnected, deviceStates, run, sleep, type UpJson } from './support.js';
+import { SystemUnderTest, alive, allConnected, deviceStates, procStatus, run, sleep, type UpJson } from './support.js';
 
 const BLK = 'sysblk';
 const GUEST = 'sysg1';
@@ -87,6 +87,15 @@ describe('block: a driver domain serving a guest disk, end to end through ringsi
     expect({ capEff: field('CapEff'), capBnd: field('CapBnd'), nnp: field('NoNewPrivs'), seccomp: field('Seccomp') })
       .toEqual({ capEff: '0000000000000000', capBnd: '0000000000000000', nnp: '1', seccomp: '2' });
     expect(s.logTail(1000)).toMatch(new RegExp(`'${BLK}' confined: 1 rw, 0 ro, no capabilities`));
+  });
+
+  it('the guest runs confined too (no capabilities, no_new_privs, seccomp) and still exports its disk', () => {
+    const r = s.last as UpJson;
+    const g = r.domains.find((d) => d.name === GUEST)!;
+    expect(procStatus(g.pid as number)).toEqual({ capEff: '0000000000000000', capBnd: '0000000000000000', nnp: '1', seccomp: '2' });
+    expect(s.logTail(1000)).toMatch(new RegExp(`'${GUEST}' confined: 0 rw, 0 ro, no capabilities`));
+    // the export users dial is dom0's link into the guest's own directory
+    expect(statSync(sock()).isSocket()).toBe(true);
   });
 
   it('qemu-io writes a pattern and reads it back verified; nbdinfo reports 64 MiB', async () => {

@@ -4,9 +4,9 @@
 // TAP, and back; the link comes back by itself after a netdom restart; `down` leaves nothing.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import { requireBuilt } from '../support/platform.js';
-import { SystemUnderTest, alive, allConnected, deviceStates, run, sleep, type UpJson } from './support.js';
+import { SystemUnderTest, alive, allConnected, deviceStates, procStatus, run, sleep, type UpJson } from './support.js';
 
 /** Why this kernel/container cannot run the test, or null. */
 async function netUnsupported(): Promise<string | null> {
@@ -120,6 +120,18 @@ describe.skipIf(why !== null)('network: a driver domain switching TCP between tw
     expect(link.stdout).toContain(mac(2));
     expect(link.stdout, link.stdout).toMatch(/tun type tap/);
     expect(link.stdout).toMatch(/state UP|LOWER_UP/);
+  });
+
+  it('each guest runs confined: CAP_NET_ADMIN only, no_new_privs, seccomp, inside its namespace under a user namespace of its own', () => {
+    const r = s.last as UpJson;
+    for (const [g, ns] of [[GA, NSA], [GB, NSB]]) {
+      const pid = r.domains.find((d) => d.name === g)!.pid as number;
+      // bit 12: CAP_NET_ADMIN, counted against the namespace's own user namespace
+      expect(procStatus(pid), g).toEqual({ capEff: '0000000000001000', capBnd: '0000000000001000', nnp: '1', seccomp: '2' });
+      expect(statSync(`/proc/${pid}/ns/net`).ino, `${g} is not in /run/netns/${ns}`).toBe(statSync(`/run/netns/${ns}`).ino);
+      expect(readlinkSync(`/proc/${pid}/ns/user`), `${g} holds its capability against the host's user namespace`).not.toBe(readlinkSync('/proc/self/ns/user'));
+    }
+    expect(s.logTail(1000)).toMatch(new RegExp(`'${GA}' confined: 1 rw, 0 ro, CAP_NET_ADMIN only`));
   });
 
   it('up returns only once each guest has its TAP configured (the export is usable when up says ready)', () => {

@@ -134,6 +134,13 @@ export class SystemUnderTest {
   }
 }
 
+/** The confinement fields of /proc/<pid>/status (capabilities as hex masks). */
+export function procStatus(pid: number): { capEff?: string; capBnd?: string; nnp?: string; seccomp?: string } {
+  const st = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const field = (k: string) => new RegExp(`^${k}:\\s*(\\S+)`, 'm').exec(st)?.[1];
+  return { capEff: field('CapEff'), capBnd: field('CapBnd'), nnp: field('NoNewPrivs'), seccomp: field('Seccomp') };
+}
+
 /** A one-line summary of every device in `list` rows: name f/b states. */
 export function deviceStates(rows: DomainRow[]): string {
   return rows.flatMap((d) => d.devices.map((v) => `${d.name}:${v.type}/${v.name}=${v.frontendState}/${v.backendState}`)).join(' ');

@@ -240,7 +240,8 @@ export class Hypervisor {
     const child = spawnDomain({ bundle, name: dom.name, domid: dom.domid, memoryMiB: dom.memoryMiB, channelFd: childEnd, log: this.opts.log, confine });
     if (dom.confine !== null) {
       const c = dom.confine;
-      this.opts.log(`hv: dom${dom.domid} '${dom.name}' confined: ${c.rw.length} rw, ${c.ro.length} ro, ${c.netAdmin ? 'CAP_NET_ADMIN only' : 'no capabilities'}; ${confineStrength(confine?.launcher as string)}`);
+      const where = `${c.netns ? `, netns ${c.netns}` : ''}${c.sockDir ? `, sockets in ${c.sockDir}` : ''}`;
+      this.opts.log(`hv: dom${dom.domid} '${dom.name}' confined: ${c.rw.length} rw, ${c.ro.length} ro${where}, ${c.netAdmin ? 'CAP_NET_ADMIN only' : 'no capabilities'}; ${confineStrength(confine?.launcher as string)}`);
     }
     native.close(childEnd);
     dom.proc = child;

@@ -93,7 +93,7 @@ describe('block: a driver domain serving a guest disk, end to end through ringsi
     const r = s.last as UpJson;
     const g = r.domains.find((d) => d.name === GUEST)!;
     expect(procStatus(g.pid as number)).toEqual({ capEff: '0000000000000000', capBnd: '0000000000000000', nnp: '1', seccomp: '2' });
-    expect(s.logTail(1000)).toMatch(new RegExp(`'${GUEST}' confined: 0 rw, 0 ro, no capabilities`));
+    expect(s.logTail(1000)).toMatch(new RegExp(`'${GUEST}' confined: 0 rw, 0 ro, sockets in \\S+, no capabilities`));
     // the export users dial is dom0's link into the guest's own directory
     expect(statSync(sock()).isSocket()).toBe(true);
   });

@@ -131,7 +131,7 @@ describe.skipIf(why !== null)('network: a driver domain switching TCP between tw
       expect(statSync(`/proc/${pid}/ns/net`).ino, `${g} is not in /run/netns/${ns}`).toBe(statSync(`/run/netns/${ns}`).ino);
       expect(readlinkSync(`/proc/${pid}/ns/user`), `${g} holds its capability against the host's user namespace`).not.toBe(readlinkSync('/proc/self/ns/user'));
     }
-    expect(s.logTail(1000)).toMatch(new RegExp(`'${GA}' confined: 1 rw, 0 ro, CAP_NET_ADMIN only`));
+    expect(s.logTail(1000)).toMatch(new RegExp(`'${GA}' confined: 1 rw, 0 ro, netns \\S+, sockets in \\S+, CAP_NET_ADMIN only`));
   });
 
   it('up returns only once each guest has its TAP configured (the export is usable when up says ready)', () => {

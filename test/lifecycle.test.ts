@@ -1,4 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
+import { alive } from '../src/cli/lifecycle.js';
 import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync, writeFileSync, existsSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,15 +17,6 @@ function decodeReply(b: Buffer): unknown {
 
 const run = promisify(execFile);
 const CLI = join(DIST, 'ringside.js');
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Every memfd any process holds whose name starts with one of our domain names. */
 function memfdsNamed(prefixes: string[]): string[] {

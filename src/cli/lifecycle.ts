@@ -28,7 +28,8 @@ export interface UpResult {
   state: StatePaths;
 }
 
-function alive(pid: number): boolean {
+/** Whether a process of that pid exists (signal 0 probes without sending). */
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

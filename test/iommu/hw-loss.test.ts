@@ -1,21 +1,13 @@
 // hv outlives its hardware process: when hw dies, hv logs why, every PCI operation that needs the
 // hardware fails naming the cause, and the domains (a driver domain owning a device among them)
 // keep running and can still be destroyed. And hw goes when the platform does.
+import { alive } from '../../src/cli/lifecycle.js';
 import { ensureMedium } from '../../domains/dom0/images.js';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hostConfig, hostDev } from '../../iommu/platform/host-builder.js';
 import { toPlatformInit } from '../../src/hypercall/pci.js';
 import { TestPlatform, sleep, type Probe } from '../support/platform.js';
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function until(what: string, ok: () => boolean, logs: string[]): Promise<void> {
   for (let i = 0; i < 500; i++) {

@@ -1,6 +1,7 @@
 // Whole-system test helpers: a system written to a temp dir, deployed with the real CLI
 // (`node dist/ringside.js up SYSTEM --state DIR --detach --json`), driven with real tools, and
 // always torn down. Everything here is asynchronous (the tools talk to processes we started).
+import { alive } from '../../src/cli/lifecycle.js';
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -29,14 +30,7 @@ export function run(cmd: string, args: string[], opts: { timeoutMs?: number; cwd
   });
 }
 
-export function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+export { alive };
 
 export interface UpJson {
   domains: DomainRow[];

@@ -56,8 +56,13 @@ const CMD_BUDGET = 64;
 /** fallocate(PUNCH_HOLE) calls of a deallocate per event-loop turn, each at most PUNCH_CHUNK. */
 const PUNCH_CALLS = 16;
 const PUNCH_CHUNK = 64 << 20;
-/** Medium transfers of one controller on the shared threadpool at once. */
-export const MEDIUM_JOBS = 4;
+/**
+ * Medium transfers of one controller queued on the shared threadpool at once. As deep as a
+ * guest's ring, so one controller keeps the pool's threads busy (fewer, and threads idle while
+ * completions travel back through the event loop: a cap of 4 cost 4x at QD32), but bounded, so
+ * a controller cannot stack hundreds of jobs ahead of its neighbours in libuv's FIFO.
+ */
+export const MEDIUM_JOBS = 32;
 
 /** One in-flight command: preallocated with its segment list and callback, reused. */
 interface Slot {

@@ -58,6 +58,8 @@ async function handle(req: unknown, ts: Toolstack): Promise<ControlReply> {
         return r.bdf;
       };
       if (r.action === 'assignable-list') return { ok: true, devices: (await ts.hypercall('pci_assignable_list', {})).devices };
+      if (r.action === 'list') return { ok: true, functions: (await ts.hypercall('pci_list', {})).devices };
+      if (r.action === 'faults') return { ok: true, faults: (await ts.hypercall('pci_faults', {})).faults };
       if (r.action === 'assignable-add') return { ok: true, warnings: (await ts.hypercall('pci_assignable_add', { bdf: bdf() })).warnings, message: `${r.bdf} is assignable` };
       if (r.action === 'assignable-remove') return { ok: true, warnings: (await ts.hypercall('pci_assignable_remove', { bdf: bdf() })).warnings, message: `${r.bdf} is no longer assignable` };
       return { ok: false, error: `unknown pci action ${JSON.stringify(String(r.action).slice(0, 32))}` };

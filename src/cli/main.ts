@@ -20,9 +20,9 @@ const USAGE = `usage: ringside <command> [options]
   destroy NAME [--state DIR]                      kill one domain (a driver domain is restarted by dom0)
   restart NAME [--state DIR]                      restart a driver domain; its frontends reconnect
   down [--state DIR]                              stop everything and clean up
-  tcb [--json]                                    measure the trusted computing base (hv + dom0)
+  tcb [--json]                                    measure the trusted computing base (hv + dom0 + hw)
   bench ring|blk|net|iommu [options] [--json]     measure ('ringside bench help' lists the options)
-  pci list|check [options] [--json]               PCI devices and the passthrough checker ('ringside pci help')
+  pci list|faults|check [options] [--json]        PCI devices, IOMMU faults, the passthrough checker ('ringside pci help')
   pci assignable-list|assignable-add BDF|assignable-remove BDF [--state DIR]
                                                   the assignable pool of a running system, like xl's
   help                                            this text

@@ -253,6 +253,24 @@ describe('ringside pci', () => {
       }
     });
 
+    it('pci faults prints what hv attributed: device, owner, IOVA, reason, grant', async () => {
+      const fault = {
+        at: Date.UTC(2026, 10, 22, 7, 0, 1, 250), bdf: '0000:01:00.0', sid: 0x100, domid: 2, owner: 'domain 2', iova: 0x100003000,
+        reason: 5, reasonText: 'write to a read-only page', write: true, disposition: 'recorded', grant: { grantor: 4, ref: 17, iova: 0x100003000 },
+      };
+      const f = await fakeDom0((req) => (req.action === 'faults' ? { ok: true, faults: [fault] } : { ok: false, error: 'unexpected' }));
+      try {
+        const r = await ringside('pci', 'faults', '--state', f.state);
+        expect(r.code, r.stderr).toBe(0);
+        expect(r.stdout).toMatch(/07:00:01\.250\s+0000:01:00\.0\s+dom2\s+write\s+0x100003000\s+0x5 write to a read-only page\s+dom4 ref 17\s+recorded/);
+        const j = await ringside('pci', 'faults', '--state', f.state, '--json');
+        expect(JSON.parse(j.stdout)).toEqual([fault]);
+        expect(f.seen).toEqual([{ op: 'pci', action: 'faults' }, { op: 'pci', action: 'faults' }]);
+      } finally {
+        f.server.close();
+      }
+    });
+
     it('says so when no system is running', async () => {
       const r = await ringside('pci', 'assignable-list', '--state', join(work, 'no-system'));
       expect(r.code).toBe(1);

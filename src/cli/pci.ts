@@ -22,7 +22,9 @@ import { formatBdf, parseBdf } from '../config/bdf.js';
 import type { PciSpec } from '../config/pci.js';
 import { loadDomainFile, loadSystem, type SystemConfig } from '../config/system.js';
 import type { ControlRequest } from '../control/wire.js';
+import type { PciFault } from '../hypercall/pci.js';
 import { control } from './control.js';
+import { table } from './table.js';
 import { CliError } from './errors.js';
 import { defaultSystem } from './paths.js';
 
@@ -30,6 +32,8 @@ export const PCI_USAGE = `usage: ringside pci <command> [options]
 
   list [SYSTEM] [--json]                    the platform's PCI functions (SYSTEM's host.cfg, default the
                                             embedded examples/default) and the domain configured to own each
+  list --state DIR [--json]                 the running system's functions: live owners and IOMMU fault counts
+  faults [--state DIR] [--json]             the IOMMU faults hv recorded: device, owner, IOVA, reason, grant
   list --sysfs DIR [--json]                 a real host's PCI functions, groups and drivers (DIR = / for this host)
   check [CFG...] [--system DIR] [--json]    can these domains' pci= devices be passed through? Checked against
                                             the platform of --system (default examples/default); without CFG,
@@ -53,6 +57,8 @@ export interface PciControlReplyFields {
   message?: string;
   devices?: string[];
   warnings?: string[];
+  functions?: PciDeviceInfo[];
+  faults?: PciFault[];
 }
 
 function usageError(sub: string, problem: string): CliError {
@@ -75,6 +81,8 @@ export async function pciCommand(args: string[]): Promise<number> {
   switch (sub) {
     case 'list':
       return pciList(rest);
+    case 'faults':
+      return pciFaults(rest);
     case 'check':
       return pciCheck(rest);
     case 'assignable-list':
@@ -82,7 +90,7 @@ export async function pciCommand(args: string[]): Promise<number> {
     case 'assignable-remove':
       return pciAssignable(sub, rest);
     case undefined:
-      throw usageError('', 'say what to do: list, check, assignable-list, assignable-add or assignable-remove');
+      throw usageError('', 'say what to do: list, faults, check, assignable-list, assignable-add or assignable-remove');
     case 'help':
     case '--help':
     case '-h':
@@ -114,7 +122,13 @@ function systemDir(dir: string | undefined): string {
 type PciListRow = PciDeviceInfo & { configuredFor: string | null };
 
 async function pciList(args: string[]): Promise<number> {
-  const { values, positionals } = parse('list', args, { sysfs: { type: 'string' }, json: { type: 'boolean', default: false } }, 1);
+  const { values, positionals } = parse('list', args, { sysfs: { type: 'string' }, state: { type: 'string' }, json: { type: 'boolean', default: false } }, 1);
+  if (values.state !== undefined) {
+    if (positionals.length > 0 || values.sysfs !== undefined) throw usageError('list', 'give --state alone: it lists the running system');
+    const devices = (await pciControl('list', String(values.state), { op: 'pci', action: 'list' })).functions ?? [];
+    process.stdout.write((values.json ? JSON.stringify(pciListJson(devices), null, 2) : `${formatPciList(devices)}\n\nlive: owners and IOMMU fault counts of the running system in ${values.state}`) + '\n');
+    return 0;
+  }
   if (values.sysfs !== undefined) {
     if (positionals.length > 0) throw usageError('list', `give either SYSTEM ('${positionals[0]}') or --sysfs, not both`);
     const rows = listSysfs(sysfsRoot('list', String(values.sysfs)));
@@ -291,20 +305,46 @@ function bdfArg(sub: string, text: string | undefined): string {
   return formatBdf(b);
 }
 
-async function pciAssignable(sub: 'assignable-list' | 'assignable-add' | 'assignable-remove', args: string[]): Promise<number> {
-  const { values, positionals } = parse(sub, args, { state: { type: 'string', default: '.ringside' }, json: { type: 'boolean', default: false } }, sub === 'assignable-list' ? 0 : 1);
-  const req: PciControlRequest = sub === 'assignable-list' ? { op: 'pci', action: sub } : { op: 'pci', action: sub, bdf: bdfArg(sub, positionals[0]) };
-  let reply: PciControlReplyFields;
+/** One PCI request to the running system's dom0, which forwards it to hv. */
+async function pciControl(sub: string, state: string, req: PciControlRequest): Promise<PciControlReplyFields> {
   try {
-    reply = await control(String(values.state), req);
+    return await control(state, req);
   } catch (e) {
-    if (e instanceof CliError && /^unknown op/.test(e.message)) {
+    if (e instanceof CliError && /^unknown (op|pci action)/.test(e.message)) {
       throw new CliError(`ringside pci ${sub}: the running control domain does not support PCI operations (it answered: ${e.message}); upgrade ringside and restart the system`);
     }
     throw e;
   }
+}
+
+// ---- faults ----
+
+/** `xl dmesg` for the IOMMU: every DMA fault hv attributed, newest last. */
+async function pciFaults(args: string[]): Promise<number> {
+  const { values } = parse('faults', args, { state: { type: 'string', default: '.ringside' }, json: { type: 'boolean', default: false } }, 0);
+  const faults = (await pciControl('faults', String(values.state), { op: 'pci', action: 'faults' })).faults ?? [];
+  if (values.json) {
+    process.stdout.write(JSON.stringify(faults, null, 2) + '\n');
+    return 0;
+  }
+  if (faults.length === 0) {
+    process.stdout.write('no IOMMU faults recorded\n');
+    return 0;
+  }
+  const rows = faults.map((f) => [
+    new Date(f.at).toISOString().slice(11, 23), f.bdf, f.domid >= 0 ? `dom${f.domid}` : f.owner, f.write ? 'write' : 'read', `0x${f.iova.toString(16)}`,
+    `0x${f.reason.toString(16)} ${f.reasonText}`, f.grant ? `dom${f.grant.grantor} ref ${f.grant.ref}` : '-', f.disposition,
+  ]);
+  process.stdout.write(table(['TIME', 'BDF', 'OWNER', 'ACCESS', 'IOVA', 'REASON', 'GRANT', 'RECORD'], rows) + '\n');
+  return 0;
+}
+
+async function pciAssignable(sub: 'assignable-list' | 'assignable-add' | 'assignable-remove', args: string[]): Promise<number> {
+  const { values, positionals } = parse(sub, args, { state: { type: 'string', default: '.ringside' }, json: { type: 'boolean', default: false } }, sub === 'assignable-list' ? 0 : 1);
+  const req: PciControlRequest = sub === 'assignable-list' ? { op: 'pci', action: sub } : { op: 'pci', action: sub, bdf: bdfArg(sub, positionals[0]) };
+  const reply = await pciControl(sub, String(values.state), req);
   const warnings = reply.warnings ?? [];
-  if (req.action === 'assignable-list') {
+  if (req.action !== 'assignable-add' && req.action !== 'assignable-remove') {
     const devices = reply.devices ?? [];
     process.stdout.write((values.json ? JSON.stringify({ devices }) : devices.length === 0 ? 'no assignable devices' : devices.join('\n')) + '\n');
     return 0;

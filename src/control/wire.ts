@@ -1,5 +1,6 @@
 // The toolstack's control protocol (CLI <-> dom0): length-prefixed msgpackr frames over a Unix
 // stream socket. Control plane only; every frame is size-checked before decoding.
+import type { PciDeviceView, PciFault } from '../hypercall/pci.js';
 import { Packr } from 'msgpackr';
 import type { Socket } from 'node:net';
 
@@ -40,7 +41,7 @@ export type ControlRequest =
   | { op: 'destroy'; name: string }
   | { op: 'restart'; name: string }
   | { op: 'down' }
-  | { op: 'pci'; action: 'assignable-list' }
+  | { op: 'pci'; action: 'assignable-list' | 'list' | 'faults' }
   | { op: 'pci'; action: 'assignable-add' | 'assignable-remove'; bdf: string };
 
 export type ControlReply =
@@ -53,6 +54,10 @@ export type ControlReply =
       problems?: string[];
       /** pci assignable-list: BDFs in the assignable pool */
       devices?: string[];
+      /** pci list: the running platform's functions, with owners and fault counts */
+      functions?: PciDeviceView[];
+      /** pci faults: the faults hv attributed, oldest first */
+      faults?: PciFault[];
       warnings?: string[];
     }
   | { ok: false; error: string };

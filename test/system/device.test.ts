@@ -99,4 +99,16 @@ describe.skipIf(why !== null)('device path: NVMe and NIC behind the IOMMU', () =
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).not.toMatch(/01:00\.0|02:00\.0/);
   });
+
+  it('ringside pci list --state shows the live owners and fault counts; pci faults shows none', async () => {
+    const l = await s.cli(['pci', 'list', '--json']);
+    expect(l.code, l.stderr).toBe(0);
+    const rows = JSON.parse(l.stdout) as { bdf: string; owner: string; faults: number }[];
+    const row = (b: string) => rows.find((r) => r.bdf === b);
+    expect(row('0000:01:00.0')).toMatchObject({ owner: 'domain 2', faults: 0 });
+    expect(row('0000:02:00.0')).toMatchObject({ owner: 'domain 3', faults: 0 });
+    const f = await s.cli(['pci', 'faults']);
+    expect(f.code, f.stderr).toBe(0);
+    expect(f.stdout.trim()).toBe('no IOMMU faults recorded');
+  });
 });

@@ -34,6 +34,8 @@ export interface HwLinkOptions {
   bundle: string;
   /** start hw under ringside-confine with these rules */
   confine?: { launcher: string; args: string[] };
+  /** libuv threads for hw's medium transfers */
+  threads?: number;
   log: (line: string) => void;
   onFault: (f: FaultInfo) => void;
   /** hw is gone for good; `why` names the cause */
@@ -78,7 +80,7 @@ export class HwLink implements Mmio {
     this.rpc = rpc;
     this.events = events;
     try {
-      this.proc = spawnHardware({ bundle: opts.bundle, fds: { [HW_RPC_FD]: rpcChild, [HW_EVENT_FD]: eventsChild }, log: opts.log, ...(opts.confine ? { confine: opts.confine } : {}) });
+      this.proc = spawnHardware({ bundle: opts.bundle, fds: { [HW_RPC_FD]: rpcChild, [HW_EVENT_FD]: eventsChild }, log: opts.log, ...(opts.confine ? { confine: opts.confine } : {}), ...(opts.threads !== undefined ? { threads: opts.threads } : {}) });
     } catch (e) {
       native.close(rpc);
       native.close(events);

@@ -20,6 +20,7 @@ import { FRAMES_PER_MESSAGE, HW_OP, INFO_LINK_UP, INFO_READONLY, STAT_FIELDS, ty
 import { HwError, HwLink } from './hw-link.js';
 import { HvTableMemory } from './iommu-memory.js';
 import { DrainWaiter } from './drain.js';
+import { sizeThreadpool } from '../hw/threadpool.js';
 import { confineArgs, confineLauncher, confineStrength } from './confine.js';
 import type { ConfineSpec } from '../../src/hypercall/protocol.js';
 import { dirname } from 'node:path';
@@ -102,7 +103,8 @@ export class PciHost {
     if (confine === undefined) log('hv: ringside-confine is not built: hw runs unconfined');
     else log(`hv: hw confined: ${hwConfine(specs).rw.length} rw; ${confineStrength(launcher as string)}`);
     try {
-      this.hw = new HwLink({ bundle: opts.hwBundle, ...(confine ? { confine } : {}), log, onFault: (f) => this.onFault(f), onGone: (why) => this.onHwGone(why), onExit: () => this.drains.releaseAll() });
+      const threads = sizeThreadpool(specs.filter((d) => d.kind === 'nvme').length, { ...process.env });
+      this.hw = new HwLink({ bundle: opts.hwBundle, ...(confine ? { confine } : {}), threads, log, onFault: (f) => this.onFault(f), onGone: (why) => this.onHwGone(why), onExit: () => this.drains.releaseAll() });
     } catch (e) {
       this.mem.close();
       throw new PciError('EIO', `cannot start the hardware process: ${(e as Error).message}`);

@@ -22,11 +22,19 @@ export function bundleFor(bundleDirs: readonly string[], kind: string): string |
  * Starts hw, the emulated hardware: not a domain, so no domid and no hypercall channel, only the
  * descriptors it is given (by child fd number) and a small heap. Its lines are logged as "hw:".
  */
-export function spawnHardware(opts: { bundle: string; fds: Record<number, number>; log: (line: string) => void; confine?: { launcher: string; args: string[] } }): ChildProcess {
+export function spawnHardware(opts: {
+  bundle: string;
+  fds: Record<number, number>;
+  log: (line: string) => void;
+  confine?: { launcher: string; args: string[] };
+  /** libuv threads hw needs (its threadpool is sized before any of its code runs) */
+  threads?: number;
+}): ChildProcess {
   const top = Math.max(...Object.keys(opts.fds).map(Number));
   const stdio: (number | 'ignore' | 'pipe')[] = ['ignore', 'pipe', 'pipe'];
   for (let i = 3; i <= top; i++) stdio.push(opts.fds[i] ?? 'ignore');
   const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' };
+  if (opts.threads !== undefined) env.UV_THREADPOOL_SIZE = String(opts.threads);
   const nodeArgs = ['--max-old-space-size=256', '--enable-source-maps', opts.bundle];
   const [cmd, args] = opts.confine ? [opts.confine.launcher, [...opts.confine.args, process.execPath, ...nodeArgs]] : [process.execPath, nodeArgs];
   const child = spawn(cmd, args, { stdio, env });

@@ -14,7 +14,6 @@ import { HwDmaMemory } from './dma-memory.js';
 import { HwDevices, HwRefusal } from './devices.js';
 import { checkInit } from './init-check.js';
 import { NoticeLimiter } from './notice-limit.js';
-import { sizeThreadpool } from './threadpool.js';
 import {
   DISPOSITIONS, EVT, EVT_FAULT, EVT_LOG, EVT_MAX, FRAMES_PER_MESSAGE, HW_OP, HW_STATUS, INFO_LINK_UP, INFO_NVME, INFO_READONLY,
   REP, REP_MAX, REQ, REQ_MAX, STAT_FIELDS, isOp, putText, type HwStats, type HwStatus,
@@ -221,8 +220,6 @@ export class HwServer {
     } catch (e) {
       throw new HwRefusal(HW_STATUS.EINVAL, (e as Error).message);
     }
-    // before the first medium transfer creates libuv's threadpool, never after
-    sizeThreadpool(init.devices.filter((d) => d.kind === 'nvme').length);
     const mem = new HwDmaMemory(areaFd);
     let devices: HwDevices;
     const unit = new VtdUnit(mem, {

@@ -1,8 +1,9 @@
 // libuv's threadpool runs every medium transfer of every NVMe controller hw serves. Its default
 // four threads would let one controller's slow transfers hold up everyone else's: each
 // controller brings threads of its own (a controller's jobs in libuv's queue are bounded
-// separately, by MEDIUM_JOBS). libuv reads the size once, when the pool is first used, so this
-// is set before any asynchronous fs call.
+// separately, by MEDIUM_JOBS). libuv reads the size once, when the pool is first used, and
+// Node's ESM loader uses the pool before hw's first line runs: so hv puts the size in hw's
+// environment when it starts it.
 
 /** Threads each controller adds: enough to keep a fast medium busy at queue depth. */
 export const THREADS_PER_CONTROLLER = 4;

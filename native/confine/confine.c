@@ -26,10 +26,11 @@
 //
 // Everything else on the filesystem is refused (EACCES), TCP bind/connect is refused, and the
 // process can signal nobody outside itself: Landlock scoping (ABI 6) and, on any kernel, a
-// seccomp filter that lets the signal calls name only its own pid. That filter also refuses for
-// good what Landlock does not govern: chmod/chown/xattr/utime changes (uid 0 owns most files),
-// io_uring (its socket and file operations would pass around seccomp), ptrace and friends,
-// namespaces, mounts, modules, keys and uid changes. Capabilities go from the bounding,
+// seccomp filter that lets the signal calls name only its own pid and refuses F_SETOWN/F_SETSIG
+// and FIOSETOWN/SIOCSPGRP (SIGIO sent for us). That filter also refuses for good what Landlock
+// does not govern: chmod/chown/xattr/utime changes (uid 0 owns most files), io_uring (its socket
+// and file operations would pass around seccomp), ptrace and friends, new namespaces (setns,
+// unshare, clone with CLONE_NEW*, clone3), mounts old and new, modules, keys and uid changes. Capabilities go from the bounding,
 // inheritable, permitted and effective sets, and SECBIT_NOROOT stops uid 0 from getting them
 // back on exec. A kernel without Landlock gets the rest and a line on stderr saying so.
 #define _GNU_SOURCE
@@ -192,6 +193,20 @@ static void apply_landlock(const struct rule* rules, int n, int abi) {
 #ifndef SYS_pidfd_getfd
 #define SYS_pidfd_getfd 438
 #endif
+#ifndef SYS_clone3
+#define SYS_clone3 435
+#endif
+#ifndef SYS_open_tree
+#define SYS_open_tree 428
+#define SYS_move_mount 429
+#define SYS_fsopen 430
+#define SYS_fsconfig 431
+#define SYS_fsmount 432
+#define SYS_fspick 433
+#endif
+#ifndef SYS_mount_setattr
+#define SYS_mount_setattr 442
+#endif
 #ifndef SYS_io_uring_setup
 #define SYS_io_uring_setup 425
 #define SYS_io_uring_enter 426
@@ -209,16 +224,39 @@ static const long kDenied[] = {
     SYS_setreuid, SYS_setregid, SYS_setresuid, SYS_setresgid, SYS_setgroups, SYS_setfsuid, SYS_setfsgid,
     SYS_acct, SYS_swapon, SYS_swapoff, SYS_reboot, SYS_sethostname, SYS_setdomainname, SYS_iopl, SYS_ioperm,
     SYS_settimeofday, SYS_clock_settime, SYS_adjtimex, SYS_clock_adjtime, SYS_quotactl, SYS_syslog, SYS_vhangup,
+    SYS_open_tree, SYS_move_mount, SYS_fsopen, SYS_fsconfig, SYS_fsmount, SYS_fspick, SYS_mount_setattr,
 };
 // Signal calls whose first argument is a pid (or, for tkill, a tid): allowed only at ourselves.
 static const long kSignalByPid[] = {SYS_kill, SYS_tkill, SYS_tgkill, SYS_rt_sigqueueinfo, SYS_rt_tgsigqueueinfo};
 // Refused as absent, so libuv falls back to its threadpool instead of failing.
-static const long kAbsent[] = {SYS_io_uring_setup, SYS_io_uring_enter, SYS_io_uring_register};
+static const long kAbsent[] = {SYS_io_uring_setup, SYS_io_uring_enter, SYS_io_uring_register, SYS_clone3};
+// Ways to have the kernel signal a process for us (SIGIO/SIGURG to a chosen owner): the kernel
+// allows them whenever our euid is root, so they go the way of kill().
+#define F_SETOWN_ 8
+#define F_SETSIG_ 10
+#define F_SETOWN_EX_ 15
+#define FIOSETOWN_ 0x8901
+#define SIOCSPGRP_ 0x8902
+static const uint32_t kFcntlDenied[] = {F_SETOWN_, F_SETSIG_, F_SETOWN_EX_};
+static const uint32_t kIoctlDenied[] = {FIOSETOWN_, SIOCSPGRP_};
+// clone() with any CLONE_NEW* flag: a new user namespace would hand us every capability in it.
+#define CLONE_NEW_ANY 0x7E020080u
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
+/** nr == `nr`: refuse (EPERM) when argument `arg`'s low word is one of `vals`, else allow. */
+static unsigned deny_arg_values(struct sock_filter* f, unsigned n, long nr, int arg, const uint32_t* vals, unsigned count) {
+  f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)nr, 0, (uint8_t)(count + 3));
+  f[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[arg]));
+  for (unsigned i = 0; i < count; i++)
+    f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, vals[i], (uint8_t)(count - i), 0);
+  f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+  f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM);
+  return n;
+}
+
 static void apply_seccomp(pid_t self) {
-  struct sock_filter f[12 + 2 * N(kDenied) + 3 * N(kSignalByPid) + 2 * N(kAbsent)];
+  struct sock_filter f[32 + 2 * N(kDenied) + 3 * N(kSignalByPid) + 2 * N(kAbsent) + N(kFcntlDenied) + N(kIoctlDenied)];
   unsigned n = 0;
   f[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch));
   f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0);
@@ -235,6 +273,13 @@ static void apply_seccomp(pid_t self) {
     f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)kAbsent[i], 0, 1);
     f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS);
   }
+  n = deny_arg_values(f, n, SYS_fcntl, 1, kFcntlDenied, N(kFcntlDenied));
+  n = deny_arg_values(f, n, SYS_ioctl, 1, kIoctlDenied, N(kIoctlDenied));
+  f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_clone, 0, 4);
+  f[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0]));
+  f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, CLONE_NEW_ANY, 1, 0);
+  f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+  f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM);
   for (unsigned i = 0; i < N(kSignalByPid); i++) {
     // nr matches: look at the low word of the first argument (a pid is an int); anything but
     // our own pid (another process, 0 = our group, negative = a group or everyone) is refused.

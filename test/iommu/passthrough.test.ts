@@ -3,6 +3,7 @@
 // assignment refusals.
 import { ensureMedium } from '../../domains/dom0/images.js';
 import { readFileSync } from 'node:fs';
+import { THREADS_PER_CONTROLLER } from '../../domains/hw/threadpool.js';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hostConfig, hostDev } from '../../iommu/platform/host-builder.js';
@@ -71,6 +72,12 @@ describe('PCI passthrough through the IOMMU', () => {
     expect(t.hv.pci!.hwStats().translations).toBeGreaterThan(75);
     expect(t.hv.pci!.faults).toEqual([]);
     await blk.cmd('nvmeClose');
+  });
+
+  it("hw's threadpool has room for each controller's transfers (sized before hw's first line runs)", () => {
+    const pid = t.hv.pci?.hw.pid as number;
+    const env = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+    expect(env).toContain(`UV_THREADPOOL_SIZE=${2 * THREADS_PER_CONTROLLER}`);
   });
 
   it('ATTACK: DMA at IOVAs the driver domain was not given faults with a record, and the target is unchanged', async () => {

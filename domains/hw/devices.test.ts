@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { native } from '../../src/native/index.js';
 import { NvmeModel } from '../../iommu/devices/nvme.js';
-import { NVME_CFS, NVME_CSTS_CFS, NVME_REG } from '../../iommu/devices/nvme-abi.js';
+import { CQE, NVME_CC_EN, NVME_CFS, NVME_CSTS_CFS, NVME_CSTS_RDY, NVME_OP, NVME_REG, NVME_SC, SQE, statusCode } from '../../iommu/devices/nvme-abi.js';
+import { HeldMedium, makeRig, type Rig } from '../../iommu/devices/testrig.js';
 import { NIC_CTRL_EN, NIC_FATAL, NIC_REG, NIC_STATUS_FATAL } from '../../iommu/devices/nic-abi.js';
 import { VtdUnit } from '../../iommu/vtd/unit.js';
 import { HwDevices } from './devices.js';
@@ -29,6 +30,51 @@ async function until(cond: () => boolean): Promise<void> {
     if (i > 2000) throw new Error('condition never held');
     await new Promise((r) => setTimeout(r, 1));
   }
+}
+
+/**
+ * An owner driving the controller by hand through its register page: one 8-entry queue pair in
+ * the rig's driver memory, and writes of one page.
+ */
+function owner(t: TestTransport, rig: Rig): { enable(): void; write(slba: number, fill: number): void; completed(): number | null } {
+  const sq = rig.driverMem.alloc(1);
+  const cq = rig.driverMem.alloc(1);
+  const buf = rig.driverMem.alloc(1);
+  const sqDv = new DataView(sq.bytes.buffer, sq.bytes.byteOffset, 4096);
+  const cqDv = new DataView(cq.bytes.buffer, cq.bytes.byteOffset, 4096);
+  let tail = 0;
+  let head = 0;
+  const r = t.regs;
+  return {
+    enable() {
+      r[NVME_REG.AQA >> 2] = 7 | (7 << 16);
+      r[NVME_REG.ASQ >> 2] = sq.iova;
+      r[NVME_REG.ACQ >> 2] = cq.iova;
+      r[NVME_REG.CC >> 2] = NVME_CC_EN;
+      native.eventfdSignal(t.doorbell);
+    },
+    write(slba, fill) {
+      buf.bytes.fill(fill);
+      const at = tail * 64;
+      for (let i = 0; i < 64; i += 4) sqDv.setUint32(at + i, 0, true);
+      sqDv.setUint32(at + SQE.CDW0, NVME_OP.WRITE | (tail << 16), true);
+      sqDv.setUint32(at + SQE.NSID, 1, true);
+      sqDv.setUint32(at + SQE.PRP1, buf.iova, true);
+      sqDv.setUint32(at + SQE.CDW10, slba, true);
+      sqDv.setUint32(at + SQE.CDW12, 7, true); // 8 blocks: the page
+      tail++;
+      r[NVME_REG.SQ0TDBL >> 2] = tail;
+      native.eventfdSignal(t.doorbell);
+    },
+    /** the status of the next completion, or null while there is none */
+    completed() {
+      const st = cqDv.getUint16(head * 16 + CQE.STATUS, true);
+      if ((st & 1) !== 1) return null;
+      head++;
+      r[NVME_REG.CQ0HDBL >> 2] = head;
+      return statusCode(st);
+    },
+  };
 }
 
 function mappings(name: string): number {
@@ -141,5 +187,49 @@ describe('hw devices', () => {
     devs.close();
     expect(second.regs[NVME_REG.CSTS >> 2]).toBe(-1);
     expect(native.eventfdRead(second.irq)).toBe(1);
+  });
+
+  it("a new owner's controller comes up only once the previous owner's writes returned, so none lands over its data", async () => {
+    const rig = makeRig({ bdf: '01:00.0' });
+    const held = new HeldMedium();
+    const path = join(dir, 'held.img');
+    const init: HwInit = {
+      iommu: { enabled: true, addressWidth: 48, cachingMode: false },
+      devices: [{ sid: rig.sid, name: '0000:01:00.0', kind: 'nvme', medium: path, sizeBytes: 1 << 20 }],
+    };
+    const hd = new HwDevices(init, rig.unit, rig.mem, (l) => logs.push(l), { mediumIo: held });
+    try {
+      hd.setBusMaster(0, true);
+      const first = transport();
+      hd.attach(0, first.fds);
+      const a = owner(first, rig);
+      a.enable();
+      await until(() => (first.regs[NVME_REG.CSTS >> 2] & NVME_CSTS_RDY) !== 0);
+      a.write(0, 0xaa);
+      await held.heldCount(1); // the old owner's write is on the (slow) medium
+      // pci_assign to another owner: a fresh transport and model on the same medium
+      const second = transport();
+      hd.attach(0, second.fds);
+      const kick = vi.spyOn(NvmeModel.prototype, 'kick');
+      const b = owner(second, rig);
+      b.enable();
+      await until(() => kick.mock.calls.length > 0); // the new model heard the enable
+      expect(second.regs[NVME_REG.CSTS >> 2] & NVME_CSTS_RDY).toBe(0);
+      expect(first.regs[NVME_REG.CSTS >> 2]).not.toBe(-1);
+      held.holding = false;
+      held.release(0);
+      await until(() => (second.regs[NVME_REG.CSTS >> 2] & NVME_CSTS_RDY) !== 0);
+      expect(held.held[0].landed).toBe(true);
+      expect(first.regs.every((v) => v === -1)).toBe(true);
+      b.write(0, 0xbb);
+      let sc: number | null = null;
+      await until(() => (sc = b.completed()) !== null);
+      expect(sc).toBe(NVME_SC.SUCCESS);
+      expect(readFileSync(path).subarray(0, 4096).every((v) => v === 0xbb)).toBe(true);
+      expect(rig.faults).toEqual([]);
+    } finally {
+      held.releaseAll(); // a failed assertion must not leave the medium's descriptor waiting
+      hd.close();
+    }
   });
 });

@@ -6,12 +6,12 @@
 // One hw serves every domain's devices, so a device's failure stays that device's: an exception
 // in a model's doorbell stops that model (its fatal status) and hw goes on serving the others.
 import { existsSync, fstatSync, ftruncateSync, openSync, closeSync, constants } from 'node:fs';
-import { NvmeModel, type NvmeMedium } from '../../iommu/devices/nvme.js';
+import { NvmeModel, type MediumIo, type NvmeMedium } from '../../iommu/devices/nvme.js';
+import type { DmaMemory } from '../../iommu/devices/dma.js';
 import { NVME_BAR_SIZE } from '../../iommu/devices/nvme-abi.js';
 import { NicModel, TapWire, cable } from '../../iommu/devices/nic.js';
 import { NIC_BAR_SIZE } from '../../iommu/devices/nic-abi.js';
 import { VtdUnit } from '../../iommu/vtd/unit.js';
-import type { HwDmaMemory } from './dma-memory.js';
 import { DeviceTransport } from './transport.js';
 import { HW_STATUS, type HwDeviceSpec, type HwInit, type HwStatus } from './wire.js';
 
@@ -32,6 +32,17 @@ interface Device {
   transport: DeviceTransport | null;
   model: NvmeModel | NicModel | null;
   busMaster: boolean;
+  /**
+   * Replaced models whose transfers on the medium have not all returned. The current model's
+   * enable waits until this is 0: the threadpool runs jobs in no order, so an old owner's write
+   * could otherwise land over the new owner's data on the same blocks.
+   */
+  oldTransfers: number;
+}
+
+export interface HwDevicesOptions {
+  /** the media's system calls; default node:fs (tests hold transfers back with a HeldMedium) */
+  mediumIo?: MediumIo;
 }
 
 export class HwDevices {
@@ -43,15 +54,19 @@ export class HwDevices {
   constructor(
     private readonly init: HwInit,
     private readonly unit: VtdUnit,
-    private readonly mem: HwDmaMemory,
+    private readonly mem: DmaMemory,
     private readonly log: (line: string) => void,
+    opts: HwDevicesOptions = {},
   ) {
     try {
       for (const spec of init.devices) {
-        const d: Device = { spec, transport: null, model: null, busMaster: false };
+        const d: Device = { spec, transport: null, model: null, busMaster: false, oldTransfers: 0 };
         // listed before opening, so close() finds whatever was opened when a later one fails
         this.devices.push(d);
-        if (spec.kind === 'nvme') d.medium = openMedium(spec);
+        if (spec.kind === 'nvme') {
+          d.medium = openMedium(spec);
+          if (opts.mediumIo !== undefined) d.medium.io = opts.mediumIo;
+        }
         if (spec.wire?.kind === 'tap') {
           try {
             d.tap = TapWire.open(spec.wire.name);
@@ -102,7 +117,7 @@ export class HwDevices {
       // without an IOMMU nothing is ever assigned: the device exists but never masters the bus
       model = new NicModel({ ...o, unit: new VtdUnit(this.mem), mac: new Uint8Array(6), busMaster: () => false });
     } else if (d.spec.kind === 'nvme') {
-      model = new NvmeModel({ ...o, medium: d.medium as NvmeMedium });
+      model = new NvmeModel({ ...o, medium: d.medium as NvmeMedium, mediumFree: () => d.oldTransfers === 0 });
     } else {
       model = new NicModel({ ...o, mac: Uint8Array.from(d.spec.mac ?? [0, 0, 0, 0, 0, 0]), offloads: d.spec.offloads !== false });
     }
@@ -137,7 +152,8 @@ export class HwDevices {
    * The device's current owner loses it (a fresh transport follows, or hw stops): its doorbells
    * go unheard at once, and once the model has no transfer in flight (never cut short: they move
    * the owner's memory) its page reads all-ones and its interrupt fires, so a driver waiting on it
-   * learns the device is gone rather than waiting for a timeout.
+   * learns the device is gone rather than waiting for a timeout. Until then the next model's
+   * enable waits (oldTransfers), and it hears a doorbell once the wait is over.
    */
   private retire(d: Device): void {
     const m = d.model;
@@ -161,8 +177,14 @@ export class HwDevices {
         f();
       }
     };
-    if (m instanceof NvmeModel) m.whenIdle(gone);
-    else gone();
+    if (!(m instanceof NvmeModel)) return gone();
+    d.oldTransfers++;
+    m.whenIdle(() => {
+      d.oldTransfers--;
+      gone();
+      // an enable the new owner made meanwhile takes effect now (no model yet when idle at once)
+      if (d.oldTransfers === 0) this.doorbell(d, d.model);
+    });
   }
 
   /** `cb` runs once every old owner's register page reads all-ones (at once when none waits). */

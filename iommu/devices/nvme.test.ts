@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { NvmeDriver, type NvmeDriverOptions } from '../../src/drivers/nvme.js';
 import { DmaList } from '../../src/blkdev/device.js';
-import { MEDIUM_JOBS, NvmeModel, type MediumIo } from './nvme.js';
+import { ENABLE_HELD_LOG_MS, MEDIUM_JOBS, NvmeModel, type MediumIo } from './nvme.js';
 import { native } from '../../src/native/index.js';
 import { CQE, NVME_CC_EN, NVME_CFS, NVME_CSTS_CFS, NVME_CSTS_RDY, NVME_OP, NVME_REG as R, NVME_SC, SQE, statusCode } from './nvme-abi.js';
 import { HeldMedium, makeRig, OWNER_PA, type Rig } from './testrig.js';
@@ -706,6 +706,61 @@ describe('NVMe model under a driver, through the IOMMU', () => {
     expect(q.w[R.CSTS >> 2] & NVME_CSTS_CFS).toBe(NVME_CSTS_CFS);
     expect(q.w[R.CFS_REASON >> 2]).toBe(NVME_CFS.INTERNAL);
     expect(logs.join('\n')).toMatch(/internal error: bus master lookup broke/);
+  });
+
+  it("an enable waits, RDY 0, while an earlier model's transfers may still land; past 10 s it says so and keeps waiting", () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      const logs: string[] = [];
+      let free = false;
+      model = new NvmeModel({
+        unit: rig.unit, mem: rig.mem, sid: rig.sid, bar, medium: { fd, size: 4 * MiB }, raiseIrq: () => {}, busMaster: () => true,
+        log: (m) => logs.push(m), mediumFree: () => free,
+      });
+      const sq = rig.driverMem.alloc(1);
+      const cq = rig.driverMem.alloc(1);
+      const w = new Int32Array(bar.buffer);
+      w[R.AQA >> 2] = 7 | (7 << 16);
+      w[R.ASQ >> 2] = sq.iova;
+      w[R.ACQ >> 2] = cq.iova;
+      w[R.CC >> 2] = NVME_CC_EN;
+      model.kick();
+      expect(w[R.CSTS >> 2] & NVME_CSTS_RDY).toBe(0);
+      vi.advanceTimersByTime(ENABLE_HELD_LOG_MS);
+      expect(logs.join('\n')).toMatch(/enable held 10 s: the previous owner's transfers on this medium have not returned/);
+      model.kick();
+      expect(w[R.CSTS >> 2] & NVME_CSTS_RDY).toBe(0);
+      free = true;
+      model.kick();
+      expect(w[R.CSTS >> 2] & NVME_CSTS_RDY).toBe(NVME_CSTS_RDY);
+      expect(model.ready).toBe(true);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('a driver whose controller is held not ready logs the wait and keeps waiting rather than fail', async () => {
+    let free = false;
+    let raise = () => {};
+    model = new NvmeModel({ unit: rig.unit, mem: rig.mem, sid: rig.sid, bar, medium: { fd, size: 4 * MiB }, busMaster: () => true, raiseIrq: () => raise(), mediumFree: () => free });
+    const port = rig.port(bar, () => model.kick());
+    raise = () => port.raise();
+    const logs: string[] = [];
+    const d = new NvmeDriver('t', port, rig.driverMem, 4 * MiB, false, { log: (l) => logs.push(l) });
+    let started = false;
+    const starting = d.start(5).then(() => (started = true));
+    for (let i = 0; logs.length === 0; i++) {
+      if (i > 2000) throw new Error('the wait was never logged');
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    expect(logs[0]).toMatch(/t: controller not ready 5 ms after it was enabled; still waiting/);
+    expect(started).toBe(false);
+    free = true;
+    model.kick(); // what hw does once the earlier model's last transfer returned
+    await starting;
+    await io((cb) => d.write(new Uint8Array(4096).fill(0x3c), 0, 4096, 0, cb));
+    expect(readFileSync(path)[17]).toBe(0x3c);
+    await d.close();
   });
 
   it('one doorbell fetches a bounded number of commands; the rest follow on later turns', async () => {

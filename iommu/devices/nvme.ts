@@ -17,6 +17,12 @@
 // reuses (or lets anyone unmap) memory it gave the controller, and before it enables it again; an
 // enable that comes earlier takes effect only once RDY fell.
 //
+// The same holds across models on one medium. A model built for a new owner (pci_assign, a reset,
+// a driver domain restarted) shares the medium with the one it replaces, whose writes may still be
+// on the threadpool; the pool runs jobs in no order, so one of those could land over the new
+// owner's data on the same blocks. The hosting code therefore says (mediumFree) whether an earlier
+// model still has a transfer in flight, and an enable waits, RDY 0, until none has.
+//
 // The register page is shared with a domain that may be hostile: every value is read once into a
 // local, range-checked, and a bad one stops the controller (CSTS.CFS) or fails the command, never
 // hv. A DMA fault fails just that command with "data transfer error" and the fault in DW0; a
@@ -63,6 +69,8 @@ const PUNCH_CHUNK = 64 << 20;
  * a controller cannot stack hundreds of jobs ahead of its neighbours in libuv's FIFO.
  */
 export const MEDIUM_JOBS = 32;
+/** An enable held this long for an earlier model's transfers gets a log line (and still waits). */
+export const ENABLE_HELD_LOG_MS = 10_000;
 
 /** One in-flight command: preallocated with its segment list and callback, reused. */
 interface Slot {
@@ -130,6 +138,11 @@ export interface NvmeMedium {
 
 export interface NvmeModelOptions extends PciFunctionOptions {
   medium: NvmeMedium;
+  /**
+   * False while a model this one replaces still has a transfer on the medium in flight: until it
+   * turns true an enable waits with CSTS.RDY 0 (kick the model when it does). Default: always free.
+   */
+  mediumFree?: () => boolean;
   /** medium transfers on the threadpool at once, 1..64; default MEDIUM_JOBS */
   mediumJobs?: number;
 }
@@ -205,6 +218,19 @@ export class NvmeModel {
   private jobsRunning = 0;
   private readonly mediumJobs: number;
   private idle: (() => void) | null = null;
+  private readonly mediumFree: () => boolean;
+  /** armed while an enable waits for an earlier model's transfers: says so once it took long */
+  private heldTimer: ReturnType<typeof setTimeout> | null = null;
+  private readonly heldTooLong = () => {
+    this.heldTimer = null;
+    if (this.closed || this.enabled || this.mediumFree()) return;
+    // Waiting on is the only safe course: an enable now would let an old write land over the new
+    // owner's data. The owner's driver sees RDY 0 for as long as the medium keeps them.
+    this.log(
+      `nvme: enable held ${ENABLE_HELD_LOG_MS / 1000} s: the previous owner's transfers on this medium have not returned; ` +
+        'CSTS.RDY stays 0 until they do (a slow or stuck medium)',
+    );
+  };
 
   constructor(private readonly o: NvmeModelOptions) {
     if (o.bar.byteLength < NVME_BAR_SIZE) throw new RangeError('NVMe register page must be 4 KiB');
@@ -213,6 +239,7 @@ export class NvmeModel {
     this.nsze = Math.floor(o.medium.size / 512);
     this.log = o.log ?? (() => {});
     this.io = o.medium.io ?? fsIo;
+    this.mediumFree = o.mediumFree ?? (() => true);
     this.mediumJobs = o.mediumJobs ?? MEDIUM_JOBS;
     if (!(this.mediumJobs >= 1 && this.mediumJobs <= MAX_INFLIGHT)) throw new RangeError(`mediumJobs must be 1..${MAX_INFLIGHT}`);
     for (let i = 0; i < MAX_INFLIGHT; i++) {
@@ -271,6 +298,13 @@ export class NvmeModel {
     this.closed = true;
     this.generation++;
     this.enabled = false;
+    this.stopHeldTimer();
+  }
+
+  private stopHeldTimer(): void {
+    if (this.heldTimer === null) return;
+    clearTimeout(this.heldTimer);
+    this.heldTimer = null;
   }
 
   /**
@@ -453,6 +487,16 @@ export class NvmeModel {
     if (want === this.enabled) return;
     // the host enabled before RDY fell: the controller comes up once the reset drained
     if (want && this.draining) return;
+    // an earlier model's transfer may still land on the medium: up once the hosting code kicks
+    if (want && !this.mediumFree()) {
+      if (this.heldTimer === null) {
+        this.heldTimer = setTimeout(this.heldTooLong, ENABLE_HELD_LOG_MS);
+        // hw lives for its requests, not for this note
+        this.heldTimer.unref();
+      }
+      return;
+    }
+    this.stopHeldTimer();
     this.generation++;
     // a controller reset clears the doorbells: stale values from before must not run commands
     this.regs.put(R.SQ0TDBL, 0);

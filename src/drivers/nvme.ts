@@ -154,7 +154,12 @@ export class NvmeDriver implements DmaBlockDevice {
     port.onIrq(() => this.reap());
   }
 
-  /** Programs the queues and enables the controller; resolves once it reports ready. */
+  /**
+   * Programs the queues and enables the controller; resolves once it reports ready. A controller
+   * that was someone else's may hold RDY at 0 for as long as the previous owner's writes to the
+   * medium are still in flight (hw will not let them land over ours): that wait is logged after
+   * `timeoutMs` and goes on, since failing would only leave the device to whoever retries.
+   */
   async start(timeoutMs = 5000): Promise<void> {
     const put = (off: number, v: number) => Atomics.store(this.regs, off >> 2, v | 0);
     // a controller left enabled (or still draining an earlier reset) is stopped first
@@ -169,7 +174,9 @@ export class NvmeDriver implements DmaBlockDevice {
     put(R.CC, NVME_CC_EN);
     this.port.ring();
     const end = Date.now() + timeoutMs;
+    let told = false;
     for (;;) {
+      if (this.closed) throw new BlockDeviceError('EBADF', `${this.name} was closed while waiting for the controller to become ready`);
       const csts = Atomics.load(this.regs, R.CSTS >> 2);
       if (csts === NVME_REG_REMOVED) throw new BlockDeviceError('ENODEV', `${this.name}: the controller is gone (its registers read all-ones)`);
       if ((csts & NVME_CSTS_CFS) !== 0) throw new BlockDeviceError('EIO', `${this.name}: controller failed to start (fatal status, reason ${Atomics.load(this.regs, R.CFS_REASON >> 2)})`);
@@ -181,8 +188,14 @@ export class NvmeDriver implements DmaBlockDevice {
         this.bounceBytes = Math.min(this.slotBytes, mdts * PAGE);
         return;
       }
-      if (Date.now() > end) throw new BlockDeviceError('ETIMEDOUT', `${this.name}: controller not ready after ${timeoutMs} ms`);
-      await new Promise((r) => setTimeout(r, 2));
+      if (!told && Date.now() > end) {
+        told = true;
+        this.log(
+          `${this.name}: controller not ready ${timeoutMs} ms after it was enabled; still waiting ` +
+            "(it holds RDY at 0 while a previous owner's writes to the medium are in flight)",
+        );
+      }
+      await new Promise((r) => setTimeout(r, told ? 50 : 2));
     }
   }
 

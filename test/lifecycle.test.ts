@@ -111,6 +111,30 @@ describe('ringside up / down', () => {
     expect(memfdsNamed(['lc-alpha', 'lc-beta', 'xenstored', 'Domain-0'])).toEqual([]);
   });
 
+  // A crash leaves the namespaces dom0 made; they are recorded in the state directory, and the
+  // next `up` there removes them (as `down` would) before anything starts. Needs root for netns.
+  it.skipIf(process.getuid?.() !== 0)('up removes the network namespaces a crashed run recorded, and only those', async () => {
+    const sys = join(work, 'ns-sys');
+    const state = join(work, 'ns-state');
+    const [left, foreign] = [`rsl${process.pid % 100000}l`, `rsl${process.pid % 100000}f`];
+    mkdirSync(sys);
+    writeFileSync(join(sys, 'g.cfg'), 'name = "lc-ns"\nmemory = 64\n');
+    try {
+      for (const n of [left, foreign]) await run('ip', ['netns', 'add', n]);
+      mkdirSync(join(state, 'netns'), { recursive: true });
+      writeFileSync(join(state, 'netns', left), `${left}\n`);
+      writeFileSync(join(state, 'netns', 'not-ours'), `${foreign}\n`); // a record must name itself
+      const up = await run(process.execPath, [CLI, 'up', sys, '--state', state, '--detach', '--json'], { timeout: 60_000 });
+      expect(up.stderr).toContain(`removed leftover network namespace: ${left}`);
+      expect(up.stderr).toMatch(/ignored .*not-ours: not a namespace record ringside wrote/);
+      expect(existsSync(`/run/netns/${left}`)).toBe(false);
+      expect(existsSync(`/run/netns/${foreign}`)).toBe(true);
+    } finally {
+      await run(process.execPath, [CLI, 'down', '--state', state], { timeout: 60_000 }).catch(() => undefined);
+      for (const n of [left, foreign]) if (existsSync(`/run/netns/${n}`)) await run('ip', ['netns', 'del', n]).catch(() => undefined);
+    }
+  });
+
   it('refuses a broken config before starting anything, naming file, line and key', async () => {
     const sys = join(work, 'bad');
     const state = join(work, 'bad-state');

@@ -20,7 +20,7 @@ import type { DiskSpec } from '../../src/config/disk.js';
 import type { VifSpec } from '../../src/config/vif.js';
 import { confineFor, exportLink, guestExportDir } from './confine.js';
 import { vifNetns } from '../../src/config/vif.js';
-import { createGuestNetns, deleteNetns } from './netns.js';
+import { NetnsRecords, createGuestNetns, deleteGuestNetns } from './netns.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** How long a domain gets to stop cleanly before it is destroyed. */
@@ -57,6 +57,8 @@ export class Toolstack {
   private readonly cleanups = new Set<Promise<void>>();
   private built: Promise<void> | null = null;
   private buildError: Error | null = null;
+  /** the namespaces this system made: only those are ever deleted */
+  private readonly netns: NetnsRecords;
 
   constructor(
     private readonly dom: Domain,
@@ -65,6 +67,7 @@ export class Toolstack {
     private readonly log: (l: string) => void,
   ) {
     this.state = statePaths(stateDir);
+    this.netns = new NetnsRecords(this.state.dir);
     dom.hc.onEvent((ev) => this.onHvEvent(ev));
   }
 
@@ -134,7 +137,7 @@ export class Toolstack {
    * namespace(s), fresh, and its export directory with the links users connect to.
    */
   private async prepareGuestHost(cfg: SystemDomain): Promise<void> {
-    for (const ns of guestNamespaces(cfg)) await createGuestNetns(ns);
+    for (const ns of guestNamespaces(cfg)) await createGuestNetns(ns, { records: this.netns, guest: cfg.name, confined: cfg.seccomp });
     mkdirSync(guestExportDir(this.state.nbd, cfg.name), { recursive: true, mode: 0o700 });
     for (const disk of cfg.disks) {
       const link = exportLink(this.state.nbd, cfg.name, disk.vdev);
@@ -144,6 +147,17 @@ export class Toolstack {
   }
 
   private async startDomain(cfg: SystemDomain, domid?: number, previous?: Managed, beforeUnpause?: () => Promise<void>): Promise<Managed> {
+    try {
+      return await this.startDomainOnce(cfg, domid, previous, beforeUnpause);
+    } catch (e) {
+      // A guest that did not start leaves no namespace behind (a foreign one it was refused
+      // is not recorded, so it stays untouched).
+      if (cfg.role === 'guest') await this.removeNamespaces(cfg);
+      throw e;
+    }
+  }
+
+  private async startDomainOnce(cfg: SystemDomain, domid?: number, previous?: Managed, beforeUnpause?: () => Promise<void>): Promise<Managed> {
     if (cfg.role === 'guest') await this.prepareGuestHost(cfg);
     const { result } = await this.dom.hc.call('domain_create', {
       name: cfg.name,
@@ -306,12 +320,15 @@ export class Toolstack {
    * guest's descriptor).
    */
   private async cleanupHost(m: Managed): Promise<void> {
-    for (const ns of guestNamespaces(m.cfg)) {
+    await this.removeNamespaces(m.cfg);
+  }
+
+  private async removeNamespaces(cfg: SystemDomain): Promise<void> {
+    for (const ns of guestNamespaces(cfg)) {
       try {
-        await deleteNetns(ns);
-        this.log(`dom0: removed network namespace ${ns} of ${m.cfg.name}`);
-      } catch {
-        /* already gone */
+        if (await deleteGuestNetns(ns, this.netns)) this.log(`dom0: removed network namespace ${ns} of ${cfg.name}`);
+      } catch (e) {
+        this.log(`dom0: cannot remove network namespace ${ns} of ${cfg.name} (ringside down retries): ${(e as Error).message}`);
       }
     }
   }

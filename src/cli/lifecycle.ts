@@ -10,6 +10,7 @@ import { control } from './control.js';
 import { CliError } from './errors.js';
 import { hvBundle, statePaths, defaultSystem, type StatePaths } from './paths.js';
 import type { DomainRow } from '../control/wire.js';
+import { NetnsRecords, deleteRecordedNetns } from '../../domains/dom0/netns.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -54,7 +55,7 @@ export async function up(o: UpOptions): Promise<UpResult> {
     const pid = Number(readFileSync(p.hvPid, 'utf8'));
     if (pid > 0 && alive(pid)) throw new CliError(`hv (pid ${pid}) from an earlier run in ${p.dir} is still alive: run 'ringside down --state ${o.stateDir}'`);
   }
-  cleanState(p);
+  for (const n of await cleanState(p)) o.progress(n);
   mkdirSync(p.dir, { recursive: true });
   const logFd = openSync(p.log, 'a');
   const dom0Args = Buffer.from(pack({ stateDir: p.dir, systemDir })).toString('base64');
@@ -110,15 +111,24 @@ export async function down(stateDir: string, timeoutMs = 30_000): Promise<string
       }
     }
   }
-  cleanState(p);
+  notes.push(...(await cleanState(p)));
   return notes;
 }
 
-/** Removes sockets and pid files of a stopped system; keeps logs and disk images. */
-function cleanState(p: StatePaths): void {
+/**
+ * Removes sockets, pid files and the network namespaces of a stopped system (those ringside
+ * recorded; dom0 normally removes them itself, but not after a crash or a SIGKILL); keeps logs
+ * and disk images. Returns what it did or could not do, for the user.
+ */
+async function cleanState(p: StatePaths): Promise<string[]> {
+  const notes: string[] = [];
+  const ns = await deleteRecordedNetns(new NetnsRecords(p.dir));
+  if (ns.removed.length > 0) notes.push(`removed leftover network namespace${ns.removed.length > 1 ? 's' : ''}: ${ns.removed.join(' ')}`);
+  notes.push(...ns.problems);
   for (const f of [p.control, p.xenstored, p.hvPid]) rmSync(f, { force: true });
   for (const d of [p.xenstoreDomains, p.nbd]) rmSync(d, { recursive: true, force: true });
   if (existsSync(p.dir)) for (const f of readdirSync(p.dir)) if (f.endsWith('.sock')) rmSync(resolve(p.dir, f), { force: true });
+  return notes;
 }
 
 function tail(file: string, lines = 15): string {

@@ -195,3 +195,59 @@ describe.skipIf(why !== null)('network: a driver domain switching TCP between tw
     expect(ns.split('\n').map((l) => l.split(' ')[0]).filter((n) => n === NSA || n === NSB), `namespaces left after ringside down (ip netns list):\n${ns}\n--- ringside.log ---\n${s.logTail(25)}`).toEqual([]);
   });
 });
+
+// Namespaces are shared with the operator: ringside deletes only those it recorded making, and
+// all of those, even when nothing of the system is left alive to do it.
+describe.skipIf(why !== null)('network namespaces: never an operator one, never one left behind', () => {
+  const NK = 'sysnk';
+  const GK = 'sysnkg';
+  const NSK = `rst${pid}k`;
+  let s: SystemUnderTest;
+  const nsNames = async () => (await netnsList()).split('\n').map((l) => l.split(' ')[0]);
+
+  beforeAll(() => {
+    requireBuilt();
+    s = new SystemUnderTest('ringside-sysns-', {
+      [`${NK}.cfg`]: `name = "${NK}"\nmemory = 128\ndriver_domain = 1\nrole = "net"\n`,
+      [`${GK}.cfg`]: `name = "${GK}"\nmemory = 128\nvif = [ 'backend=${NK}, mac=${mac(3)}, ip=${SUBNET}.3/24, netns=${NSK}' ]\n`,
+    });
+  });
+
+  afterAll(async () => {
+    if (!s) return;
+    await s.down();
+    const left = s.killLeftovers();
+    if (left.length) console.warn(`killed leftover pids after down: ${left.join(' ')}`);
+    if ((await nsNames()).includes(NSK)) await run('ip', ['netns', 'del', NSK]);
+    rmSync(s.work, { recursive: true, force: true });
+  });
+
+  it("up refuses a guest whose netns= is an existing namespace ringside did not make, and leaves it alone", async () => {
+    const add = await run('ip', ['netns', 'add', NSK]);
+    expect(add.code, add.stderr).toBe(0);
+    const ino = statSync(`/run/netns/${NSK}`).ino;
+    const up = await s.tryUp();
+    expect(up.code).not.toBe(0);
+    expect(up.stderr).toContain(`guest '${GK}': network namespace ${NSK} already exists`);
+    expect(up.stderr).toContain(`delete it with \`ip netns del ${NSK}\` or choose another netns=`);
+    const d = await s.down();
+    expect(d.code, d.stderr).toBe(0);
+    expect(statSync(`/run/netns/${NSK}`, { throwIfNoEntry: false })?.ino, `the operator's namespace after up and down\n${s.logTail(20)}`).toBe(ino);
+    const del = await run('ip', ['netns', 'del', NSK]);
+    expect(del.code, del.stderr).toBe(0);
+  });
+
+  it('after hv and every domain are SIGKILLed, ringside down removes the namespaces they left', async () => {
+    const r = await s.up();
+    expect(allConnected(r.domains), deviceStates(r.domains)).toBe(true);
+    const killed = await s.crash();
+    expect(killed.filter(alive), 'pids alive after SIGKILL').toEqual([]);
+    // nobody was left to remove it: the crash leaves the namespace behind
+    expect(await nsNames()).toContain(NSK);
+    const d = await s.down();
+    expect(d.code, d.stderr).toBe(0);
+    expect(d.stderr).toContain(`removed leftover network namespace: ${NSK}`);
+    expect(await nsNames()).not.toContain(NSK);
+    expect(s.socketsUnderState()).toEqual([]);
+  });
+});

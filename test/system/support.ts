@@ -59,8 +59,13 @@ export class SystemUnderTest {
     return run(process.execPath, [CLI, ...args, '--state', this.state], { timeoutMs });
   }
 
+  /** `ringside up` as it went, failure included. */
+  tryUp(): Promise<Run> {
+    return run(process.execPath, [CLI, 'up', this.sys, '--state', this.state, '--detach', '--json'], { timeoutMs: 60_000 });
+  }
+
   async up(): Promise<UpJson> {
-    const r = await run(process.execPath, [CLI, 'up', this.sys, '--state', this.state, '--detach', '--json'], { timeoutMs: 60_000 });
+    const r = await this.tryUp();
     if (r.code !== 0) throw new Error(`ringside up failed (code ${r.code}):\n${r.stderr}\n${r.stdout}\n--- log tail ---\n${this.logTail()}`);
     const j = JSON.parse(r.stdout) as UpJson;
     this.pids.add(j.hvPid);
@@ -120,6 +125,31 @@ export class SystemUnderTest {
       }
     }
     return left;
+  }
+
+  /**
+   * SIGKILL hv's process group and every domain of the running system by pid, as a crash would
+   * (only pids `list` reports now: an older one may belong to someone else by now). Returns them.
+   */
+  async crash(): Promise<number[]> {
+    if (!this.last) throw new Error('crash(): no system is up');
+    const hv = this.last.hvPid;
+    const pids = [...new Set([hv, ...(await this.list()).map((d) => d.pid).filter((p): p is number => !!p)])];
+    try {
+      process.kill(-hv, 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
+    for (const pid of pids) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
+    }
+    const end = Date.now() + 5000;
+    while (pids.some(alive) && Date.now() < end) await sleep(50);
+    return pids;
   }
 
   socketsUnderState(): string[] {

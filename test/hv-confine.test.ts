@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { confineArgs, confineLauncher } from '../domains/hv/confine.js';
 import { TestPlatform, type Probe } from './support/platform.js';
-import { createGuestNetns, deleteNetns } from '../domains/dom0/netns.js';
+import { NetnsRecords, createGuestNetns, deleteGuestNetns } from '../domains/dom0/netns.js';
 
 const launcher = confineLauncher();
 
@@ -132,6 +132,24 @@ describe('confined driver domains', () => {
     for (const [confine, re] of cases) await expect(t.dom0.call('domain_create', { ...base, confine } as never)).rejects.toThrow(re);
   });
 
+  it("a guest's own seccomp list takes connect() away: root's sockets are out of reach once it is connected", async () => {
+    const { createServer } = await import('node:net');
+    const path = join(outside, 'root-only.sock');
+    const server = createServer((c) => c.destroy());
+    await new Promise<void>((r) => server.listen(path, r));
+    try {
+      const g = await t.probe('guestlike', { confine: { ro: [], rw: [], netAdmin: false } });
+      // Landlock does not govern connecting to a socket path: this is why guests drop connect()
+      expect(await g.cmd('tryConnect', { path })).toEqual({ ok: true });
+      await g.cmd('dropGuestPrivileges');
+      expect(await g.cmd('tryConnect', { path })).toEqual({ ok: false, code: 'EPERM' });
+      // and it goes on working over what it already holds
+      expect((await g.cmd('info')).domid).toBe(g.domid);
+    } finally {
+      server.close();
+    }
+  });
+
   it('passes a guest its socket directory and namespace, and keeps the capability last', () => {
     const args = confineArgs({ ro: [], rw: ['/dev/net/tun'], netAdmin: true, sockDir: '/state/nbd/guest/g1', netns: 'rs-g1' }, ['/opt/rs/dist/domains']);
     expect(args.slice(-7)).toEqual(['--sock-dir', '/state/nbd/guest/g1', '--netns', '/run/netns/rs-g1', '--keep-cap', 'net_admin', '--']);
@@ -168,12 +186,12 @@ describe.skipIf(netUnsupported !== null)('a confined guest in its own network na
     t = new TestPlatform();
     dir = mkdtempSync(join(tmpdir(), 'ringside-guestns-'));
     mkdirSync(join(dir, 'exports'));
-    await createGuestNetns(NS);
+    await createGuestNetns(NS, { records: new NetnsRecords(dir), guest: 'guestns', confined: true });
     guest = await t.probe('guestns', { confine: { ro: [], rw: ['/dev/net/tun'], netAdmin: true, sockDir: join(dir, 'exports'), netns: NS } });
   });
   afterAll(async () => {
     await t?.close();
-    await deleteNetns(NS).catch(() => undefined);
+    if (dir) await deleteGuestNetns(NS, new NetnsRecords(dir)).catch(() => undefined);
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 

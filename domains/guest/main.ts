@@ -7,11 +7,13 @@ import { connectXenstore } from '../../src/domain/xenstore.js';
 import { DeviceDirWatcher } from '../../src/xenbus/device.js';
 import type { DomainBootArgs } from '../../src/domain/bootargs.js';
 import { frontendDrivers } from './drivers.js';
+import { dropGuestPrivileges } from '../../src/domain/sandbox.js';
 
 const log = (l: string) => process.stdout.write(`${l}\n`);
 const dom = await Domain.boot();
 const args = dom.bootArgs<DomainBootArgs>();
 const xs = await connectXenstore(args.xenstore, log);
+if (args.seccomp) dropGuestPrivileges(log);
 const home = `/local/domain/${dom.domid}`;
 const drivers = frontendDrivers(dom, xs, args, log);
 const watchers: DeviceDirWatcher[] = [];

@@ -104,7 +104,7 @@ export class PciHost {
     else log(`hv: hw confined: ${hwConfine(specs).rw.length} rw; ${confineStrength(launcher as string)}`);
     try {
       const threads = sizeThreadpool(specs.filter((d) => d.kind === 'nvme').length, { ...process.env });
-      this.hw = new HwLink({ bundle: opts.hwBundle, ...(confine ? { confine } : {}), threads, log, onFault: (f) => this.onFault(f), onGone: (why) => this.onHwGone(why), onExit: () => this.drains.releaseAll() });
+      this.hw = new HwLink({ bundle: opts.hwBundle, ...(confine ? { confine } : {}), threads, log, onFault: (f) => this.onFault(f), onGone: (why) => this.onHwGone(why), onExit: () => this.onHwExit() });
     } catch (e) {
       this.mem.close();
       throw new PciError('EIO', `cannot start the hardware process: ${(e as Error).message}`);
@@ -351,8 +351,30 @@ export class PciHost {
 
   private onHwGone(why: string): void {
     this.log(`hv: the PCI hardware is gone: ${why}; its devices are unusable, domains keep running`);
+    // pages and drains are let go when hw's process has exited (onHwExit), not when hv gave up
+    // on it: until then it may still be moving data
+  }
+
+  /**
+   * hw's process is gone, so nothing moves data any more: every owner's register page reads
+   * all-ones (a surprise-removed device, which the drivers take as "gone": they fail their
+   * requests instead of waiting on a page nobody answers), their interrupts fire, and pages
+   * held for a drain go back to their grantors.
+   */
+  private onHwExit(): void {
+    for (const h of this.hosted.values()) {
+      if (h.fds.length === 0) continue;
+      try {
+        const bar = new Uint8Array(native.mmap(h.fds[0], h.dev.type === 'nvme' ? NVME_BAR_SIZE : NIC_BAR_SIZE, true));
+        bar.fill(0xff);
+        native.munmap(bar.buffer as ArrayBuffer);
+        native.eventfdSignal(h.fds[2]);
+      } catch (e) {
+        this.log(`hv: ${h.key}: cannot mark the device removed (${(e as Error).message})`);
+      }
+    }
     this.closeTransports();
-    // drains are released when hw's process has exited (onExit), not when hv gave up on it
+    this.drains.releaseAll();
   }
 
   /**

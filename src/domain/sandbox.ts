@@ -17,3 +17,17 @@ export function dropDriverPrivileges(log: (l: string) => void, extraAllowed: str
   const st = native.sandboxStatus();
   log(`sandbox: no_new_privs=${st.noNewPrivs ? 1 : 0} seccomp=${st.seccomp === 2 ? 'filter' : st.seccomp} (${deny.length} syscalls denied)`);
 }
+
+/**
+ * A guest, once connected to xenstore, opens no new outbound connection: its NBD exports listen
+ * and its TAP setup speaks netlink. connect() goes, because a confined guest is still host uid 0
+ * and Landlock does not govern connecting to a socket path on today's kernels, so it could
+ * otherwise reach root's sockets (privileged xenstore, dom0's control socket, other exports).
+ */
+export const GUEST_DENY = ['connect', 'ptrace', 'process_vm_readv', 'process_vm_writev', 'kexec_load', 'init_module', 'finit_module', 'bpf', 'perf_event_open'];
+
+export function dropGuestPrivileges(log: (l: string) => void): void {
+  native.seccompDeny(GUEST_DENY);
+  const st = native.sandboxStatus();
+  log(`sandbox: no_new_privs=${st.noNewPrivs ? 1 : 0} seccomp=${st.seccomp === 2 ? 'filter' : st.seccomp} (connect and ${GUEST_DENY.length - 1} more syscalls denied)`);
+}

@@ -33,7 +33,7 @@ describe('hv without its hardware', () => {
   beforeAll(async () => {
     t = new TestPlatform();
     await t.dom0.call('platform_init', platform(t.dir));
-    blk = await t.probe('blkdom', { kind: 'pcidrv', ioFrames: 32 });
+    blk = await t.probe('blkdom', { kind: 'pcidrv', ioFrames: 160 });
     await t.dom0.call('pci_assignable_add', { bdf: '01:00.0' });
     await t.dom0.call('pci_assign', { domid: blk.domid, devices: [{ bdf: '01:00.0' }] });
     hwPid = t.hv.pci!.hw.pid!;
@@ -42,8 +42,15 @@ describe('hv without its hardware', () => {
 
   it('logs the loss, fails PCI operations naming the cause, and keeps the domains running', async () => {
     expect(await blk.cmd('hypercall', { op: 'pci_device_open', args: { bdf: '01:00.0' } })).toMatchObject({ ok: true });
+    const opened = await blk.cmd('nvmeOpen', { bdf: '01:00.0' });
+    expect(opened, JSON.stringify(opened)).toMatchObject({ ok: true });
+    expect(await blk.cmd('nvmeWrite', { seed: 1, len: 4096, pos: 0 })).toMatchObject({ ok: true });
     process.kill(hwPid, 'SIGKILL');
     await until('hv noticing hw is gone', () => t.logs.some((l) => l.includes('the PCI hardware is gone')), t.logs);
+    // once hw has exited, hv makes the owner's page read all-ones: the driver fails at once
+    // (surprise removal) instead of waiting on a controller that will never answer
+    const w = await blk.cmd('nvmeWrite', { seed: 2, len: 4096, pos: 0 });
+    expect(w).toMatchObject({ ok: false, error: expect.stringMatching(/gone|removed|ENODEV/i) });
     expect(t.logs).toContain('hv: the PCI hardware is gone: hw exited (killed by SIGKILL); its devices are unusable, domains keep running');
 
     const open = await blk.cmd('hypercall', { op: 'pci_device_open', args: { bdf: '01:00.0' } });

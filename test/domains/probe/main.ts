@@ -4,6 +4,8 @@
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { Domain } from '../../../src/domain/runtime.js';
 import { native } from '../../../src/native/index.js';
+import { connect as netConnect } from 'node:net';
+import { dropGuestPrivileges } from '../../../src/domain/sandbox.js';
 import { GNTMAP_host_map, GNTMAP_readonly } from '../../../src/abi/grant.js';
 import type { GrantMapping } from '../../../src/grant/mapper.js';
 import { GrantError } from '../../../src/grant/mapper.js';
@@ -110,6 +112,18 @@ async function run(c: Command): Promise<unknown> {
         await dom.hc.call('gnttab_unmap', { handles: result.results.map((r) => r.handle) });
       }
     }
+    case 'tryConnect':
+      return await new Promise((resolve) => {
+        const s = netConnect(String(c.path));
+        s.once('connect', () => {
+          s.destroy();
+          resolve({ ok: true });
+        });
+        s.once('error', (e: NodeJS.ErrnoException) => resolve({ ok: false, code: e.code }));
+      });
+    case 'dropGuestPrivileges':
+      dropGuestPrivileges(() => undefined);
+      return {};
     case 'trySignal':
       try {
         process.kill(n('pid'), 0);

@@ -111,6 +111,7 @@ export class PciHost {
     }
     try {
       this.hw.init(init, this.mem.fd);
+      for (const h of this.hosted.values()) if (h.dev.wire?.kind === 'tap') this.plugTap(h, h.dev.wire.name);
       for (const d of opts.domains()) if (d.state !== 'dead') this.domainCreated(d);
       if (host.iommu.enabled) this.iommu = new IommuDomains(this.hw, this.mem, this.mem.tables, { queued: true });
       this.platform = new PciPlatform(host, { log: (m) => log(`hv: ${m}`), ...(this.iommu ? { iommu: this.iommu } : {}) });
@@ -426,6 +427,25 @@ export class PciHost {
     this.hw.call(HW_OP.ATTACH, h.index, 0, 0, 0n, fds);
   }
 
+  /**
+   * Opens the host TAP a NIC is wired to and hands it to hw: hv is root, and hw holds no
+   * CAP_NET_ADMIN over the host. A TAP that cannot be opened leaves the NIC's link down.
+   */
+  private plugTap(h: Hosted, name: string): void {
+    let fd: number;
+    try {
+      fd = native.tapOpen(name, { vnetHdr: true }).fd;
+    } catch (e) {
+      this.log(`hv: ${h.key}: cannot open TAP ${name} (${(e as Error).message}); the NIC's link stays down`);
+      return;
+    }
+    try {
+      this.hw.call(HW_OP.TAP_WIRE, h.index, 0, 0, 0n, [fd]);
+    } finally {
+      native.close(fd); // hw has its own copy now
+    }
+  }
+
   /** Tells hw every bus-master bit that changed in config space (writes, resets). */
   private syncBusMaster(): void {
     for (const h of this.hosted.values()) {
@@ -476,12 +496,9 @@ export class PciHost {
   }
 }
 
-/** The files hw may open: its media, and the tun device (with CAP_NET_ADMIN) for TAP wires. */
+/** The files hw may open: its media. TAPs come from hv already open, so no capability either. */
 function hwConfine(specs: HwDeviceSpec[]): ConfineSpec {
-  const rw = specs.flatMap((d) => (d.medium !== undefined ? [d.medium] : []));
-  const tap = specs.some((d) => d.wire?.kind === 'tap');
-  if (tap) rw.push('/dev/net/tun');
-  return { ro: [], rw, netAdmin: tap };
+  return { ro: [], rw: specs.flatMap((d) => (d.medium !== undefined ? [d.medium] : [])), netAdmin: false };
 }
 
 /** What hw needs to build one function: no config, only the facts of the silicon. */

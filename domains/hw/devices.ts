@@ -5,6 +5,7 @@
 //
 // One hw serves every domain's devices, so a device's failure stays that device's: an exception
 // in a model's doorbell stops that model (its fatal status) and hw goes on serving the others.
+import { native } from '../../src/native/index.js';
 import { existsSync, fstatSync, ftruncateSync, openSync, closeSync, constants } from 'node:fs';
 import { NvmeModel, type MediumIo, type NvmeMedium } from '../../iommu/devices/nvme.js';
 import type { DmaMemory } from '../../iommu/devices/dma.js';
@@ -67,18 +68,30 @@ export class HwDevices {
           d.medium = openMedium(spec);
           if (opts.mediumIo !== undefined) d.medium.io = opts.mediumIo;
         }
-        if (spec.wire?.kind === 'tap') {
-          try {
-            d.tap = TapWire.open(spec.wire.name);
-          } catch (e) {
-            log(`${spec.name}: cannot open TAP ${spec.wire.name} (${(e as Error).message}); the NIC's link stays down`);
-          }
-        }
       }
     } catch (e) {
       this.close();
       throw e;
     }
+  }
+
+  /**
+   * The TAP a NIC's wire names, opened by hv (hw holds no CAP_NET_ADMIN over the host). The
+   * descriptor is ours from here on, whatever happens.
+   */
+  plugTap(index: number, fd: number): void {
+    const d = this.devices[index];
+    let tap: TapWire;
+    try {
+      if (d.spec.wire?.kind !== 'tap') throw new Error(`${d.spec.name} is not wired to a TAP`);
+      if (d.tap !== undefined) throw new Error(`${d.spec.name} has its TAP already`);
+      tap = new TapWire(fd);
+    } catch (e) {
+      native.close(fd);
+      throw e;
+    }
+    d.tap = tap;
+    if (d.model instanceof NicModel) tap.plug(d.model);
   }
 
   get count(): number {

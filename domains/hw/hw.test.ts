@@ -155,6 +155,10 @@ describe('hw at its boundary', () => {
     expect(h.req(HW_OP.ATTACH, 0, 0, 0, transport(4096 * 16))).toMatchObject({ status: 'EIO', text: expect.stringMatching(/register page is 65536 bytes/) });
     expect(h.req(HW_OP.BUS_MASTER, 1, 1)).toMatchObject({ status: 'EINVAL', text: 'device 1 does not exist (hw has 1)' });
     expect(h.req(HW_OP.DOMAIN_DEAD, 4, 0, 0, [dup(page)])).toMatchObject({ status: 'EINVAL', text: expect.stringMatching(/came with 1 descriptors/) });
+    // a TAP for a NIC whose wire is no TAP, or for no device at all
+    expect(h.req(HW_OP.TAP_WIRE, 0, 0, 0, [dup(page)])).toMatchObject({ status: 'EINVAL', text: '0000:01:00.0 is not wired to a TAP' });
+    expect(h.req(HW_OP.TAP_WIRE, 3, 0, 0, [dup(page)])).toMatchObject({ status: 'EINVAL', text: 'device 3 does not exist (hw has 1)' });
+    expect(h.req(HW_OP.TAP_WIRE, 0)).toMatchObject({ status: 'EINVAL', text: expect.stringMatching(/came with 0 descriptors/) });
     // a refused descriptor is closed, never kept
     expect(h.openFds()).toBe(before);
 

@@ -20,7 +20,7 @@ import {
 } from './wire.js';
 
 /** Descriptors each request carries; any other count is refused. */
-const FDS_OF: Record<number, number | 'frames'> = { [HW_OP.INIT]: 1, [HW_OP.ATTACH]: 3, [HW_OP.DOMAIN_FRAMES]: 'frames' };
+const FDS_OF: Record<number, number | 'frames'> = { [HW_OP.INIT]: 1, [HW_OP.ATTACH]: 3, [HW_OP.DOMAIN_FRAMES]: 'frames', [HW_OP.TAP_WIRE]: 1 };
 /** How long hw, once hv went, waits for medium transfers to return before it exits regardless. */
 const RETIRE_WAIT_MS = 10_000;
 /** Fault notices one source id may send a second. */
@@ -196,6 +196,16 @@ export class HwServer {
       case HW_OP.STATS: {
         const s: HwStats = { ...unit.stats, mappedViews: mem.mappedViews, droppedNotices: this.dropped, heldNotices: this.limiter.held };
         STAT_FIELDS.forEach((f, k) => this.repDv.setFloat64(REP.num + 8 * k, s[f], true));
+        return;
+      }
+      case HW_OP.TAP_WIRE: {
+        const i = this.device(a);
+        took();
+        try {
+          devices.plugTap(i, fds[0]);
+        } catch (e) {
+          throw new HwRefusal(HW_STATUS.EINVAL, (e as Error).message);
+        }
         return;
       }
       case HW_OP.IN_FLIGHT:

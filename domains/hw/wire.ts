@@ -29,6 +29,11 @@ export const HW_OP = {
   STATS: 9,
   /** a: pfn; reply: value = medium transfers still in flight into or out of that page */
   IN_FLIGHT: 10,
+  /**
+   * a: index of a NIC whose wire is a TAP; fds: that TAP, opened by hv with virtio-net
+   * headers (opening one by name takes CAP_NET_ADMIN over the host, which hw does not hold)
+   */
+  TAP_WIRE: 11,
 } as const;
 export type HwOp = (typeof HW_OP)[keyof typeof HW_OP];
 const OPS = new Set<number>(Object.values(HW_OP));

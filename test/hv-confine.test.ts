@@ -1,8 +1,9 @@
 // Confined driver domains: started through ringside-confine, a domain reaches only the files the
 // toolstack listed, holds no capability, and can signal or trace nothing outside itself. These
 // run real probe processes; the Landlock checks skip only on a kernel without Landlock.
+import { alive } from '../src/cli/lifecycle.js';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -130,6 +131,22 @@ describe('confined driver domains', () => {
       [{ ro: [], rw: [], netAdmin: true, netns: ['x'] }, /confine\.netns "object"/],
     ];
     for (const [confine, re] of cases) await expect(t.dom0.call('domain_create', { ...base, confine } as never)).rejects.toThrow(re);
+  });
+
+  it('takes whatever it forked along when it is destroyed, and cannot leave its process group', async () => {
+    const p = await t.probe('forker', { confine: { ro: [], rw: [], netAdmin: false } });
+    const probePid = t.hv.list().find((d) => d.domid === p.domid)?.pid as number;
+    const pgrp = (pid: number) => Number(readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ')[2]);
+    expect(pgrp(probePid)).toBe(probePid);
+    // a child that asks for a session of its own (setsid) stays in the domain's group: the filter refuses
+    const { pid } = await p.cmd('spawnChild', { detached: true });
+    expect(pgrp(pid)).toBe(probePid);
+    expect(alive(pid)).toBe(true);
+    await t.dom0.call('domain_destroy', { domid: p.domid });
+    await t.waitEvent((e) => e.event === 'domain_died' && e.domid === p.domid);
+    const end = Date.now() + 5000;
+    while (alive(pid) && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+    expect(alive(pid)).toBe(false);
   });
 
   it("a guest's own seccomp list takes connect() away: root's sockets are out of reach once it is connected", async () => {

@@ -378,6 +378,7 @@ export class Hypervisor {
     if (dom.proc && dom.proc.exitCode === null && dom.proc.signalCode === null) {
       dom.state = 'dying';
       dom.proc.kill('SIGKILL');
+      this.killGroup(dom);
     } else {
       this.reap(dom, null, null);
     }
@@ -394,9 +395,20 @@ export class Hypervisor {
     this.reap(dom, code, signal);
   }
 
+  /** A confined domain's process group: whatever it forked goes with it. */
+  private killGroup(dom: DomainRecord): void {
+    if (dom.confine === null || dom.pid === null) return;
+    try {
+      process.kill(-dom.pid, 'SIGKILL');
+    } catch {
+      // no member left
+    }
+  }
+
   private reap(dom: DomainRecord, code: number | null, signal: string | null): void {
     if (dom.state === 'dead') return;
     dom.state = 'dead';
+    this.killGroup(dom);
     const reason = dom.deathReason ?? (signal ? `killed by ${signal}` : `exited with code ${code}`);
     this.opts.log(`hv: dom${dom.domid} (${dom.name}) is dead: ${reason}`);
     this.grants.unmapAll(dom);

@@ -55,9 +55,12 @@ export function spawnDomain(opts: {
   const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', RINGSIDE_DOMAIN: opts.name };
   const nodeArgs = [`--max-old-space-size=${Math.max(32, opts.memoryMiB)}`, '--enable-source-maps', opts.bundle];
   const [cmd, args] = opts.confine ? [opts.confine.launcher, [...opts.confine.args, process.execPath, ...nodeArgs]] : [process.execPath, nodeArgs];
+  // A confined domain leads a process group of its own, which its seccomp filter keeps it and
+  // every child in: hv kills the group, so nothing it forked outlives it.
   const child = spawn(cmd, args, {
     stdio: ['ignore', 'pipe', 'pipe', opts.channelFd],
     env,
+    detached: opts.confine !== undefined,
   });
   forwardLines(child, (l) => opts.log(`[${opts.name}#${opts.domid}] ${l}`));
   return child;

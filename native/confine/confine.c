@@ -30,7 +30,8 @@
 // and FIOSETOWN/SIOCSPGRP (SIGIO sent for us). That filter also refuses for good what Landlock
 // does not govern: chmod/chown/xattr/utime changes (uid 0 owns most files), io_uring (its socket
 // and file operations would pass around seccomp), ptrace and friends, new namespaces (setns,
-// unshare, clone with CLONE_NEW*, clone3), mounts old and new, modules, keys and uid changes. Capabilities go from the bounding,
+// unshare, clone with CLONE_NEW*, clone3), mounts old and new, modules, keys and uid changes,
+// and leaving the process group hv kills it by (setsid, setpgid). Capabilities go from the bounding,
 // inheritable, permitted and effective sets, and SECBIT_NOROOT stops uid 0 from getting them
 // back on exec. A kernel without Landlock gets the rest and a line on stderr saying so.
 #define _GNU_SOURCE
@@ -225,6 +226,9 @@ static const long kDenied[] = {
     SYS_acct, SYS_swapon, SYS_swapoff, SYS_reboot, SYS_sethostname, SYS_setdomainname, SYS_iopl, SYS_ioperm,
     SYS_settimeofday, SYS_clock_settime, SYS_adjtimex, SYS_clock_adjtime, SYS_quotactl, SYS_syslog, SYS_vhangup,
     SYS_open_tree, SYS_move_mount, SYS_fsopen, SYS_fsconfig, SYS_fsmount, SYS_fspick, SYS_mount_setattr,
+    // hv starts a confined domain as the leader of its own process group and kills the group:
+    // staying in it is what lets hv take every child along
+    SYS_setsid, SYS_setpgid,
 };
 // Signal calls whose first argument is a pid (or, for tkill, a tid): allowed only at ourselves.
 static const long kSignalByPid[] = {SYS_kill, SYS_tkill, SYS_tgkill, SYS_rt_sigqueueinfo, SYS_rt_tgsigqueueinfo};

@@ -5,6 +5,7 @@ import { closeSync, openSync, readFileSync } from 'node:fs';
 import { Domain } from '../../../src/domain/runtime.js';
 import { native } from '../../../src/native/index.js';
 import { connect as netConnect } from 'node:net';
+import { spawn } from 'node:child_process';
 import { dropGuestPrivileges } from '../../../src/domain/sandbox.js';
 import { GNTMAP_host_map, GNTMAP_readonly } from '../../../src/abi/grant.js';
 import type { GrantMapping } from '../../../src/grant/mapper.js';
@@ -124,6 +125,14 @@ async function run(c: Command): Promise<unknown> {
     case 'dropGuestPrivileges':
       dropGuestPrivileges(() => undefined);
       return {};
+    case 'spawnChild': {
+      // Hostile: leave a process behind, optionally trying to leave the process group too.
+      const child = spawn('/usr/bin/sleep', ['300'], { stdio: 'ignore', detached: Boolean(c.detached) });
+      return await new Promise((resolve) => {
+        child.once('spawn', () => resolve({ ok: true, pid: child.pid }));
+        child.once('error', (e: NodeJS.ErrnoException) => resolve({ ok: false, code: e.code }));
+      });
+    }
     case 'trySignal':
       try {
         process.kill(n('pid'), 0);

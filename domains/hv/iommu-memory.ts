@@ -2,7 +2,7 @@
 // driver writes and the pages standing in for firmware-reserved (RMRR) regions. It is one sparse
 // memfd, shared with hw, whose unit walks the tables and whose devices reach RMRR pages through
 // identity maps. hv reads no domain memory through it: the driver only touches tables.
-import type { FrameSource, PhysMem } from '../../iommu/vtd/physmem.js';
+import { readU64Bytewise, type FrameSource, type PhysMem } from '../../iommu/vtd/physmem.js';
 import { PAGE_SIZE, native } from '../../src/native/index.js';
 import { FRAMES_PER_SLOT, HV_AREA_BASE, HV_AREA_BYTES, HV_FIRMWARE_SLOT, HV_TABLE_SLOT, HV_TABLE_SLOTS } from '../hw/phys-map.js';
 
@@ -14,8 +14,6 @@ export class HvTableMemory implements PhysMem {
   private readonly freeTables: number[] = [];
   private nextTable = HV_TABLE_SLOT * FRAMES_PER_SLOT;
   private nextFirmware = HV_FIRMWARE_SLOT * FRAMES_PER_SLOT;
-  private readonly scratch = new Uint8Array(8);
-  private readonly scratchDv = new DataView(this.scratch.buffer);
   private closed = false;
 
   constructor() {
@@ -60,10 +58,7 @@ export class HvTableMemory implements PhysMem {
   }
 
   readU64(pa: number, out: Uint32Array): boolean {
-    if (!this.read(pa, this.scratch)) return false;
-    out[0] = this.scratchDv.getUint32(0, true);
-    out[1] = this.scratchDv.getUint32(4, true);
-    return true;
+    return readU64Bytewise(this, pa, out);
   }
 
   read(pa: number, dst: Uint8Array): boolean {

@@ -3,6 +3,7 @@
 // out by the physical address map (phys-map.ts). hv writes the IOMMU tables; the unit here only
 // reads them and writes invalidation status words, through the same shared pages.
 import type { DmaMemory } from '../../iommu/devices/dma.js';
+import { readU64Bytewise } from '../../iommu/vtd/physmem.js';
 import { native } from '../../src/native/index.js';
 import { HV_AREA_BASE, HV_AREA_BYTES, PAGE, SLOT } from './phys-map.js';
 import { MAX_DOMID, MAX_FRAMES } from './wire.js';
@@ -33,8 +34,6 @@ export class HwDmaMemory implements DmaMemory {
   private readonly arriving = new Map<number, Arriving>();
   /** pfn -> transfers in flight touching that page */
   private readonly pagePins = new Map<number, number>();
-  private readonly scratch = new Uint8Array(8);
-  private readonly scratchDv = new DataView(this.scratch.buffer);
   private readonly loc = new Float64Array(2);
   private closed = false;
 
@@ -145,10 +144,7 @@ export class HwDmaMemory implements DmaMemory {
   }
 
   readU64(pa: number, out: Uint32Array): boolean {
-    if (!this.read(pa, this.scratch)) return false;
-    out[0] = this.scratchDv.getUint32(0, true);
-    out[1] = this.scratchDv.getUint32(4, true);
-    return true;
+    return readU64Bytewise(this, pa, out);
   }
 
   read(pa: number, dst: Uint8Array): boolean {

@@ -5,7 +5,7 @@
 // but the bytes then move between the caller's buffer or file and the memory without a copy of
 // ours and without allocating.
 
-import type { PhysMem } from '../vtd/physmem.js';
+import { readU64Bytewise, type PhysMem } from '../vtd/physmem.js';
 import { TR_INTERRUPT_WINDOW, TR_INVALID_ADDRESS, type VtdUnit } from '../vtd/unit.js';
 
 /**
@@ -177,7 +177,6 @@ export class DmaEngine {
  */
 export class PageMemory implements DmaMemory {
   private readonly pages = new Map<number, Uint8Array>();
-  private readonly scratch = new Uint8Array(8);
 
   constructor(readonly size: number) {}
 
@@ -210,11 +209,7 @@ export class PageMemory implements DmaMemory {
   }
 
   readU64(pa: number, out: Uint32Array): boolean {
-    if (!this.read(pa, this.scratch)) return false;
-    const dv = new DataView(this.scratch.buffer);
-    out[0] = dv.getUint32(0, true);
-    out[1] = dv.getUint32(4, true);
-    return true;
+    return readU64Bytewise(this, pa, out);
   }
 
   read(pa: number, dst: Uint8Array): boolean {

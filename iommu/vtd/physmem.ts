@@ -107,6 +107,20 @@ export class SparseMemory implements PhysMem {
   }
 }
 
+const u64Bytes = new Uint8Array(8);
+const u64View = new DataView(u64Bytes.buffer);
+
+/**
+ * PhysMem.readU64 for a memory whose bytes come through its own `read` (mapped views, shared
+ * areas): through one module scratch, so a table walk still allocates nothing.
+ */
+export function readU64Bytewise(mem: Pick<PhysMem, 'read'>, pa: number, out: Uint32Array): boolean {
+  if (!mem.read(pa, u64Bytes)) return false;
+  out[0] = u64View.getUint32(0, true);
+  out[1] = u64View.getUint32(4, true);
+  return true;
+}
+
 // BigInt conveniences for the OS side (table builders, drivers, tests), never the walk.
 
 export function readU64(mem: PhysMem, pa: number): bigint {

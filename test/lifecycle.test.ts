@@ -1,7 +1,8 @@
 import { afterAll, describe, expect, it } from 'vitest';
+import { openFdTargets } from './support/procfds.js';
 import { alive } from '../src/cli/lifecycle.js';
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync, writeFileSync, existsSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync, existsSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -20,24 +21,9 @@ const CLI = join(DIST, 'ringside.js');
 
 /** Every memfd any process holds whose name starts with one of our domain names. */
 function memfdsNamed(prefixes: string[]): string[] {
-  const out: string[] = [];
-  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
-    let fds: string[];
-    try {
-      fds = readdirSync(`/proc/${pid}/fd`);
-    } catch {
-      continue;
-    }
-    for (const fd of fds) {
-      try {
-        const l = readlinkSync(`/proc/${pid}/fd/${fd}`);
-        if (l.startsWith('/memfd:') && prefixes.some((p) => l.startsWith(`/memfd:${p}-`))) out.push(`${pid}:${l}`);
-      } catch {
-        /* raced with exit */
-      }
-    }
-  }
-  return out;
+  return openFdTargets()
+    .filter((f) => f.target.startsWith('/memfd:') && prefixes.some((p) => f.target.startsWith(`/memfd:${p}-`)))
+    .map((f) => `${f.pid}:${f.target}`);
 }
 
 function socketsUnder(dir: string): string[] {

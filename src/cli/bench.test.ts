@@ -1,8 +1,9 @@
 // `ringside bench` through the built CLI, in short runs: the output's shape and that the blk bench
 // leaves nothing behind. No timing assertions: figures depend on the machine.
+import { openFdTargets } from '../../test/support/procfds.js';
 import { afterAll, describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -30,23 +31,7 @@ async function ringside(args: string[], env: NodeJS.ProcessEnv = process.env, ti
 
 /** Processes holding any file under `dir` open (every domain's stdout is the system's log there). */
 function holdersUnder(dir: string): string[] {
-  const out: string[] = [];
-  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
-    let fds: string[];
-    try {
-      fds = readdirSync(`/proc/${pid}/fd`);
-    } catch {
-      continue;
-    }
-    for (const fd of fds) {
-      try {
-        if (readlinkSync(`/proc/${pid}/fd/${fd}`).startsWith(dir)) out.push(pid);
-      } catch {
-        /* raced with exit */
-      }
-    }
-  }
-  return [...new Set(out)];
+  return [...new Set(openFdTargets().filter((f) => f.target.startsWith(dir)).map((f) => f.pid))];
 }
 
 const hasTool = async (t: string): Promise<boolean> => execFileP('sh', ['-c', `command -v ${t}`]).then(() => true, () => false);

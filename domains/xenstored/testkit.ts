@@ -1,5 +1,6 @@
 // Test helpers: a throw-away xenstored on temp sockets, and a raw wire connection for sending frames a
 // well-behaved client never would.
+import { xorshift32 } from '../../test/support/prng.js';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -127,17 +128,10 @@ export function text(m: XsMessage): string {
   return m.payload.toString('latin1');
 }
 
-// Small deterministic PRNG so fuzz failures reproduce.
+// Small deterministic PRNG so fuzz failures reproduce: values in [0, 1).
 export function prng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 0x100000000;
-  };
+  const next = xorshift32(seed);
+  return () => next() / 0x100000000;
 }
 
 export function until(cond: () => boolean, timeoutMs = 2000): Promise<void> {

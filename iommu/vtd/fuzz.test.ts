@@ -1,19 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { REG } from './registers.js';
 import { makeTestbed } from './testbed.js';
-
-/** xorshift32: reproducible garbage. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s;
-  };
-}
+import { xorshift32 as rng } from '../../test/support/prng.js';
 
 describe('hostile driver and hostile tables', () => {
   it('random register writes, random table contents and random DMA never throw', () => {

@@ -117,18 +117,7 @@ describe('blkback answers hostile requests, not obeys them', () => {
 
   it('serves indirect requests, barriers and discards from a raw ring', async () => {
     const { h } = await vbdFor(frontDom);
-    const data = Array.from({ length: 20 }, (_, i) => h.grantPage(false, i + 1));
-    const ind = h.grantPage(false);
-    const dv = new DataView(ind.bytes.buffer, ind.bytes.byteOffset, 4096);
-    data.forEach((p, i) => {
-      dv.setUint32(i * 8, p.ref, true);
-      dv.setUint8(i * 8 + 4, 0);
-      dv.setUint8(i * 8 + 5, 7);
-    });
-    const w = await h.request((v, off) => {
-      writeBlkifIndirect(v, off, BLKIF_OP_WRITE, 20, 0, 1, 16);
-      writeBlkifIndirectGref(v, off, 0, ind.ref);
-    });
+    const w = await h.indirectWrite(20, 16);
     expect(w!.status).toBe(BLKIF_RSP_OKAY);
     expect(w!.operation).toBe(BLKIF_OP_WRITE);
     expect((await h.request(h.rw(BLKIF_OP_WRITE_BARRIER, 0, 2, 0, [])))!.status).toBe(BLKIF_RSP_OKAY);

@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { closeSync, ftruncateSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BLKIF_OP_READ, BLKIF_OP_WRITE, BLKIF_RSP_ERROR, BLKIF_RSP_OKAY, writeBlkifIndirect, writeBlkifIndirectGref } from '../abi/blkif.js';
+import { BLKIF_OP_READ, BLKIF_OP_WRITE, BLKIF_RSP_ERROR, BLKIF_RSP_OKAY } from '../abi/blkif.js';
 import type { DmaBlockDevice } from '../blkdev/device.js';
 import { NvmeDriver, type NvmeDriverOptions } from '../drivers/nvme.js';
 import type { GrantMapping, MapOptions } from '../grant/mapper.js';
@@ -179,18 +179,7 @@ describe('blkback over a DMA-capable medium', () => {
 
   it('an indirect request of 70 pages is split into commands of MDTS (64) pages and stays zero copy', async () => {
     const { h } = await serve(driver, true);
-    const data = Array.from({ length: 70 }, (_, i) => h.grantPage(false, i + 1));
-    const ind = h.grantPage(false);
-    const dv = new DataView(ind.bytes.buffer, ind.bytes.byteOffset, 4096);
-    data.forEach((p, i) => {
-      dv.setUint32(i * 8, p.ref, true);
-      dv.setUint8(i * 8 + 4, 0);
-      dv.setUint8(i * 8 + 5, 7);
-    });
-    const w = await h.request((v, off) => {
-      writeBlkifIndirect(v, off, BLKIF_OP_WRITE, 70, 0, 1, 1024);
-      writeBlkifIndirectGref(v, off, 0, ind.ref);
-    });
+    const w = await h.indirectWrite(70, 1024);
     expect(w?.status).toBe(BLKIF_RSP_OKAY);
     const m = medium(1024 * 512, 70 * 4096);
     for (let i = 0; i < 70; i++) expect(m[i * 4096 + 100]).toBe(i + 1);

@@ -1,7 +1,8 @@
 // A frontend that writes whatever it likes into its ring: the hostile peer of blkback's tests.
 // It speaks through the same abi/ accessors as blkfront, so each case is exactly one bad field.
 import {
-  BLKIF_RING, blkifResponse, newBlkifResponse, writeBlkifRw, writeBlkifSegment, type BlkifResponse,
+  BLKIF_OP_WRITE, BLKIF_RING, blkifResponse, newBlkifResponse, writeBlkifIndirect, writeBlkifIndirectGref, writeBlkifRw,
+  writeBlkifSegment, type BlkifResponse,
 } from '../../../src/abi/blkif.js';
 import { XEN_IO_PROTO_ABI_X86_64 } from '../../../src/abi/blkif.js';
 import { SRING_W_REQ_PROD } from '../../../src/abi/sring.js';
@@ -51,6 +52,26 @@ export class HostileFront {
     const bytes = this.env.frames.view(gfn);
     bytes.fill(fill);
     return { gfn, ref: this.env.grants.grantAccess(this.backendDomid, gfn, ro), bytes };
+  }
+
+  /**
+   * An indirect WRITE of `pages` whole pages (page i filled with i + 1) at `sector`: the data
+   * pages and the indirect page that lists them are granted, then the request goes and its
+   * response is awaited.
+   */
+  async indirectWrite(pages: number, sector: number): Promise<RawResponse | null> {
+    const data = Array.from({ length: pages }, (_, i) => this.grantPage(false, i + 1));
+    const ind = this.grantPage(false);
+    const dv = new DataView(ind.bytes.buffer, ind.bytes.byteOffset, 4096);
+    data.forEach((p, i) => {
+      dv.setUint32(i * 8, p.ref, true);
+      dv.setUint8(i * 8 + 4, 0); // first_sect
+      dv.setUint8(i * 8 + 5, 7); // last_sect: the whole page
+    });
+    return this.request((v, off) => {
+      writeBlkifIndirect(v, off, BLKIF_OP_WRITE, pages, 0, 1, sector);
+      writeBlkifIndirectGref(v, off, 0, ind.ref);
+    });
   }
 
   /** Writes one request with `fill`, pushes, notifies, and waits for its response. */

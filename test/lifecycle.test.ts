@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { openFdTargets } from './support/procfds.js';
+import { openFdTargets } from './support/proc.js';
 import { alive } from '../src/cli/lifecycle.js';
 import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync, existsSync, statSync } from 'node:fs';

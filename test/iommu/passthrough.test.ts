@@ -1,6 +1,7 @@
 // Driver domains own emulated PCI devices through the IOMMU: NVMe I/O to an image file, NIC frames
 // over a cable, and the attacks: DMA at IOVAs a domain was not given, a read-only device_map grant,
 // assignment refusals.
+import { procStatus } from '../support/proc.js';
 import { ensureMedium } from '../../domains/dom0/images.js';
 import { readFileSync } from 'node:fs';
 import { THREADS_PER_CONTROLLER } from '../../domains/hw/threadpool.js';
@@ -55,9 +56,7 @@ describe('PCI passthrough through the IOMMU', () => {
 
   it('hw runs confined: no capabilities, no_new_privs, its seccomp filter, only its media writable', () => {
     const pid = t.hv.pci?.hw.pid as number;
-    const st = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const field = (k: string) => new RegExp(`^${k}:\\s*(\\S+)`, 'm').exec(st)?.[1];
-    expect({ capEff: field('CapEff'), nnp: field('NoNewPrivs'), seccomp: field('Seccomp') }).toEqual({ capEff: '0000000000000000', nnp: '1', seccomp: '2' });
+    expect(procStatus(pid)).toMatchObject({ capEff: '0000000000000000', nnp: '1', seccomp: '2' });
     expect(t.logs.join('\n')).toMatch(/hv: hw confined: 2 rw; /);
   });
 

@@ -2,7 +2,7 @@
 // `ringside up`, the guest's disk driven by qemu-io, nbdinfo and fio through its NBD export,
 // across a down/up, a SIGKILL of every domain, and a driver-domain restart with I/O in flight.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { requireBuilt } from '../support/platform.js';
 import { SystemUnderTest, alive, allConnected, deviceStates, procStatus, run, sleep, type UpJson } from './support.js';
@@ -60,12 +60,7 @@ describe('block: a driver domain serving a guest disk, end to end through ringsi
   });
 
   afterAll(async () => {
-    if (!s) return;
-    const d = await s.down();
-    if (d.code !== 0) console.warn(`ringside down failed: ${d.stderr}`);
-    const left = s.killLeftovers();
-    if (left.length) console.warn(`killed leftover pids after down: ${left.join(' ')}`);
-    rmSync(s.work, { recursive: true, force: true });
+    await s?.teardown();
   });
 
   it('deploys the driver domain and the guest, the disk connected and exported', async () => {
@@ -82,10 +77,7 @@ describe('block: a driver domain serving a guest disk, end to end through ringsi
   it('the driver domain runs confined (no capabilities, no_new_privs, seccomp) and still serves its image', async () => {
     const r = s.last as UpJson;
     const blk = r.domains.find((d) => d.name === BLK)!;
-    const st = readFileSync(`/proc/${blk.pid}/status`, 'utf8');
-    const field = (k: string) => new RegExp(`^${k}:\\s*(\\S+)`, 'm').exec(st)?.[1];
-    expect({ capEff: field('CapEff'), capBnd: field('CapBnd'), nnp: field('NoNewPrivs'), seccomp: field('Seccomp') })
-      .toEqual({ capEff: '0000000000000000', capBnd: '0000000000000000', nnp: '1', seccomp: '2' });
+    expect(procStatus(blk.pid as number)).toEqual({ capEff: '0000000000000000', capBnd: '0000000000000000', nnp: '1', seccomp: '2' });
     expect(s.logTail(1000)).toMatch(new RegExp(`'${BLK}' confined: 1 rw, 0 ro, no capabilities`));
   });
 

@@ -38,10 +38,8 @@ describe.skipIf(why !== null)('device path: NVMe and NIC behind the IOMMU', () =
   }, 60_000);
 
   afterAll(async () => {
-    const d = await s.down();
-    if (d.code !== 0) s.killLeftovers();
+    await s.teardown();
     await run('ip', ['netns', 'del', NSH]);
-    rmSync(s.work, { recursive: true, force: true });
     rmSync(media, { recursive: true, force: true });
   }, 60_000);
 

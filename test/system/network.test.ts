@@ -4,9 +4,9 @@
 // TAP, and back; the link comes back by itself after a netdom restart; `down` leaves nothing.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
-import { existsSync, readlinkSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readlinkSync, statSync } from 'node:fs';
 import { requireBuilt } from '../support/platform.js';
-import { SystemUnderTest, alive, allConnected, deviceStates, procStatus, run, sleep, type UpJson } from './support.js';
+import { SystemUnderTest, alive, allConnected, deviceStates, netnsNames, procStatus, run, sleep, type UpJson } from './support.js';
 
 /** Why this kernel/container cannot run the test, or null. */
 async function netUnsupported(): Promise<string | null> {
@@ -42,8 +42,6 @@ const files = {
 };
 
 const nsRun = (ns: string, cmd: string, args: string[], timeoutMs = 20_000) => run('ip', ['netns', 'exec', ns, cmd, ...args], { timeoutMs });
-const netnsList = async () => (await run('ip', ['netns', 'list'])).stdout;
-
 interface Iperf {
   end: { sum_sent?: { bytes: number; bits_per_second: number }; sum_received?: { bytes: number; bits_per_second: number } };
   error?: string;
@@ -96,21 +94,17 @@ describe.skipIf(why !== null)('network: a driver domain switching TCP between tw
 
   afterAll(async () => {
     if (!s) return;
-    const d = await s.down();
-    if (d.code !== 0) console.warn(`ringside down failed: ${d.stderr}`);
-    const left = s.killLeftovers();
-    if (left.length) console.warn(`killed leftover pids after down: ${left.join(' ')}`);
+    await s.teardown();
     // last resort for our own, pid-named namespaces (down should have removed them)
-    const ns = await netnsList();
+    const ns = await netnsNames();
     for (const n of [NSA, NSB]) if (ns.includes(n)) await run('ip', ['netns', 'del', n]);
-    rmSync(s.work, { recursive: true, force: true });
   });
 
   it('deploys netdom and two guests, each vif a TAP with its address in its own namespace', async () => {
     const r = s.last as UpJson;
     expect(r.domains.map((d) => `${d.name}:${d.role}`).sort()).toEqual(['Domain-0:control', `${GA}:guest`, `${GB}:guest`, `${NET}:driver`, 'xenstored:xenstore']);
     expect(allConnected(r.domains), deviceStates(r.domains)).toBe(true);
-    const ns = await netnsList();
+    const ns = await netnsNames();
     expect(ns).toContain(NSA);
     expect(ns).toContain(NSB);
     const a = await nsRun(NSA, 'ip', ['-o', 'addr', 'show', 'dev', 'eth0']);
@@ -185,14 +179,14 @@ describe.skipIf(why !== null)('network: a driver domain switching TCP between tw
     // no TAP left: none in the host namespace named after our guests, none in theirs if those linger
     const links = (await run('ip', ['-o', 'link', 'show'])).stdout;
     for (const n of [GA, GB, NSA, NSB, NET]) expect(links).not.toContain(n);
-    const ns = await netnsList();
+    const ns = await netnsNames();
     for (const n of [NSA, NSB]) {
       if (!ns.includes(n)) continue;
       const inside = await nsRun(n, 'ip', ['-o', 'link', 'show']);
       expect(inside.stdout.split('\n').filter((l) => l.trim() && !/: lo:/.test(l)), `links left in netns ${n}`).toEqual([]);
     }
     // and the guests' namespaces are gone with them
-    expect(ns.split('\n').map((l) => l.split(' ')[0]).filter((n) => n === NSA || n === NSB), `namespaces left after ringside down (ip netns list):\n${ns}\n--- ringside.log ---\n${s.logTail(25)}`).toEqual([]);
+    expect(ns.filter((n) => n === NSA || n === NSB), `namespaces left after ringside down (ip netns list):\n${ns.join('\n')}\n--- ringside.log ---\n${s.logTail(25)}`).toEqual([]);
   });
 });
 
@@ -203,7 +197,6 @@ describe.skipIf(why !== null)('network namespaces: never an operator one, never 
   const GK = 'sysnkg';
   const NSK = `rst${pid}k`;
   let s: SystemUnderTest;
-  const nsNames = async () => (await netnsList()).split('\n').map((l) => l.split(' ')[0]);
 
   beforeAll(() => {
     requireBuilt();
@@ -215,11 +208,8 @@ describe.skipIf(why !== null)('network namespaces: never an operator one, never 
 
   afterAll(async () => {
     if (!s) return;
-    await s.down();
-    const left = s.killLeftovers();
-    if (left.length) console.warn(`killed leftover pids after down: ${left.join(' ')}`);
-    if ((await nsNames()).includes(NSK)) await run('ip', ['netns', 'del', NSK]);
-    rmSync(s.work, { recursive: true, force: true });
+    await s.teardown();
+    if ((await netnsNames()).includes(NSK)) await run('ip', ['netns', 'del', NSK]);
   });
 
   it("up refuses a guest whose netns= is an existing namespace ringside did not make, and leaves it alone", async () => {
@@ -243,11 +233,11 @@ describe.skipIf(why !== null)('network namespaces: never an operator one, never 
     const killed = await s.crash();
     expect(killed.filter(alive), 'pids alive after SIGKILL').toEqual([]);
     // nobody was left to remove it: the crash leaves the namespace behind
-    expect(await nsNames()).toContain(NSK);
+    expect(await netnsNames()).toContain(NSK);
     const d = await s.down();
     expect(d.code, d.stderr).toBe(0);
     expect(d.stderr).toContain(`removed leftover network namespace: ${NSK}`);
-    expect(await nsNames()).not.toContain(NSK);
+    expect(await netnsNames()).not.toContain(NSK);
     expect(s.socketsUnderState()).toEqual([]);
   });
 });

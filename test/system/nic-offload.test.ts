@@ -4,10 +4,10 @@
 // any MTU-sized frame (a GSO skb is one packet there), while ping and iperf3 work both ways.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
-import { existsSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { requireBuilt } from '../support/platform.js';
-import { SystemUnderTest, allConnected, deviceStates, run, sleep } from './support.js';
+import { SystemUnderTest, allConnected, deviceStates, netnsNames, run, sleep } from './support.js';
 
 const pid = process.pid;
 const why = process.getuid?.() !== 0 ? 'not running as root (TAP devices and network namespaces need CAP_NET_ADMIN)' : !existsSync('/dev/net/tun') ? 'no /dev/net/tun in this kernel/container' : null;
@@ -73,7 +73,7 @@ const hostCfg = (extra: string) => `iommu = "vtd"\ndevices = [\n  "bdf=00:02.0, 
 
 /** hv creates the NIC's host TAP; put it in a namespace of ours, on the guest's subnet. */
 async function adoptTap(): Promise<void> {
-  if (!(await run('ip', ['netns', 'list'])).stdout.split('\n').some((l) => l.split(' ')[0] === NSH)) await run('ip', ['netns', 'add', NSH]);
+  if (!(await netnsNames()).includes(NSH)) await run('ip', ['netns', 'add', NSH]);
   const steps = [
     ['link', 'set', TAP, 'netns', NSH],
     ['-n', NSH, 'addr', 'add', `${HOST_IP}/24`, 'dev', TAP],
@@ -110,12 +110,10 @@ describe.skipIf(why !== null)('NIC offloads over a host TAP with virtio-net head
   }, 60_000);
 
   afterAll(async () => {
-    const d = await s.down();
-    if (d.code !== 0) s.killLeftovers();
+    await s.teardown();
     // the TAP goes with hv; the namespaces are ours (the guest's is removed by its domain, if it got that far)
     await run('ip', ['netns', 'del', NSH]);
     await run('ip', ['netns', 'del', NSG]);
-    rmSync(s.work, { recursive: true, force: true });
   }, 60_000);
 
   it('netdom drives the NIC with checksum offload and TSO', () => {

@@ -2,14 +2,20 @@
 // (`node dist/ringside.js up SYSTEM --state DIR --detach --json`), driven with real tools, and
 // always torn down. Everything here is asynchronous (the tools talk to processes we started).
 import { alive } from '../../src/cli/lifecycle.js';
+import { procStatus } from '../support/proc.js';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DIST } from '../support/platform.js';
 import type { DomainRow } from '../../src/control/wire.js';
 
 export const CLI = join(DIST, 'ringside.js');
+
+/** Names of the host's network namespaces (`ip netns list`, which may add "(id: N)"). */
+export async function netnsNames(): Promise<string[]> {
+  return (await run('ip', ['netns', 'list'])).stdout.split('\n').map((l) => l.split(' ')[0]).filter((n) => n !== '');
+}
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export interface Run {
@@ -114,6 +120,18 @@ export class SystemUnderTest {
     return this.log().trimEnd().split('\n').filter((l) => l.trim() !== '').slice(-lines).join('\n');
   }
 
+  /**
+   * The end of every system test: `down` (a failure is reported), then SIGKILL whatever of ours
+   * is still alive, then the work directory goes.
+   */
+  async teardown(): Promise<void> {
+    const d = await this.down();
+    if (d.code !== 0) console.warn(`ringside down failed: ${d.stderr}`);
+    const left = this.killLeftovers();
+    if (left.length) console.warn(`killed leftover pids after down: ${left.join(' ')}`);
+    rmSync(this.work, { recursive: true, force: true });
+  }
+
   /** Last resort after a failed `down`: SIGKILL whatever of ours is still alive. */
   killLeftovers(): number[] {
     const left = [...this.pids].filter(alive);
@@ -159,11 +177,7 @@ export class SystemUnderTest {
 }
 
 /** The confinement fields of /proc/<pid>/status (capabilities as hex masks). */
-export function procStatus(pid: number): { capEff?: string; capBnd?: string; nnp?: string; seccomp?: string } {
-  const st = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const field = (k: string) => new RegExp(`^${k}:\\s*(\\S+)`, 'm').exec(st)?.[1];
-  return { capEff: field('CapEff'), capBnd: field('CapBnd'), nnp: field('NoNewPrivs'), seccomp: field('Seccomp') };
-}
+export { procStatus };
 
 /** A one-line summary of every device in `list` rows: name f/b states. */
 export function deviceStates(rows: DomainRow[]): string {

@@ -1,7 +1,8 @@
 // A scriptable test domain: boots like any domain, then obeys JSON-line commands from the test
 // on a Unix socket named in its boot arguments. It lets tests drive real grant and event-channel
 // operations from a separate process (and fault in it, where the kernel must stop a write).
-import { closeSync, openSync, readFileSync } from 'node:fs';
+import { procStatus } from '../../support/proc.js';
+import { closeSync, openSync } from 'node:fs';
 import { Domain } from '../../../src/domain/runtime.js';
 import { native } from '../../../src/native/index.js';
 import { connect as netConnect } from 'node:net';
@@ -141,9 +142,8 @@ async function run(c: Command): Promise<unknown> {
         return { ok: false, code: (e as NodeJS.ErrnoException).code };
       }
     case 'status': {
-      const st = readFileSync('/proc/self/status', 'utf8');
-      const field = (k: string) => new RegExp(`^${k}:\\s*(\\S+)`, 'm').exec(st)?.[1];
-      return { capEff: field('CapEff'), capBnd: field('CapBnd'), noNewPrivs: field('NoNewPrivs'), dumpable: native.sandboxStatus().dumpable };
+      const st = procStatus('self');
+      return { capEff: st.capEff, capBnd: st.capBnd, noNewPrivs: st.nnp, dumpable: native.sandboxStatus().dumpable };
     }
     case 'raw':
       // Hostile: push arbitrary bytes down the hypercall channel.

@@ -1,6 +1,6 @@
 // `ringside bench` through the built CLI, in short runs: the output's shape and that the blk bench
 // leaves nothing behind. No timing assertions: figures depend on the machine.
-import { openFdTargets } from '../../test/support/procfds.js';
+import { openFdTargets } from '../../test/support/proc.js';
 import { afterAll, describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';

@@ -168,31 +168,37 @@ export function serveVerifyPoll(back: BackRing, q: number, deadlineMs: number): 
 
 export function serveVerifyEvented(back: BackRing, q: number, n: Notify, deadlineMs: number): Promise<VerifyStats> {
   const st = stats();
+  return untilDone(n.irq, deadlineMs, () => `backend timed out after ${st.completed} requests`, () => st.wakeups++, () => {
+    for (;;) {
+      if (serveOnce(back, st, n, q)) return st;
+      if (!back.finalCheckForRequests()) return undefined;
+    }
+  });
+}
+
+/**
+ * Runs `step` now and on every event on `irq`, until it returns a result (undefined: wait for the
+ * next event) or throws, or `deadlineMs` passes.
+ */
+function untilDone<T>(irq: number, deadlineMs: number, timedOut: () => string, onWakeup: () => void, step: () => T | undefined): Promise<T> {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
+    const end = (settle: () => void): void => {
+      clearTimeout(timer);
       w.close();
-      reject(new Error(`backend timed out after ${st.completed} requests`));
-    }, deadlineMs);
+      settle();
+    };
     const pump = (): void => {
-      for (;;) {
-        if (serveOnce(back, st, n, q)) {
-          clearTimeout(timer);
-          w.close();
-          resolve(st);
-          return;
-        }
-        if (!back.finalCheckForRequests()) return;
+      try {
+        const r = step();
+        if (r !== undefined) end(() => resolve(r));
+      } catch (e) {
+        end(() => reject(e instanceof Error ? e : new Error(String(e))));
       }
     };
-    const w = new native.Watcher(n.irq, 'eventfd', () => {
-      st.wakeups++;
-      try {
-        pump();
-      } catch (e) {
-        clearTimeout(timer);
-        w.close();
-        reject(e instanceof Error ? e : new Error(String(e)));
-      }
+    const timer = setTimeout(() => end(() => reject(new Error(timedOut()))), deadlineMs);
+    const w = new native.Watcher(irq, 'eventfd', () => {
+      onWakeup();
+      pump();
     });
     w.ref();
     pump();
@@ -285,34 +291,11 @@ export function runFrontVerifyPoll(front: FrontRing, q: number, count: number, d
 
 export function runFrontVerifyEvented(front: FrontRing, q: number, count: number, n: Notify, deadlineMs: number): Promise<VerifyStats> {
   const v = new FrontVerifier(front, q, count, n);
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      w.close();
-      reject(new Error(`frontend timed out with ${v.st.completed} answered`));
-    }, deadlineMs);
-    const pump = (): void => {
-      for (;;) {
-        const did = v.reap() || v.issue();
-        if (v.stopped) {
-          clearTimeout(timer);
-          w.close();
-          resolve(v.finish());
-          return;
-        }
-        if (!did && !front.finalCheckForResponses()) return;
-      }
-    };
-    const w = new native.Watcher(n.irq, 'eventfd', () => {
-      v.st.wakeups++;
-      try {
-        pump();
-      } catch (e) {
-        clearTimeout(timer);
-        w.close();
-        reject(e instanceof Error ? e : new Error(String(e)));
-      }
-    });
-    w.ref();
-    pump();
+  return untilDone(n.irq, deadlineMs, () => `frontend timed out with ${v.st.completed} answered`, () => v.st.wakeups++, () => {
+    for (;;) {
+      const did = v.reap() || v.issue();
+      if (v.stopped) return v.finish();
+      if (!did && !front.finalCheckForResponses()) return undefined;
+    }
   });
 }

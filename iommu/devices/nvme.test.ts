@@ -15,6 +15,15 @@ function io(fn: (done: (e: Error | null) => void) => void): Promise<void> {
   return new Promise((res, rej) => fn((e) => (e ? rej(e) : res())));
 }
 
+
+/** Programs the admin queues (`entries` each) and enables the controller, as a driver would. */
+function enableAdmin(w: Int32Array, asq: number, acq: number, entries: number): void {
+  w[R.AQA >> 2] = (entries - 1) | ((entries - 1) << 16);
+  w[R.ASQ >> 2] = asq;
+  w[R.ACQ >> 2] = acq;
+  w[R.CC >> 2] = NVME_CC_EN;
+}
+
 describe('NVMe model under a driver, through the IOMMU', () => {
   let dir: string;
   let path: string;
@@ -97,10 +106,7 @@ describe('NVMe model under a driver, through the IOMMU', () => {
     const sq = rig.driverMem.alloc(1);
     const cq = rig.driverMem.alloc(1);
     const w = new Int32Array(bar.buffer);
-    w[R.AQA >> 2] = 7 | (7 << 16);
-    w[R.ASQ >> 2] = sq.iova;
-    w[R.ACQ >> 2] = cq.iova;
-    w[R.CC >> 2] = NVME_CC_EN;
+    enableAdmin(w, sq.iova, cq.iova, 8);
     model.kick();
     expect(w[R.CSTS >> 2] & NVME_CSTS_RDY).toBe(NVME_CSTS_RDY);
     let tail = 0;
@@ -287,10 +293,7 @@ describe('NVMe model under a driver, through the IOMMU', () => {
     model.kick();
     const sq = rig.driverMem.alloc(1);
     const cq = rig.driverMem.alloc(1);
-    w[R.AQA >> 2] = 7 | (7 << 16);
-    w[R.ASQ >> 2] = sq.iova;
-    w[R.ACQ >> 2] = cq.iova;
-    w[R.CC >> 2] = NVME_CC_EN;
+    enableAdmin(w, sq.iova, cq.iova, 8);
     model.kick();
     for (let i = 0; model.busySlots > 0 && i < 2000; i++) await new Promise((res) => setTimeout(res, 1));
     expect(model.busySlots).toBe(0);
@@ -335,10 +338,7 @@ describe('NVMe model under a driver, through the IOMMU', () => {
     busMaster = false;
     mk();
     const w = new Int32Array(bar.buffer);
-    w[R.AQA >> 2] = 7 | (7 << 16);
-    w[R.ASQ >> 2] = 0x700000;
-    w[R.ACQ >> 2] = 0x701000;
-    w[R.CC >> 2] = NVME_CC_EN;
+    enableAdmin(w, 0x700000, 0x701000, 8);
     model.kick();
     w[R.SQ0TDBL >> 2] = 1;
     model.kick();
@@ -350,10 +350,7 @@ describe('NVMe model under a driver, through the IOMMU', () => {
     rig.iommu.attach(rig.bdf, 'quarantine');
     mk();
     const w = new Int32Array(bar.buffer);
-    w[R.AQA >> 2] = 7 | (7 << 16);
-    w[R.ASQ >> 2] = 0x1000;
-    w[R.ACQ >> 2] = 0x2000;
-    w[R.CC >> 2] = NVME_CC_EN;
+    enableAdmin(w, 0x1000, 0x2000, 8);
     model.kick();
     w[R.SQ0TDBL >> 2] = 1;
     model.kick();
@@ -518,10 +515,7 @@ describe('NVMe model under a driver, through the IOMMU', () => {
     const sq = rig.driverMem.alloc(2);
     const cq = rig.driverMem.alloc(1);
     const w = new Int32Array(bar.buffer);
-    w[R.AQA >> 2] = (n - 1) | ((n - 1) << 16);
-    w[R.ASQ >> 2] = sq.iova;
-    w[R.ACQ >> 2] = cq.iova;
-    w[R.CC >> 2] = NVME_CC_EN;
+    enableAdmin(w, sq.iova, cq.iova, n);
     model.kick();
     const data = rig.driverMem.alloc(1);
     let tail = 0;
@@ -627,10 +621,7 @@ describe('NVMe model under a driver, through the IOMMU', () => {
     // a driver that does not wait for RDY=0: fresh queues, enabled, a command rung
     const sq = rig.driverMem.alloc(1);
     const cq = rig.driverMem.alloc(1);
-    w[R.AQA >> 2] = 7 | (7 << 16);
-    w[R.ASQ >> 2] = sq.iova;
-    w[R.ACQ >> 2] = cq.iova;
-    w[R.CC >> 2] = NVME_CC_EN;
+    enableAdmin(w, sq.iova, cq.iova, 8);
     model.kick();
     const e = new DataView(sq.bytes.buffer, sq.bytes.byteOffset, 64);
     e.setUint32(SQE.NSID, 1, true);
@@ -656,10 +647,7 @@ describe('NVMe model under a driver, through the IOMMU', () => {
     const sq = rig.driverMem.alloc(Math.ceil((n * 64) / 4096));
     const cq = rig.driverMem.alloc(Math.ceil((n * 16) / 4096));
     const w = new Int32Array(bar.buffer);
-    w[R.AQA >> 2] = (n - 1) | ((n - 1) << 16);
-    w[R.ASQ >> 2] = sq.iova;
-    w[R.ACQ >> 2] = cq.iova;
-    w[R.CC >> 2] = NVME_CC_EN;
+    enableAdmin(w, sq.iova, cq.iova, n);
     model.kick();
     let tail = 0;
     let head = 0;
@@ -720,10 +708,7 @@ describe('NVMe model under a driver, through the IOMMU', () => {
       const sq = rig.driverMem.alloc(1);
       const cq = rig.driverMem.alloc(1);
       const w = new Int32Array(bar.buffer);
-      w[R.AQA >> 2] = 7 | (7 << 16);
-      w[R.ASQ >> 2] = sq.iova;
-      w[R.ACQ >> 2] = cq.iova;
-      w[R.CC >> 2] = NVME_CC_EN;
+      enableAdmin(w, sq.iova, cq.iova, 8);
       model.kick();
       expect(w[R.CSTS >> 2] & NVME_CSTS_RDY).toBe(0);
       vi.advanceTimersByTime(ENABLE_HELD_LOG_MS);

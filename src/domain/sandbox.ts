@@ -11,11 +11,8 @@ export const DRIVER_DENY = [
   'link', 'linkat', 'setuid', 'setgid', 'reboot', 'swapon', 'swapoff', 'settimeofday', 'clock_settime',
 ];
 
-export function dropDriverPrivileges(log: (l: string) => void, extraAllowed: string[] = []): void {
-  const deny = DRIVER_DENY.filter((s) => !extraAllowed.includes(s));
-  native.seccompDeny(deny);
-  const st = native.sandboxStatus();
-  log(`sandbox: no_new_privs=${st.noNewPrivs ? 1 : 0} seccomp=${st.seccomp === 2 ? 'filter' : st.seccomp} (${deny.length} syscalls denied)`);
+export function dropDriverPrivileges(log: (l: string) => void): void {
+  deny(DRIVER_DENY, log);
 }
 
 /**
@@ -27,7 +24,12 @@ export function dropDriverPrivileges(log: (l: string) => void, extraAllowed: str
 export const GUEST_DENY = ['connect', 'ptrace', 'process_vm_readv', 'process_vm_writev', 'kexec_load', 'init_module', 'finit_module', 'bpf', 'perf_event_open'];
 
 export function dropGuestPrivileges(log: (l: string) => void): void {
-  native.seccompDeny(GUEST_DENY);
+  deny(GUEST_DENY, log);
+}
+
+/** Adds `list` to the process's seccomp deny-list (every thread) and says what is in force. */
+function deny(list: string[], log: (l: string) => void): void {
+  native.seccompDeny(list);
   const st = native.sandboxStatus();
-  log(`sandbox: no_new_privs=${st.noNewPrivs ? 1 : 0} seccomp=${st.seccomp === 2 ? 'filter' : st.seccomp} (connect and ${GUEST_DENY.length - 1} more syscalls denied)`);
+  log(`sandbox: no_new_privs=${st.noNewPrivs ? 1 : 0} seccomp=${st.seccomp === 2 ? 'filter' : st.seccomp} (${list.length} syscalls denied)`);
 }

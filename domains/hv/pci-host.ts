@@ -143,7 +143,7 @@ export class PciHost {
   }
 
   assign(domid: number, reqs: AssignRequest[], dom: DomainRecord, opts: AssignOptions = {}) {
-    this.settleFaults();
+    this.catchUp();
     this.needHw();
     const r = this.platform.assign(reqs, domid, opts);
     if (!r.ok) throw new PciError('EBUSY', r.error);
@@ -177,7 +177,7 @@ export class PciHost {
   }
 
   release(bdf: Bdf): string[] {
-    this.settleFaults();
+    this.catchUp();
     this.needHw();
     const r = this.platform.release(bdf);
     if (!r.ok) throw new PciError('EINVAL', r.error);
@@ -259,7 +259,7 @@ export class PciHost {
    * before that touches the frame, and only then may the grant itself be released.
    */
   deviceUnmap(mapper: number, iova: number, released: () => void): void {
-    this.settleFaults();
+    this.catchUp();
     const w = this.windows.get(mapper);
     if (w === undefined || this.iommu === null) return released();
     // the table entry goes before the invalidation, so a lost hw leaves nothing to reach it
@@ -290,7 +290,7 @@ export class PciHost {
 
   /** A domain is gone: its devices go back to quarantine, and nobody's devices reach its frames. */
   onDomainDead(domid: number): void {
-    this.settleFaults();
+    this.catchUp();
     this.whileHw(() => {
       for (const k of this.platform.releaseDomain(domid)) this.renew(k);
       this.syncBusMaster();
@@ -378,14 +378,6 @@ export class PciHost {
     this.drains.releaseAll();
   }
 
-  /**
-   * Takes in the fault notices hw has queued before ownership or a grant slot changes, so each
-   * fault is blamed on whoever owned the device and the slot when it happened.
-   */
-  private settleFaults(): void {
-    if (this.hw.gone === null) this.hw.pump();
-  }
-
   /** Medium transfers hw has in flight on a page; none once hw's process has exited. */
   private inFlight(pfn: number): number {
     if (this.hw.gone !== null) return this.hw.hasExited ? 0 : 1;
@@ -405,7 +397,11 @@ export class PciHost {
     }
   }
 
-  /** Notices hw sent and hv has not read yet, then the fault records they announced. */
+  /**
+   * Notices hw sent and hv has not read yet, then the fault records they announced: before any
+   * answer that reports faults, and before ownership or a grant slot changes, so each fault is
+   * blamed on whoever owned the device and the slot when it happened.
+   */
   private catchUp(): void {
     if (this.hw.gone !== null) return;
     this.hw.pump();
@@ -417,7 +413,7 @@ export class PciHost {
    * reset, and whenever the owner changes, so a previous owner keeps only a dead page.
    */
   private renew(key: string): void {
-    this.settleFaults();
+    this.catchUp();
     const h = this.hosted.get(key);
     if (h === undefined) return;
     for (const fd of h.fds) native.close(fd);

@@ -97,11 +97,12 @@ export class PciHost {
     const init: HwInit = { iommu: { ...host.iommu }, devices: specs };
     this.mem = new HvTableMemory();
     // hw runs every device model and touches every domain's memory: it starts confined like a
-    // driver domain, reaching only its media and, for TAP wires, the tun device.
+    // driver domain, reaching only its media (hv hands it its TAPs already open).
     const launcher = confineLauncher();
-    const confine = launcher === null ? undefined : { launcher, args: confineArgs(hwConfine(specs), [dirname(opts.hwBundle)]) };
+    const rules = hwConfine(specs);
+    const confine = launcher === null ? undefined : { launcher, args: confineArgs(rules, [dirname(opts.hwBundle)]) };
     if (confine === undefined) log('hv: ringside-confine is not built: hw runs unconfined');
-    else log(`hv: hw confined: ${hwConfine(specs).rw.length} rw; ${confineStrength(launcher as string)}`);
+    else log(`hv: hw confined: ${rules.rw.length} rw; ${confineStrength(confine.launcher)}`);
     try {
       const threads = sizeThreadpool(specs.filter((d) => d.kind === 'nvme').length, { ...process.env });
       this.hw = new HwLink({ bundle: opts.hwBundle, ...(confine ? { confine } : {}), threads, log, onFault: (f) => this.onFault(f), onGone: (why) => this.onHwGone(why), onExit: () => this.onHwExit() });

@@ -23,10 +23,14 @@ let summary = '0 passed, 1 failed';
 try {
   const r = JSON.parse(readFileSync(out, 'utf8'));
   const failedSuites = (r.testResults ?? []).filter((t) => t.status === 'failed' && (t.assertionResults ?? []).length === 0).length;
-  summary = `${r.numPassedTests} passed, ${r.numFailedTests + failedSuites} failed, ${r.numPendingTests + (r.numTodoTests ?? 0)} skipped`;
+  let failed = r.numFailedTests + failedSuites;
+  // vitest fails a run for an unhandled error or a crashed worker without failing any test: count
+  // it, so the closing line can never say "0 failed" beside a non-zero exit.
+  if (vitest.status !== 0 && failed === 0) failed = 1;
+  summary = `${r.numPassedTests} passed, ${failed} failed, ${r.numPendingTests + (r.numTodoTests ?? 0)} skipped`;
 } catch {
   /* vitest died before writing results: counted as a failure */
 }
 rmSync(dir, { recursive: true, force: true });
 console.log(summary);
-process.exit(vitest.status === 0 && summary.includes(' 0 failed') ? 0 : 1);
+process.exit(vitest.status === 0 && /, 0 failed/.test(summary) ? 0 : 1);

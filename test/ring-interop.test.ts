@@ -31,14 +31,15 @@ class CPeer {
   readonly child: ChildProcess;
   readonly ready: Promise<void>;
   readonly exit: Promise<{ code: number | null; stdout: string; stderr: string }>;
+  /** everything the peer printed so far */
+  private stdout = '';
   constructor(args: string[], fds: number[]) {
     this.child = spawn(peer, args, { stdio: ['pipe', 'pipe', 'pipe', ...fds] });
-    let stdout = '';
     let stderr = '';
     this.ready = new Promise((resolve, reject) => {
       this.child.stdout?.on('data', (d: Buffer) => {
-        stdout += d.toString();
-        if (stdout.startsWith('ready\n')) resolve();
+        this.stdout += d.toString();
+        if (this.stdout.startsWith('ready\n')) resolve();
       });
       this.child.once('exit', () => reject(new Error(`C peer exited before ready: ${stderr}`)));
     });
@@ -46,7 +47,22 @@ class CPeer {
     this.child.stderr?.on('data', (d: Buffer) => {
       stderr += d.toString();
     });
-    this.exit = new Promise((resolve) => this.child.once('close', (code) => resolve({ code, stdout, stderr })));
+    // A peer that dies resets its pipes under us: that shows in its exit status, not as an uncaught error.
+    for (const s of [this.child.stdin, this.child.stdout, this.child.stderr]) s?.on('error', () => undefined);
+    this.exit = new Promise((resolve) => this.child.once('close', (code) => resolve({ code, stdout: this.stdout, stderr })));
+  }
+  /** Resolves once the peer has printed `line` (e.g. "waiting"); rejects, with what it printed, if it exits first. */
+  printed(line: string): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const check = (): void => {
+        if (!this.stdout.split('\n').includes(line)) return;
+        this.child.stdout?.off('data', check);
+        resolve();
+      };
+      this.child.stdout?.on('data', check);
+      check(); // it may have come in the same chunk as "ready"
+      void this.exit.then((r) => reject(new Error(`C peer exited (code ${r.code}) before printing "${line}"; stdout: ${r.stdout} stderr: ${r.stderr}`)));
+    });
   }
   async result(): Promise<CResult> {
     const { code, stdout, stderr } = await this.exit;
@@ -150,8 +166,9 @@ describe('C frontend (Xen ring.h) -> TypeScript backend', () => {
       live.push(c);
       await c.ready;
       const back = BackRing.attach(s.buf, BLKIF_RING);
-      c.child.stdin?.write('go\n');
-      const ts = await serveVerifyEvented(back, 0, { kick: s.toFront, irq: s.toBack }, 30_000);
+      // The frontend starts only once the backend has done its final check and sleeps, so its
+      // first request must wake the backend through the event channel.
+      const ts = await serveVerifyEvented(back, 0, { kick: s.toFront, irq: s.toBack }, 30_000, () => c.child.stdin?.write('go\n'));
       const cr = await c.result();
       expectClean(ts, cr, count);
       expect(ts.wakeups).toBeGreaterThan(0); // the backend really slept on the event channel
@@ -193,9 +210,11 @@ describe('TypeScript frontend -> C backend (Xen ring.h)', () => {
       const count = 3000;
       const front = FrontRing.init(s.buf, BLKIF_RING);
       const { spec, fds } = queueSpec(s, 'back');
-      const c = new CPeer(cArgs('back', spec, count, 0, 'eventfd', 4), fds);
+      const c = new CPeer([...cArgs('back', spec, count, 0, 'eventfd', 4), '--announce-wait', '1'], fds);
       live.push(c);
       await c.ready;
+      // The C backend sleeps before the first request, so that request must wake it.
+      await c.printed('waiting');
       const ts = await runFrontVerifyEvented(front, 0, count, { kick: s.toBack, irq: s.toFront }, 30_000);
       const cr = await c.result();
       expectClean(ts, cr, count);

@@ -328,7 +328,11 @@ export class Netback implements VifHost {
     rxOps.reset();
     this.nStaged = 0;
     this.stagingUsed = 0;
-    const vifs = this.vifs;
+    // A vif cut off during the round leaves this.vifs at once (fatal() retires it): the round walks
+    // a copy taken now, kept in one reused array, and skips the dead.
+    const vifs = this.roundVifs;
+    vifs.length = 0;
+    for (const v of this.vifs) vifs.push(v);
     const nv = vifs.length;
     // Older frames first: backlogs drain before new frames can go straight through.
     for (let i = 0; i < nv; i++) for (const q of vifs[i].queues) q.drainBacklog(rxOps);
@@ -371,7 +375,7 @@ export class Netback implements VifHost {
         if (q.tx.pushResponsesAndCheckNotify()) this.env.evtchn.notify(q.portTx);
       }
     }
-    for (let i = 0; i < nv; i++) for (const q of vifs[i].queues) q.drainBacklog(rxOps);
+    for (let i = 0; i < nv; i++) if (!vifs[i].dead) for (const q of vifs[i].queues) q.drainBacklog(rxOps);
     const rxStaged = rxOps.n > 0;
     if (rxStaged) {
       this.copyCalls++;
@@ -390,6 +394,7 @@ export class Netback implements VifHost {
     return staged > 0 || rxDone || rxStaged;
   }
 
+  private readonly roundVifs: Vif[] = [];
   private readonly scratchFrame: SwitchFrame = { mem: new Uint8Array(0), off: 0, len: 0, meta: newPacketMeta() };
   private frameOf(s: Staged): SwitchFrame {
     const f = this.scratchFrame;

@@ -89,6 +89,7 @@ static struct {
          .batch = 1u << 30, .start = 0, .spin = 2000, .latency = 1};
 
 static uint64_t completed, notifies, wakeups, pushes, errors, polls;
+static int announce_wait;
 static uint64_t hist[HIST_BUCKETS];
 static uint64_t win_n[MAX_WINDOWS];
 static double win_ns[MAX_WINDOWS];
@@ -236,6 +237,13 @@ static void kick(struct queue *q, int notify, volatile RING_IDX *word) {
 /* sleep until any queue's irq eventfd fires */
 static void wait_irq(void) {
   struct pollfd p[MAX_QUEUES];
+  /* --announce-wait: tell the peer, once, that we did the final check and now sleep, so a test can
+     make its first send certainly find us asleep instead of hoping the scheduler arranged it. */
+  if (announce_wait) {
+    announce_wait = 0;
+    printf("waiting\n");
+    fflush(stdout);
+  }
   for (int i = 0; i < cfg.nq; i++) p[i] = (struct pollfd){.fd = cfg.q[i].irq_fd, .events = POLLIN};
   wakeups++;
   while (poll(p, cfg.nq, -1) < 0)
@@ -613,6 +621,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--start")) cfg.start = (uint32_t)strtoul(v, NULL, 0);
     else if (!strcmp(a, "--spin")) cfg.spin = (unsigned)strtoul(v, NULL, 10);
     else if (!strcmp(a, "--latency")) cfg.latency = atoi(v);
+    else if (!strcmp(a, "--announce-wait")) announce_wait = atoi(v);
     else if (!strcmp(a, "--relax")) relax_pause = !strcmp(v, "pause") ? 1 : !strcmp(v, "none") ? 0 : (die("bad --relax"), 0);
     else die("unknown option");
   }

@@ -166,9 +166,13 @@ export function serveVerifyPoll(back: BackRing, q: number, deadlineMs: number): 
   }
 }
 
-export function serveVerifyEvented(back: BackRing, q: number, n: Notify, deadlineMs: number): Promise<VerifyStats> {
+/**
+ * `onAsleep` runs once, the first time the backend has done its final check and goes to sleep on
+ * `irq`: a test that starts its frontend from there knows the first request finds it asleep.
+ */
+export function serveVerifyEvented(back: BackRing, q: number, n: Notify, deadlineMs: number, onAsleep?: () => void): Promise<VerifyStats> {
   const st = stats();
-  return untilDone(n.irq, deadlineMs, () => `backend timed out after ${st.completed} requests`, () => st.wakeups++, () => {
+  return untilDone(n.irq, deadlineMs, () => `backend timed out after ${st.completed} requests`, () => st.wakeups++, onAsleep, () => {
     for (;;) {
       if (serveOnce(back, st, n, q)) return st;
       if (!back.finalCheckForRequests()) return undefined;
@@ -180,7 +184,7 @@ export function serveVerifyEvented(back: BackRing, q: number, n: Notify, deadlin
  * Runs `step` now and on every event on `irq`, until it returns a result (undefined: wait for the
  * next event) or throws, or `deadlineMs` passes.
  */
-function untilDone<T>(irq: number, deadlineMs: number, timedOut: () => string, onWakeup: () => void, step: () => T | undefined): Promise<T> {
+function untilDone<T>(irq: number, deadlineMs: number, timedOut: () => string, onWakeup: () => void, onAsleep: (() => void) | undefined, step: () => T | undefined): Promise<T> {
   return new Promise((resolve, reject) => {
     const end = (settle: () => void): void => {
       clearTimeout(timer);
@@ -191,6 +195,11 @@ function untilDone<T>(irq: number, deadlineMs: number, timedOut: () => string, o
       try {
         const r = step();
         if (r !== undefined) end(() => resolve(r));
+        else if (onAsleep) {
+          const f = onAsleep;
+          onAsleep = undefined;
+          f();
+        }
       } catch (e) {
         end(() => reject(e instanceof Error ? e : new Error(String(e))));
       }
@@ -291,7 +300,7 @@ export function runFrontVerifyPoll(front: FrontRing, q: number, count: number, d
 
 export function runFrontVerifyEvented(front: FrontRing, q: number, count: number, n: Notify, deadlineMs: number): Promise<VerifyStats> {
   const v = new FrontVerifier(front, q, count, n);
-  return untilDone(n.irq, deadlineMs, () => `frontend timed out with ${v.st.completed} answered`, () => v.st.wakeups++, () => {
+  return untilDone(n.irq, deadlineMs, () => `frontend timed out with ${v.st.completed} answered`, () => v.st.wakeups++, undefined, () => {
     for (;;) {
       const did = v.reap() || v.issue();
       if (v.stopped) return v.finish();

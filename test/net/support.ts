@@ -118,6 +118,21 @@ export class NetRig {
     return nsRun(from.ns, 'ping', [...args, to], 30_000);
   }
 
+  /**
+   * Waits until `from` gets an answer from `to`: one-second pings, retried until `deadlineMs`.
+   * A loaded machine may lose or delay a packet; a broken path answers nothing for the whole
+   * deadline. Throws with the last ping's output.
+   */
+  async reaches(from: Guest, to: string, deadlineMs = 30_000): Promise<void> {
+    const end = Date.now() + deadlineMs;
+    for (let tries = 1; ; tries++) {
+      const r = await this.ping(from, to, ['-c', '1', '-W', '1']);
+      if (r.code === 0) return;
+      if (Date.now() > end) throw new Error(`${from.ip} got no answer from ${to} in ${tries} pings over ${deadlineMs / 1000} s; last ping: ${r.stdout}${r.stderr}`);
+      await sleep(200);
+    }
+  }
+
   /** iperf3 TCP from `client` to `server` for `secs` seconds (reverse: server sends) */
   async iperf(client: Guest, server: Guest, secs: number, extra: string[] = [], port = 5201): Promise<{ bps: number; intervals: number[]; json: Record<string, unknown> }> {
     const srv = spawn('ip', ['netns', 'exec', server.ns, 'iperf3', '-s', '-1', '-B', server.ip, '-p', String(port)], { stdio: 'ignore' });

@@ -1,10 +1,11 @@
 // `npm test`: build the bundles, run every vitest suite, and end with one plain summary line
-// ("N passed, N failed, N skipped") that CI and humans can read. Exit status is vitest's.
+// ("N passed, N failed, N skipped") that CI and humans can read. The line and the exit status always agree (scripts/summary.mjs).
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { summarize } from './summary.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const build = spawnSync(process.execPath, [join(root, 'scripts', 'build.mjs')], { stdio: 'inherit', cwd: root });
@@ -19,18 +20,13 @@ const vitest = spawnSync(
   [join(root, 'node_modules', 'vitest', 'vitest.mjs'), 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${out}`, ...process.argv.slice(2)],
   { stdio: 'inherit', cwd: root },
 );
-let summary = '0 passed, 1 failed';
+let report = null;
 try {
-  const r = JSON.parse(readFileSync(out, 'utf8'));
-  const failedSuites = (r.testResults ?? []).filter((t) => t.status === 'failed' && (t.assertionResults ?? []).length === 0).length;
-  let failed = r.numFailedTests + failedSuites;
-  // vitest fails a run for an unhandled error or a crashed worker without failing any test: count
-  // it, so the closing line can never say "0 failed" beside a non-zero exit.
-  if (vitest.status !== 0 && failed === 0) failed = 1;
-  summary = `${r.numPassedTests} passed, ${failed} failed, ${r.numPendingTests + (r.numTodoTests ?? 0)} skipped`;
+  report = JSON.parse(readFileSync(out, 'utf8'));
 } catch {
-  /* vitest died before writing results: counted as a failure */
+  /* vitest died before writing results: summarize counts that as a failure */
 }
 rmSync(dir, { recursive: true, force: true });
-console.log(summary);
-process.exit(vitest.status === 0 && /, 0 failed/.test(summary) ? 0 : 1);
+const { line, exitCode } = summarize(report, vitest.status);
+console.log(line);
+process.exit(exitCode);

@@ -1,6 +1,17 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestPlatform, sleep, type Probe } from './support/platform.js';
 
+/** Polls `get` until `ok` holds of its answer (30 s at most); fails naming what was awaited and the last answer. */
+async function until<T>(what: string, get: () => Promise<T>, ok: (v: T) => boolean): Promise<T> {
+  const end = Date.now() + 30_000;
+  for (;;) {
+    const v = await get();
+    if (ok(v)) return v;
+    if (Date.now() > end) throw new Error(`waited 30 s for ${what}; last seen ${JSON.stringify(v)}`);
+    await sleep(20);
+  }
+}
+
 describe('event channels between domain processes', () => {
   let t: TestPlatform;
   let front: Probe;
@@ -17,33 +28,28 @@ describe('event channels between domain processes', () => {
     const { port: fp } = await front.cmd('allocUnbound', { remoteDom: back.domid });
     const { port: bp } = await back.cmd('bind', { remoteDom: front.domid, remotePort: fp });
     // the bound event reaches the allocator asynchronously
-    await sleep(50);
+    await until(`dom${front.domid} port ${fp} bound`, () => front.cmd('hypercall', { op: 'evtchn_status', args: { port: fp } }), (st) => st.result?.state === 'interdomain');
     return { fp, bp };
   }
 
   it('delivers in both directions and coalesces repeated sends into one event', async () => {
     const { fp, bp } = await pair();
     await back.cmd('notify', { port: bp, times: 50 });
-    await sleep(100);
-    const ev = await front.cmd('events', { port: fp });
-    expect(ev.count).toBeGreaterThanOrEqual(1);
+    const ev = await until('the first event on the frontend', () => front.cmd('events', { port: fp }), (e) => e.count >= 1);
     expect(ev.count).toBeLessThan(50);
     await front.cmd('notify', { port: fp });
-    await sleep(100);
-    expect((await back.cmd('events', { port: bp })).count).toBe(1);
+    const got = await until('the event on the backend', () => back.cmd('events', { port: bp }), (e) => e.count >= 1);
+    expect(got.count).toBe(1);
   });
 
   it('holds a send made while masked and delivers it on unmask', async () => {
     const { fp, bp } = await pair();
     await front.cmd('mask', { port: fp });
     await back.cmd('notify', { port: bp, times: 3 });
-    await sleep(100);
-    const masked = await front.cmd('events', { port: fp });
+    const masked = await until('the masked send to be pending', () => front.cmd('events', { port: fp }), (e) => e.pending === true);
     expect(masked.count).toBe(0);
-    expect(masked.pending).toBe(true);
     await front.cmd('unmask', { port: fp });
-    await sleep(50);
-    const after = await front.cmd('events', { port: fp });
+    const after = await until('delivery after unmask', () => front.cmd('events', { port: fp }), (e) => e.count >= 1);
     expect(after.count).toBe(1);
     expect(after.pending).toBe(false);
   });
@@ -54,9 +60,7 @@ describe('event channels between domain processes', () => {
     const r = await front.cmd('notify', { port: fp });
     expect(r.ok).toBe(false);
     expect(r.code).toBe('EINVAL');
-    await sleep(50);
-    const st = await back.cmd('hypercall', { op: 'evtchn_status', args: { port: bp } });
-    expect(st.result.state).toBe('unbound');
+    await until(`dom${back.domid} port ${bp} unbound`, () => back.cmd('hypercall', { op: 'evtchn_status', args: { port: bp } }), (st) => st.result?.state === 'unbound');
     // Sending on the now-unbound peer goes nowhere but is not an error (Xen semantics).
     expect((await back.cmd('notify', { port: bp })).ok).toBe(true);
   });

@@ -179,11 +179,24 @@ export async function buildVmImage(opts: BuildVmImageOptions): Promise<VmImage> 
 
 function prepareOutDir(dir: string): void {
   try {
-    mkdirSync(dir, { recursive: true });
-    if (!statSync(dir).isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
+    makeDirs(dir);
+    if (!statSync(dir).isDirectory()) throw new Error('not a directory');
   } catch (e) {
     throw new VmImageError(`cannot use '${dir}' as the image directory: ${(e as Error).message}; give --out a directory you can write`);
   }
+}
+
+/**
+ * mkdir -p, one level at a time: Node's recursive mkdirSync spins forever when the kernel answers
+ * ENOENT for a parent that exists (e.g. anything under /proc), so it cannot be given a user's path.
+ */
+function makeDirs(dir: string): void {
+  const missing: string[] = [];
+  for (let d = dir; !existsSync(d); d = dirname(d)) {
+    if (dirname(d) === d) break;
+    missing.unshift(d);
+  }
+  for (const d of missing) mkdirSync(d);
 }
 
 /** One build per directory at a time: a lock file with the builder's pid; a dead builder's lock is taken over. */

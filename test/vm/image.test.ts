@@ -145,12 +145,19 @@ describe('ringside vm-image', () => {
     const r = await cli(['--out', join(file, 'sub')]);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/cannot use '.*a-file\/sub' as the image directory/);
+    // Under /proc the kernel says ENOENT for parents that exist: the build must still give up at once.
+    const p = await cli(['--out', '/proc/ringside-nope/x']);
+    expect(p.code).toBe(1);
+    expect(p.stderr).toContain("cannot use '/proc/ringside-nope/x' as the image directory");
   });
 
   it('says the Debian mirror is out of reach when apt-get download cannot fetch the kernel', async () => {
     const { dir } = scratch();
-    // A proxy nobody listens on: apt resolves from its local lists, then the download fails.
-    const env = { ...process.env, http_proxy: 'http://127.0.0.1:9', https_proxy: 'http://127.0.0.1:9' };
+    // A proxy nobody listens on, set where apt reads it last (APT_CONFIG) and in the environment:
+    // apt still resolves the kernel from its local lists, then the download fails.
+    const conf = join(dir, 'apt.conf');
+    writeFileSync(conf, 'Acquire::http::Proxy "http://127.0.0.1:9";\nAcquire::https::Proxy "http://127.0.0.1:9";\nAcquire::Retries "0";\n');
+    const env = { ...process.env, APT_CONFIG: conf, http_proxy: 'http://127.0.0.1:9', https_proxy: 'http://127.0.0.1:9' };
     const r = await cli(['--out', join(dir, 'img')], env);
     expect(r.code, r.stdout).toBe(1);
     expect(r.stderr).toMatch(/could not download linux-image-\S+-cloud-amd64 from the Debian mirror/);

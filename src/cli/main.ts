@@ -11,6 +11,7 @@ import { measureTcb, formatTcb } from './tcb.js';
 import { topSamples, formatTop } from './top.js';
 import { benchCommand } from './bench.js';
 import { pciCommand } from './pci.js';
+import { vmImageCommand } from './vmimage.js';
 
 const USAGE = `usage: ringside <command> [options]
 
@@ -25,6 +26,7 @@ const USAGE = `usage: ringside <command> [options]
   pci list|faults|check [options] [--json]        PCI devices, IOMMU faults, the passthrough checker ('ringside pci help')
   pci assignable-list|assignable-add BDF|assignable-remove BDF [--state DIR]
                                                   the assignable pool of a running system, like xl's
+  vm-image [--out DIR] [--json]                   build the VM guest kernel and initramfs from Debian packages
   help                                            this text
 
 The state directory (default .ringside) holds the sockets: export
@@ -146,6 +148,8 @@ async function main(argv: string[]): Promise<number> {
       return benchCommand(rest);
     case 'pci':
       return pciCommand(rest);
+    case 'vm-image':
+      return vmImageCommand(rest);
     default:
       throw new CliError(`ringside: unknown command '${cmd}'\n\n${USAGE}`, 2);
   }

@@ -1,17 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TestPlatform, sleep, type Probe } from './support/platform.js';
+import { TestPlatform, type Probe } from './support/platform.js';
+import { until } from './support/until.js';
 
 /** Polls `get` until `ok` holds of its answer (30 s at most); fails naming what was awaited and the last answer. */
-async function until<T>(what: string, get: () => Promise<T>, ok: (v: T) => boolean): Promise<T> {
-  const end = Date.now() + 30_000;
-  for (;;) {
-    const v = await get();
-    if (ok(v)) return v;
-    if (Date.now() > end) throw new Error(`waited 30 s for ${what}; last seen ${JSON.stringify(v)}`);
-    await sleep(20);
-  }
-}
-
 describe('event channels between domain processes', () => {
   let t: TestPlatform;
   let front: Probe;

@@ -4,7 +4,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
+import { readLines } from '../../src/control/lines.js';
 
 export const KIND_RE = /^[a-z][a-z0-9-]{0,31}$/;
 
@@ -69,8 +69,6 @@ export function spawnDomain(opts: {
 function forwardLines(child: ChildProcess, log: (line: string) => void): void {
   for (const stream of [child.stdout, child.stderr]) {
     if (!stream) continue;
-    // A process killed mid-write can reset its end of the pipe: that ends its log, nothing more.
-    stream.on('error', () => undefined);
-    createInterface({ input: stream }).on('line', log);
+    readLines(stream, log);
   }
 }

@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { createInterface } from 'node:readline';
+import { readLines } from '../control/lines.js';
 import { fileURLToPath } from 'node:url';
 import { pack } from 'msgpackr';
 import { Hypervisor } from '../../domains/hv/hypervisor.js';
@@ -136,9 +136,7 @@ function findDist(): string {
 class Control {
   private waiters: ((v: Record<string, unknown>) => void)[] = [];
   constructor(readonly domid: number, private readonly sock: Socket) {
-    // the domain closes its end when it shuts down: that is expected, not an error
-    sock.on('error', () => {});
-    createInterface({ input: sock }).on('line', (l) => this.waiters.shift()?.(JSON.parse(l) as Record<string, unknown>));
+    readLines(sock, (l) => this.waiters.shift()?.(JSON.parse(l) as Record<string, unknown>));
   }
   async cmd(cmd: string, args: Record<string, unknown> = {}): Promise<Record<string, unknown>> {
     const r = await new Promise<Record<string, unknown>>((resolve) => {

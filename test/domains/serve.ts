@@ -2,7 +2,7 @@
 // reply per line out. `flat` replies spread the result into the reply ({ ok, ...result });
 // `nested` ones carry it as { ok, result }. A line that is not JSON is ignored.
 import { connect, createServer, type Socket } from 'node:net';
-import { createInterface } from 'node:readline';
+import { readLines } from '../../src/control/lines.js';
 
 export type Command = Record<string, unknown> & { cmd: string };
 
@@ -12,8 +12,7 @@ export type Command = Record<string, unknown> & { cmd: string };
  */
 export function serveCommands(path: string, run: (c: Command) => Promise<unknown>, ready: () => void, reply: 'flat' | 'nested' = 'flat', dial = false): void {
   const serve = (sock: Socket) => {
-    sock.on('error', () => undefined); // the test side may go away first
-    createInterface({ input: sock }).on('line', (line) => {
+    readLines(sock, (line) => {
       let c: Command;
       try {
         c = JSON.parse(line) as Command;

@@ -7,15 +7,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hostConfig, hostDev } from '../../iommu/platform/host-builder.js';
 import { toPlatformInit } from '../../src/hypercall/pci.js';
-import { TestPlatform, sleep, type Probe } from '../support/platform.js';
-
-async function until(what: string, ok: () => boolean, logs: string[]): Promise<void> {
-  for (let i = 0; i < 500; i++) {
-    if (ok()) return;
-    await sleep(10);
-  }
-  throw new Error(`${what} did not happen; logs:\n${logs.join('\n')}`);
-}
+import { TestPlatform, type Probe } from '../support/platform.js';
+import { until } from '../support/until.js';
 
 function platform(dir: string) {
   const nvme = hostDev('01:00.0', 'nvme', { parent: '00:01.0' });
@@ -46,7 +39,7 @@ describe('hv without its hardware', () => {
     expect(opened, JSON.stringify(opened)).toMatchObject({ ok: true });
     expect(await blk.cmd('nvmeWrite', { seed: 1, len: 4096, pos: 0 })).toMatchObject({ ok: true });
     process.kill(hwPid, 'SIGKILL');
-    await until('hv noticing hw is gone', () => t.logs.some((l) => l.includes('the PCI hardware is gone')), t.logs);
+    await until('hv noticing hw is gone', () => t.logs, (l) => l.some((x) => x.includes('the PCI hardware is gone')));
     // once hw has exited, hv makes the owner's page read all-ones: the driver fails at once
     // (surprise removal) instead of waiting on a controller that will never answer
     const w = await blk.cmd('nvmeWrite', { seed: 2, len: 4096, pos: 0 });
@@ -75,6 +68,6 @@ describe('hv without its hardware', () => {
     const pid = p.hv.pci!.hw.pid!;
     expect(alive(pid)).toBe(true);
     await p.close();
-    await until('hw exiting', () => !alive(pid), p.logs);
+    await until('hw exiting', () => alive(pid), (a) => !a);
   });
 });

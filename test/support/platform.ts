@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createInterface } from 'node:readline';
+import { readLines } from '../../src/control/lines.js';
 import { pack } from 'msgpackr';
 import { Hypervisor } from '../../domains/hv/hypervisor.js';
 import { HypercallClient } from '../../src/hypercall/client.js';
@@ -27,9 +27,7 @@ export class Probe {
     readonly name: string,
     private readonly sock: Socket,
   ) {
-    createInterface({ input: sock }).on('line', (l) => this.waiters.shift()?.(JSON.parse(l) as Record<string, unknown>));
-    // A probe that dies (some tests kill it on purpose) resets its control socket.
-    sock.on('error', () => undefined);
+    readLines(sock, (l) => this.waiters.shift()?.(JSON.parse(l) as Record<string, unknown>));
   }
 
   // eslint-disable-next-line @typescript-eslint/no-explicit-any

@@ -2,7 +2,7 @@
 // test-side client for it.
 import type { Socket } from 'node:net';
 import { serveCommands, type Command } from '../../domains/serve.js';
-import { createInterface } from 'node:readline';
+import { readLines } from '../../../src/control/lines.js';
 import { waitForSocket } from '../../../src/control/unix.js';
 
 export type { Command } from '../../domains/serve.js';
@@ -15,8 +15,7 @@ export function serveControl(path: string, run: (c: Command) => Promise<unknown>
 export class Control {
   private waiters: ((v: { ok: boolean; result?: unknown; error?: string }) => void)[] = [];
   private constructor(private readonly sock: Socket) {
-    createInterface({ input: sock }).on('line', (l) => this.waiters.shift()?.(JSON.parse(l) as { ok: boolean; result?: unknown; error?: string }));
-    sock.on('error', () => undefined); // a killed domain resets it; 'close' follows
+    readLines(sock, (l) => this.waiters.shift()?.(JSON.parse(l) as { ok: boolean; result?: unknown; error?: string }));
     sock.on('close', () => {
       for (const w of this.waiters.splice(0)) w({ ok: false, error: 'control socket closed (domain died?)' });
     });

@@ -1,4 +1,4 @@
-// Descriptors: re-opening read-only, eventfds, SOCK_SEQPACKET socketpairs, and sendmsg/recvmsg
+// Descriptors: re-opening read-only, eventfds, SOCK_SEQPACKET socketpairs, listening Unix sockets, and sendmsg/recvmsg
 // carrying descriptors with SCM_RIGHTS. All descriptors are created close-on-exec; a child gets
 // only what its spawner places in its stdio array.
 #include "common.h"
@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <sys/un.h>
 #include <unistd.h>
 #include <vector>
 
@@ -243,6 +244,41 @@ Napi::Value SetParentDeathSignal(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
+// unixListen(path, backlog) -> a non-blocking listening SOCK_STREAM socket bound at `path`: a
+// vhost-user backend's socket, which QEMU dials. The caller owns removing a stale file first.
+Napi::Value UnixListen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "unixListen: path must be a string");
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  uint64_t backlog = info.Length() > 1 ? ArgSize(info, 1, "backlog") : 16;
+  struct sockaddr_un sa = {};
+  sa.sun_family = AF_UNIX;
+  if (path.empty() || path.size() >= sizeof sa.sun_path)
+    throw Napi::RangeError::New(env, "unixListen: path must be 1.." + std::to_string(sizeof sa.sun_path - 1) + " bytes, got " + std::to_string(path.size()));
+  memcpy(sa.sun_path, path.data(), path.size());
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) ThrowErrno(env, "socket");
+  if (bind(fd, (struct sockaddr*)&sa, sizeof sa) < 0 || listen(fd, (int)(backlog > 128 ? 128 : backlog)) < 0) {
+    int e = errno;
+    close(fd);
+    ThrowErrno(env, "bind/listen", e);
+  }
+  return Napi::Number::New(env, fd);
+}
+
+// accept(fd) -> the next connection (non-blocking, close-on-exec), or null when none is queued.
+Napi::Value Accept(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ArgFd(info, 0);
+  int c;
+  do c = accept4(fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC); while (c < 0 && errno == EINTR);
+  if (c < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ECONNABORTED) return env.Null();
+    ThrowErrno(env, "accept4");
+  }
+  return Napi::Number::New(env, c);
+}
+
 void InitFds(Napi::Env env, Napi::Object exports) {
   exports.Set("reopen", Napi::Function::New(env, Reopen));
   exports.Set("dup", Napi::Function::New(env, Dup));
@@ -261,6 +297,8 @@ void InitFds(Napi::Env env, Napi::Object exports) {
   exports.Set("writeFd", Napi::Function::New(env, WriteFd));
   exports.Set("setParentDeathSignal", Napi::Function::New(env, SetParentDeathSignal));
   exports.Set("punchHole", Napi::Function::New(env, PunchHole));
+  exports.Set("unixListen", Napi::Function::New(env, UnixListen));
+  exports.Set("accept", Napi::Function::New(env, Accept));
 }
 
 }  // namespace ringside

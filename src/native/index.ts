@@ -60,6 +60,10 @@ export interface Addon {
   setUndumpable(): void;
   tapOpen(name: string, opts?: { vnetHdr?: boolean }): { fd: number; name: string };
   tapSetOffload(fd: number, flags: { csum?: boolean; tso4?: boolean; tso6?: boolean }): void;
+  /** a non-blocking listening Unix stream socket bound at `path` (sun_path holds 107 bytes) */
+  unixListen(path: string, backlog?: number): number;
+  /** the next queued connection (non-blocking), or null */
+  accept(fd: number): number | null;
   Watcher: WatcherCtor;
 }
 

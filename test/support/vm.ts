@@ -158,7 +158,8 @@ export class VmConsole {
     const quoted = `'${cmd.replace(/'/g, `'\\''`)}'`;
     this.send(`printf '%s-%s\\n' RSB ${id}; eval ${quoted}; printf '%s-%s %d\\n' RSE ${id} $?`);
     const begin = `\nRSB-${id}\n`;
-    const end = new RegExp(`\\nRSE-${id} (\\d+)\\n`);
+    // not anchored to a line start: a command's output need not end in a newline (sysfs serial)
+    const end = new RegExp(`RSE-${id} (\\d+)\\n`);
     try {
       return await this.waitFor(
         `the end marker of '${cmd}'`,
@@ -169,7 +170,7 @@ export class VmConsole {
           const body = seen.slice(b + begin.length - 1);
           const m = end.exec(body);
           if (!m) return undefined;
-          return { code: Number(m[1]), output: body.slice(1, m.index + 1) };
+          return { code: Number(m[1]), output: body.slice(1, m.index) };
         },
         timeoutMs,
       );

@@ -246,16 +246,23 @@ Napi::Value SetParentDeathSignal(const Napi::CallbackInfo& info) {
 
 // unixListen(path, backlog) -> a non-blocking listening SOCK_STREAM socket bound at `path`: a
 // vhost-user backend's socket, which QEMU dials. The caller owns removing a stale file first.
-Napi::Value UnixListen(const Napi::CallbackInfo& info) {
+// The sockaddr_un for `path`, or a RangeError naming the limit (sun_path is 108 bytes).
+static struct sockaddr_un UnixAddr(const Napi::CallbackInfo& info, const char* what) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "unixListen: path must be a string");
+  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, std::string(what) + ": path must be a string");
   std::string path = info[0].As<Napi::String>().Utf8Value();
-  uint64_t backlog = info.Length() > 1 ? ArgSize(info, 1, "backlog") : 16;
   struct sockaddr_un sa = {};
   sa.sun_family = AF_UNIX;
   if (path.empty() || path.size() >= sizeof sa.sun_path)
-    throw Napi::RangeError::New(env, "unixListen: path must be 1.." + std::to_string(sizeof sa.sun_path - 1) + " bytes, got " + std::to_string(path.size()));
+    throw Napi::RangeError::New(env, std::string(what) + ": path must be 1.." + std::to_string(sizeof sa.sun_path - 1) + " bytes, got " + std::to_string(path.size()));
   memcpy(sa.sun_path, path.data(), path.size());
+  return sa;
+}
+
+Napi::Value UnixListen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  struct sockaddr_un sa = UnixAddr(info, "unixListen");
+  uint64_t backlog = info.Length() > 1 ? ArgSize(info, 1, "backlog") : 16;
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) ThrowErrno(env, "socket");
   if (bind(fd, (struct sockaddr*)&sa, sizeof sa) < 0 || listen(fd, (int)(backlog > 128 ? 128 : backlog)) < 0) {
@@ -263,6 +270,25 @@ Napi::Value UnixListen(const Napi::CallbackInfo& info) {
     close(fd);
     ThrowErrno(env, "bind/listen", e);
   }
+  return Napi::Number::New(env, fd);
+}
+
+// unixConnect(path) -> a connected stream socket (non-blocking once connected, close-on-exec).
+// A Unix connect completes at once or fails (ECONNREFUSED, ENOENT, EAGAIN on a full backlog).
+Napi::Value UnixConnect(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  struct sockaddr_un sa = UnixAddr(info, "unixConnect");
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) ThrowErrno(env, "socket");
+  int r;
+  do r = connect(fd, (struct sockaddr*)&sa, sizeof sa); while (r < 0 && errno == EINTR);
+  if (r < 0) {
+    int e = errno;
+    close(fd);
+    ThrowErrno(env, "connect", e);
+  }
+  int fl = fcntl(fd, F_GETFL);
+  fcntl(fd, F_SETFL, fl | O_NONBLOCK);
   return Napi::Number::New(env, fd);
 }
 
@@ -299,6 +325,7 @@ void InitFds(Napi::Env env, Napi::Object exports) {
   exports.Set("punchHole", Napi::Function::New(env, PunchHole));
   exports.Set("unixListen", Napi::Function::New(env, UnixListen));
   exports.Set("accept", Napi::Function::New(env, Accept));
+  exports.Set("unixConnect", Napi::Function::New(env, UnixConnect));
 }
 
 }  // namespace ringside

@@ -64,6 +64,8 @@ export interface Addon {
   unixListen(path: string, backlog?: number): number;
   /** the next queued connection (non-blocking), or null */
   accept(fd: number): number | null;
+  /** a connected, non-blocking Unix stream socket to `path` */
+  unixConnect(path: string): number;
   Watcher: WatcherCtor;
 }
 

@@ -1,6 +1,7 @@
 // A vhost-user socket: listens at a path, serves one frontend at a time, and keeps listening
 // after that frontend leaves or is cut off, so QEMU's `reconnect=` (or a restarted VM) finds the
 // device again. A second frontend while one is connected is turned away.
+import { rmSync } from 'node:fs';
 import { native, type Watcher } from '../native/index.js';
 import type { VirtioDevice } from '../virtio/device.js';
 import { VhostUserBackend } from './backend.js';
@@ -20,7 +21,7 @@ export class VhostUserServer {
   private closedFlag = false;
   private idle: (() => void) | null = null;
 
-  /** Binds `path` (which must not exist: whoever owns the directory removes stale sockets). */
+  /** Binds `path` (which must not exist: whoever owns the directory removes stale sockets); close() removes it. */
   constructor(
     readonly path: string,
     private readonly device: VirtioDevice,
@@ -64,6 +65,8 @@ export class VhostUserServer {
     this.closedFlag = true;
     this.watcher.close();
     native.close(this.listenFd);
+    // ours to remove: a socket file nobody listens on would only refuse the next frontend
+    rmSync(this.path, { force: true });
     if (!this.backend) return Promise.resolve();
     const done = new Promise<void>((r) => (this.idle = r));
     this.backend.end(reason);

@@ -105,6 +105,12 @@ export class GuestMemory {
     this.retired = [];
   }
 
+  /** Whether [gpa, +len) lies inside one region (a check that makes no view). */
+  contains(gpa: number, len: number): boolean {
+    for (const r of this.regions) if (gpa >= r.gpa && gpa - r.gpa <= r.size - len && len <= r.size) return true;
+    return false;
+  }
+
   /** `len` bytes at guest-physical `gpa` as one view, or null when they are not inside one region. */
   view(gpa: number, len: number): Uint8Array | null {
     for (const r of this.regions) {

@@ -171,7 +171,7 @@ export class SplitQueue {
         steps = -1;
         continue;
       }
-      if (addr === null || (len > 0 && this.mem.view(addr, len) === null))
+      if (addr === null || (len > 0 && !this.mem.contains(addr, len)))
         throw new VirtqueueError(`descriptor ${i} of head ${head}: buffer at guest 0x${(addr ?? -1).toString(16)} (${len} bytes) is not inside guest memory`);
       const writable = (flags & VIRTQ_DESC_F_WRITE) !== 0;
       if (!writable && chain.count > chain.readable) throw new VirtqueueError(`descriptor ${i} of head ${head} is readable after a writable one`);

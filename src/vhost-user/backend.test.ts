@@ -1,0 +1,335 @@
+// The vhost-user backend against a frontend written here from the spec: a whole handshake and
+// virtio-blk I/O through shared memory and eventfds, then hostile messages. Each hostile one ends
+// the connection with a logged reason naming it, leaks no descriptor, and leaves the socket
+// listening for the next frontend.
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  VHOST_USER_F_PROTOCOL_FEATURES,
+  VHOST_USER_HDR_SIZE,
+  VHOST_USER_NEED_REPLY,
+  VHOST_USER_PROTOCOL_F_CONFIG,
+  VHOST_USER_PROTOCOL_F_MQ,
+  VHOST_USER_PROTOCOL_F_REPLY_ACK,
+  VHOST_USER_REPLY,
+  VHOST_USER_VERSION,
+  VhostUserRequest as R,
+} from '../abi/vhost-user.js';
+import {
+  VIRTIO_BLK_OUTHDR_SIZE,
+  VIRTIO_BLK_S_OK,
+  VIRTIO_BLK_T_IN,
+  VIRTIO_BLK_T_OUT,
+  VIRTIO_F_VERSION_1,
+  VIRTIO_RING_F_EVENT_IDX,
+  VIRTQ_DESC_F_NEXT,
+  VIRTQ_DESC_F_WRITE,
+  VIRTQ_USED_IDX,
+  bit,
+} from '../abi/virtio.js';
+import { RawFile } from '../blkdev/raw-file.js';
+import { native } from '../native/index.js';
+import { VirtioBlk } from '../virtio/blk.js';
+import { VhostUserServer } from './server.js';
+
+const MEM = 1 << 20;
+const GPA = 0x40000000;
+const UADDR = 0x7f1200000000;
+const DESC = 0;
+const AVAIL = 0x1000;
+const USED = 0x2000;
+const QSIZE = 8;
+
+/** A frontend that speaks the wire format by hand (QEMU's role). */
+class Frontend {
+  readonly fd: number;
+  private readonly buf = new Uint8Array(4096 + VHOST_USER_HDR_SIZE);
+
+  constructor(path: string) {
+    this.fd = native.unixConnect(path);
+  }
+
+  send(req: number, payload: Uint8Array = new Uint8Array(0), fds: number[] = [], flags = VHOST_USER_VERSION, announced = payload.length): void {
+    const m = new Uint8Array(VHOST_USER_HDR_SIZE + payload.length);
+    const v = new DataView(m.buffer);
+    v.setUint32(0, req, true);
+    v.setUint32(4, flags, true);
+    v.setUint32(8, announced, true);
+    m.set(payload, VHOST_USER_HDR_SIZE);
+    native.sendmsg(this.fd, m, fds);
+  }
+
+  u64(req: number, value: bigint, flags = VHOST_USER_VERSION, fds: number[] = []): void {
+    const b = new DataView(new ArrayBuffer(8));
+    b.setBigUint64(0, value, true);
+    this.send(req, new Uint8Array(b.buffer), fds, flags);
+  }
+
+  state(req: number, index: number, num: number, flags = VHOST_USER_VERSION): void {
+    const b = new DataView(new ArrayBuffer(8));
+    b.setUint32(0, index, true);
+    b.setUint32(4, num, true);
+    this.send(req, new Uint8Array(b.buffer), [], flags);
+  }
+
+  /** The next reply, or 'closed' once the backend hung up. */
+  async reply(): Promise<{ req: number; flags: number; payload: DataView; fds: number[] } | 'closed'> {
+    let got = 0;
+    const fds: number[] = [];
+    for (let spins = 0; ; spins++) {
+      const want = got < VHOST_USER_HDR_SIZE ? VHOST_USER_HDR_SIZE : VHOST_USER_HDR_SIZE + new DataView(this.buf.buffer).getUint32(8, true);
+      if (got === want) {
+        const v = new DataView(this.buf.buffer);
+        return { req: v.getUint32(0, true), flags: v.getUint32(4, true), payload: new DataView(this.buf.buffer.slice(VHOST_USER_HDR_SIZE, want)), fds };
+      }
+      const r = native.recvmsg(this.fd, this.buf.subarray(got, want));
+      if (r === null) {
+        if (spins > 10_000) throw new Error('no reply from the backend');
+        await sleep(1);
+        continue;
+      }
+      fds.push(...r.fds);
+      if (r.len === 0) return 'closed';
+      got += r.len;
+    }
+  }
+
+  async u64Reply(req: number): Promise<bigint> {
+    const r = await this.reply();
+    if (r === 'closed') throw new Error(`backend closed instead of answering ${R[req]}`);
+    expect(r.req).toBe(req);
+    expect(r.flags).toBe(VHOST_USER_VERSION | VHOST_USER_REPLY);
+    return r.payload.getBigUint64(0, true);
+  }
+
+  close(): void {
+    native.close(this.fd);
+  }
+}
+
+function memTable(regions: { gpa: number; size: number; uaddr: number; off: number }[]): Uint8Array {
+  const b = new DataView(new ArrayBuffer(8 + 32 * regions.length));
+  b.setUint32(0, regions.length, true);
+  regions.forEach((r, i) => {
+    const o = 8 + 32 * i;
+    b.setBigUint64(o, BigInt(r.gpa), true);
+    b.setBigUint64(o + 8, BigInt(r.size), true);
+    b.setBigUint64(o + 16, BigInt(r.uaddr), true);
+    b.setBigUint64(o + 24, BigInt(r.off), true);
+  });
+  return new Uint8Array(b.buffer);
+}
+
+function vringAddr(index: number, desc: number, used: number, avail: number, flags = 0): Uint8Array {
+  const b = new DataView(new ArrayBuffer(40));
+  b.setUint32(0, index, true);
+  b.setUint32(4, flags, true);
+  b.setBigUint64(8, BigInt(desc), true);
+  b.setBigUint64(16, BigInt(used), true);
+  b.setBigUint64(24, BigInt(avail), true);
+  return new Uint8Array(b.buffer);
+}
+
+const openFds = () => readdirSync('/proc/self/fd').length;
+
+interface Rig {
+  dir: string;
+  disk: string;
+  server: VhostUserServer;
+  logs: string[];
+  gone: string[];
+}
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function rig(): Promise<Rig> {
+  const dir = mkdtempSync(join(tmpdir(), 'rs-vu-'));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  const disk = join(dir, 'disk.img');
+  writeFileSync(disk, Buffer.alloc(1 << 20));
+  const device = await RawFile.open(disk);
+  const blk = new VirtioBlk({ name: 'vdt', device, readonly: false, queues: 1, serial: 'unit' });
+  const logs: string[] = [];
+  const gone: string[] = [];
+  const server = new VhostUserServer(join(dir, 'vu.sock'), blk, { log: (l) => logs.push(l), disconnected: (why) => gone.push(why) });
+  cleanups.push(async () => {
+    await server.close();
+    await device.close();
+  });
+  return { dir, disk, server, logs, gone };
+}
+
+async function until(what: string, ok: () => boolean): Promise<void> {
+  for (let i = 0; i < 5000; i++) {
+    if (ok()) return;
+    await sleep(2);
+  }
+  throw new Error(`gave up waiting for ${what}`);
+}
+
+describe('vhost-user backend', () => {
+  it('negotiates, takes guest memory and a ring, and serves virtio-blk writes and reads through it', async () => {
+    const r = await rig();
+    const fe = new Frontend(r.server.path);
+    cleanups.push(() => fe.close());
+    fe.send(R.GET_FEATURES);
+    const features = await fe.u64Reply(R.GET_FEATURES);
+    expect(features & bit(VHOST_USER_F_PROTOCOL_FEATURES)).not.toBe(0n);
+    expect(features & bit(VIRTIO_F_VERSION_1)).not.toBe(0n);
+    fe.send(R.GET_PROTOCOL_FEATURES);
+    const pf = await fe.u64Reply(R.GET_PROTOCOL_FEATURES);
+    const want = bit(VHOST_USER_PROTOCOL_F_MQ) | bit(VHOST_USER_PROTOCOL_F_REPLY_ACK) | bit(VHOST_USER_PROTOCOL_F_CONFIG);
+    expect(pf & want).toBe(want);
+    fe.u64(R.SET_PROTOCOL_FEATURES, want);
+    fe.send(R.GET_QUEUE_NUM);
+    expect(await fe.u64Reply(R.GET_QUEUE_NUM)).toBe(1n);
+    fe.u64(R.SET_FEATURES, bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_RING_F_EVENT_IDX) | bit(VHOST_USER_F_PROTOCOL_FEATURES));
+    // config: capacity in 512-byte sectors
+    const cfgReq = new DataView(new ArrayBuffer(12 + 8));
+    cfgReq.setUint32(4, 8, true);
+    fe.send(R.GET_CONFIG, new Uint8Array(cfgReq.buffer));
+    const cfg = await fe.reply();
+    if (cfg === 'closed') throw new Error('closed');
+    expect(cfg.payload.getBigUint64(12, true)).toBe(BigInt((1 << 20) / 512));
+
+    const memfd = native.memfdCreate('guest', MEM);
+    cleanups.push(() => native.close(memfd));
+    const ram = new DataView(native.mmap(memfd, MEM, true));
+    cleanups.push(() => native.munmap(ram.buffer as ArrayBuffer));
+    fe.send(R.SET_MEM_TABLE, memTable([{ gpa: GPA, size: MEM, uaddr: UADDR, off: 0 }]), [memfd], VHOST_USER_VERSION | VHOST_USER_NEED_REPLY);
+    expect(await fe.u64Reply(R.SET_MEM_TABLE)).toBe(0n); // REPLY_ACK: 0 is success
+    fe.state(R.SET_VRING_NUM, 0, QSIZE);
+    fe.state(R.SET_VRING_BASE, 0, 0);
+    fe.send(R.SET_VRING_ADDR, vringAddr(0, UADDR + DESC, UADDR + USED, UADDR + AVAIL));
+    const call = native.eventfd();
+    const kick = native.eventfd();
+    cleanups.push(() => (native.close(call), native.close(kick)));
+    fe.u64(R.SET_VRING_CALL, 0n, VHOST_USER_VERSION, [call]);
+    fe.u64(R.SET_VRING_KICK, 0n, VHOST_USER_VERSION, [kick]);
+    fe.state(R.SET_VRING_ENABLE, 0, 1, VHOST_USER_VERSION | VHOST_USER_NEED_REPLY);
+    expect(await fe.u64Reply(R.SET_VRING_ENABLE)).toBe(0n);
+
+    // one write of sector 2, then a read of it, each header / data / status in three descriptors
+    const request = (slot: number, type: number, sector: number, data: number, len: number) => {
+      const hdr = 0x10000 + slot * 0x100;
+      const status = hdr + 0x80;
+      ram.setUint32(hdr, type, true);
+      ram.setBigUint64(hdr + 8, BigInt(sector), true);
+      ram.setUint8(status, 0xff);
+      const d = (i: number, addr: number, l: number, flags: number, next: number) => {
+        const o = DESC + 16 * i;
+        ram.setBigUint64(o, BigInt(GPA + addr), true);
+        ram.setUint32(o + 8, l, true);
+        ram.setUint16(o + 12, flags, true);
+        ram.setUint16(o + 14, next, true);
+      };
+      const base = slot * 3;
+      d(base, hdr, VIRTIO_BLK_OUTHDR_SIZE, VIRTQ_DESC_F_NEXT, base + 1);
+      d(base + 1, data, len, VIRTQ_DESC_F_NEXT | (type === VIRTIO_BLK_T_IN ? VIRTQ_DESC_F_WRITE : 0), base + 2);
+      d(base + 2, status, 1, VIRTQ_DESC_F_WRITE, 0);
+      const idx = ram.getUint16(AVAIL + 2, true);
+      ram.setUint16(AVAIL + 4 + 2 * (idx % QSIZE), base, true);
+      ram.setUint16(AVAIL + 2, idx + 1, true);
+      native.eventfdSignal(kick);
+      return status;
+    };
+    for (let i = 0; i < 512; i++) ram.setUint8(0x20000 + i, (i * 7 + 1) & 0xff);
+    const s1 = request(0, VIRTIO_BLK_T_OUT, 2, 0x20000, 512);
+    await until('the write on the used ring', () => ram.getUint16(USED + VIRTQ_USED_IDX, true) === 1);
+    expect(ram.getUint8(s1)).toBe(VIRTIO_BLK_S_OK);
+    expect(native.eventfdRead(call)).toBeGreaterThan(0);
+    const onDisk = readFileSync(r.disk).subarray(1024, 1536);
+    expect([...onDisk]).toEqual(Array.from({ length: 512 }, (_, i) => (i * 7 + 1) & 0xff));
+    const s2 = request(1, VIRTIO_BLK_T_IN, 2, 0x30000, 512);
+    await until('the read on the used ring', () => ram.getUint16(USED + VIRTQ_USED_IDX, true) === 2);
+    expect(ram.getUint8(s2)).toBe(VIRTIO_BLK_S_OK);
+    expect(ram.getUint32(USED + 4 + 8 + 4, true)).toBe(513); // bytes written into the driver's buffers: data + status
+    expect(new Uint8Array(ram.buffer, 0x30000, 512)).toEqual(new Uint8Array(ram.buffer, 0x20000, 512));
+
+    // stopping the ring answers with where the next backend resumes
+    fe.state(R.GET_VRING_BASE, 0, 0);
+    const base = await fe.reply();
+    if (base === 'closed') throw new Error('closed');
+    expect(base.payload.getUint32(4, true)).toBe(2);
+    expect(r.gone).toEqual([]);
+  });
+
+  // Each: what the frontend sends, and what the logged reason must name.
+  const hostile: [string, (fe: Frontend, memfd: number) => void, RegExp][] = [
+    ['a header of protocol version 2', (fe) => fe.send(R.GET_FEATURES, undefined, [], 2), /protocol version 2; only version 1 exists/],
+    ['a header with the reply bit', (fe) => fe.send(R.GET_FEATURES, undefined, [], VHOST_USER_VERSION | VHOST_USER_REPLY), /reply flag set/],
+    ['a payload larger than any request', (fe) => fe.send(R.SET_FEATURES, new Uint8Array(8), [], VHOST_USER_VERSION, 1 << 20), /1048576-byte payload/],
+    ['SET_FEATURES with a short payload', (fe) => fe.send(R.SET_FEATURES, new Uint8Array(4)), /SET_FEATURES: payload is 4 bytes; it must be 8/],
+    ['features never offered', (fe) => fe.u64(R.SET_FEATURES, 1n << 63n), /SET_FEATURES: acks feature bits 0x8000000000000000 we never offered/],
+    ['a region past the end of its fd', (fe, m) => fe.send(R.SET_MEM_TABLE, memTable([{ gpa: GPA, size: MEM * 2, uaddr: UADDR, off: 0 }]), [m]), /SET_MEM_TABLE: region wants bytes .* of an fd that holds 0x100000/],
+    ['overlapping regions', (fe, m) => fe.send(R.SET_MEM_TABLE, memTable([{ gpa: GPA, size: MEM / 2, uaddr: UADDR, off: 0 }, { gpa: GPA + 4096, size: 4096, uaddr: UADDR + MEM, off: 0 }]), [m, m]), /overlaps/],
+    ['two regions with one fd', (fe, m) => fe.send(R.SET_MEM_TABLE, memTable([{ gpa: 0, size: 4096, uaddr: 0, off: 0 }, { gpa: 4096, size: 4096, uaddr: 4096, off: 0 }]), [m]), /2 regions came with 1 descriptors/],
+    ['a region at 2^60', (fe, m) => fe.send(R.SET_MEM_TABLE, memTable([{ gpa: 2 ** 60, size: 4096, uaddr: 0, off: 0 }]), [m]), /beyond 2\^53/],
+    ['a ring that does not exist', (fe) => fe.state(R.SET_VRING_NUM, 5, 8), /SET_VRING_NUM: ring 5 does not exist/],
+    ['a queue size not a power of two', (fe) => fe.state(R.SET_VRING_NUM, 0, 3), /queue size 3 is not a power of two/],
+    ['a kick with two descriptors', (fe, m) => fe.u64(R.SET_VRING_KICK, 0n, VHOST_USER_VERSION, [m, m]), /SET_VRING_KICK: came with 2 descriptors/],
+    ['a ring word with unknown bits', (fe) => fe.u64(R.SET_VRING_CALL, 0x10000n), /ring word 0x10000 has unknown bits/],
+    ['a config range past the config space', (fe) => {
+      const b = new DataView(new ArrayBuffer(12 + 16));
+      b.setUint32(0, 250, true);
+      b.setUint32(4, 16, true);
+      fe.send(R.GET_CONFIG, new Uint8Array(b.buffer));
+    }, /config range \[250, \+16\) is past/],
+    ['an unknown request', (fe) => fe.send(999), /request 999 is not supported/],
+    ['SET_LOG_BASE (logging was never offered)', (fe, m) => fe.send(R.SET_LOG_BASE, new Uint8Array(16), [m]), /SET_LOG_BASE\) is not supported/],
+    ['a ring whose areas are outside guest memory', (fe, m) => {
+      fe.u64(R.SET_FEATURES, bit(VHOST_USER_F_PROTOCOL_FEATURES) | bit(VIRTIO_F_VERSION_1));
+      fe.send(R.SET_MEM_TABLE, memTable([{ gpa: GPA, size: MEM, uaddr: UADDR, off: 0 }]), [m]);
+      fe.state(R.SET_VRING_NUM, 0, QSIZE);
+      fe.send(R.SET_VRING_ADDR, vringAddr(0, UADDR + MEM, UADDR + USED, UADDR + AVAIL));
+      fe.u64(R.SET_VRING_KICK, 0n, VHOST_USER_VERSION, [m]);
+      fe.state(R.SET_VRING_ENABLE, 0, 1);
+    }, /ring 0: vring areas .* are not inside guest memory/],
+  ];
+
+  for (const [what, send, reason] of hostile) {
+    it(`cuts off a frontend that sends ${what}, and serves the next one`, async () => {
+      const r = await rig();
+      const memfd = native.memfdCreate('guest', MEM);
+      cleanups.push(() => native.close(memfd));
+      const before = openFds();
+      const fe = new Frontend(r.server.path);
+      send(fe, memfd);
+      // the backend hangs up: whatever it answered before, the stream ends
+      for (let m = await fe.reply(); m !== 'closed'; m = await fe.reply());
+      fe.close();
+      await until('the backend to report the frontend gone', () => r.gone.length === 1);
+      expect(r.gone[0]).toMatch(reason);
+      expect(r.logs.some((l) => l.includes('frontend gone') && reason.test(l))).toBe(true);
+      expect(openFds(), 'descriptors left open').toBe(before);
+      // still listening: a well-behaved frontend is served
+      const next = new Frontend(r.server.path);
+      cleanups.push(() => next.close());
+      next.send(R.GET_QUEUE_NUM);
+      expect(await next.u64Reply(R.GET_QUEUE_NUM)).toBe(1n);
+    });
+  }
+
+  it('turns a second frontend away while one is connected', async () => {
+    const r = await rig();
+    const a = new Frontend(r.server.path);
+    cleanups.push(() => a.close());
+    a.send(R.GET_QUEUE_NUM);
+    expect(await a.u64Reply(R.GET_QUEUE_NUM)).toBe(1n);
+    const b = new Frontend(r.server.path);
+    cleanups.push(() => b.close());
+    expect(await b.reply()).toBe('closed');
+    expect(r.logs.some((l) => l.includes('turned away a second frontend'))).toBe(true);
+    a.send(R.GET_QUEUE_NUM);
+    expect(await a.u64Reply(R.GET_QUEUE_NUM)).toBe(1n);
+    await r.server.close();
+    expect(await a.reply()).toBe('closed');
+    expect(existsSync(r.server.path), 'the socket file outlived the server').toBe(false);
+  });
+});

@@ -22,8 +22,18 @@ export function exportLink(nbdDir: string, guest: string, vdev: string): { path:
   return { path: join(nbdDir, `${guest}-${vdev}.sock`), target: join('guest', guest, `${vdev}.sock`) };
 }
 
-export function confineFor(cfg: SystemDomain, sys: SystemConfig, nbdDir: string): ConfineSpec {
+/**
+ * `vhostDir`: a blk driver domain serving VMs binds its vhost-user sockets there. `vm`: a VM's
+ * QEMU reads its kernel and initramfs, makes its console and QMP sockets in its own directory,
+ * and opens /dev/kvm only when it runs under KVM.
+ */
+export function confineFor(cfg: SystemDomain, sys: SystemConfig, nbdDir: string, dirs: { vhostDir?: string; vm?: { dir: string; kvm: boolean } } = {}): ConfineSpec {
   if (cfg.role === 'guest') return guestConfine(cfg, nbdDir);
+  if (cfg.role === 'vm') {
+    if (!cfg.vm || !dirs.vm) throw new Error(`confineFor: ${cfg.name} is a VM without its boot settings or directory`);
+    const ro = [cfg.vm.kernel, ...(cfg.vm.ramdisk ? [cfg.vm.ramdisk] : [])];
+    return { ro, rw: dirs.vm.kvm ? ['/dev/kvm'] : [], netAdmin: false, sockDir: dirs.vm.dir };
+  }
   const ro = new Set<string>();
   const rw = new Set<string>();
   for (const d of sys.domains) {
@@ -35,7 +45,7 @@ export function confineFor(cfg: SystemDomain, sys: SystemConfig, nbdDir: string)
   }
   for (const p of rw) ro.delete(p);
   if (cfg.uplink) rw.add('/dev/net/tun');
-  return { ro: [...ro], rw: [...rw], netAdmin: cfg.uplink !== undefined };
+  return { ro: [...ro], rw: [...rw], netAdmin: cfg.uplink !== undefined, ...(dirs.vhostDir !== undefined ? { sockDir: dirs.vhostDir } : {}) };
 }
 
 function guestConfine(cfg: SystemDomain, nbdDir: string): ConfineSpec {

@@ -10,7 +10,10 @@ import type { Domain } from '../../src/domain/runtime.js';
 import type { HvEvent, HypercallOps, OpName } from '../../src/hypercall/protocol.js';
 import { XenstoreClient, type XsOps } from '../../src/xenstore/client.js';
 import type { DeviceRow, DomainRow } from '../../src/control/wire.js';
-import { statePaths, type StatePaths } from '../../src/control/paths.js';
+import { statePaths, vhostDir, vhostSocket, vmConsoleSocket, vmDir, vmQmpSocket, type StatePaths } from '../../src/control/paths.js';
+import { qemuArgv } from '../../src/vm/qemu.js';
+import { chooseAccel, type AccelChoice } from '../../src/vm/accel.js';
+import { MAX_VBD_QUEUES, vhostVbdKeys } from '../../src/vhost-user/vbd-keys.js';
 import { ensureImage, ensureMedium } from './images.js';
 import { toPlatformInit } from '../../src/hypercall/pci.js';
 import { bdfEqual, formatBdf } from '../../src/config/bdf.js';
@@ -27,7 +30,15 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const SHUTDOWN_MS = 5000;
 
 
-type ManagedDevice = { name: string; paths: DevicePaths; backendId: number; export?: string; devid: number } & (
+type ManagedDevice = {
+  name: string;
+  paths: DevicePaths;
+  backendId: number;
+  export?: string;
+  devid: number;
+  /** a VM's disk: no xenbus frontend, and these backend keys name its vhost-user socket */
+  vhost?: Record<string, string>;
+} & (
   | { type: 'vbd'; spec: DiskSpec }
   | { type: 'vif'; spec: VifSpec }
 );
@@ -39,7 +50,14 @@ interface Managed {
   devices: ManagedDevice[];
   lastStart: number;
   dead: boolean;
+  /** a VM: the accelerator chosen at its first start */
+  accel?: AccelChoice;
 }
+
+/** How long blkdom gets to open a VM disk's medium and listen before the VM starts anyway. */
+const VHOST_LISTEN_MS = 30_000;
+/** QEMU retries a lost vhost-user backend every second (a restarted blkdom). */
+const VHOST_RECONNECT_S = 1;
 
 /** Frames a domain gets for rings and buffers (3/64 of its memory), within hv limits. */
 export function ioFramesFor(memoryMiB: number): number {
@@ -92,6 +110,8 @@ export class Toolstack {
     this.sys = loadSystem(this.systemDir);
     mkdirSync(this.state.xenstoreDomains, { recursive: true, mode: 0o700 });
     mkdirSync(this.state.nbd, { recursive: true, mode: 0o700 });
+    mkdirSync(this.state.vm, { recursive: true, mode: 0o700 });
+    mkdirSync(this.state.vhost, { recursive: true, mode: 0o700 });
     await this.startXenstored();
     await this.xs.write('/local/domain/0/name', 'Domain-0');
     await this.xs.write('/local/domain/0/domid', '0');
@@ -129,7 +149,9 @@ export class Toolstack {
   }
 
   private writeDevice(tx: XsOps, fe: number, d: ManagedDevice, ends: Ends): Promise<DevicePaths> {
-    return d.type === 'vbd' ? writeVbd(tx, fe, d.backendId, d.spec, ends) : writeVif(tx, fe, d.backendId, d.spec, ends);
+    if (d.type === 'vif') return writeVif(tx, fe, d.backendId, d.spec, ends);
+    // a VM's disk has no frontend end to write: QEMU is its frontend
+    return d.vhost ? writeVbd(tx, fe, d.backendId, d.spec, { ...ends, frontend: false }, d.vhost) : writeVbd(tx, fe, d.backendId, d.spec, ends);
   }
 
   /**
@@ -157,8 +179,16 @@ export class Toolstack {
     }
   }
 
+  /** Blk driver domains that serve a VM's disk, and so listen for vhost-user frontends. */
+  private servesVms(cfg: SystemDomain): boolean {
+    return this.sys.domains.some((d) => d.role === 'vm' && d.disks.some((k) => k.backend === cfg.name));
+  }
+
   private async startDomainOnce(cfg: SystemDomain, domid?: number, previous?: Managed, beforeUnpause?: () => Promise<void>): Promise<Managed> {
+    if (cfg.role === 'vm') return this.startVm(cfg, domid, previous);
     if (cfg.role === 'guest') await this.prepareGuestHost(cfg);
+    const vhost = this.servesVms(cfg) ? vhostDir(this.state, cfg.name) : undefined;
+    if (vhost !== undefined) mkdirSync(vhost, { recursive: true, mode: 0o700 });
     const { result } = await this.dom.hc.call('domain_create', {
       name: cfg.name,
       kind: cfg.role,
@@ -166,7 +196,7 @@ export class Toolstack {
       ioFrames: ioFramesFor(cfg.memoryMiB),
       grantFrames: cfg.role === 'guest' ? 8 : 1,
       ...(domid !== undefined ? { domid } : {}),
-      ...(cfg.seccomp ? { confine: confineFor(cfg, this.sys, this.state.nbd) } : {}),
+      ...(cfg.seccomp ? { confine: confineFor(cfg, this.sys, this.state.nbd, vhost !== undefined ? { vhostDir: vhost } : {}) } : {}),
     });
     const m: Managed = previous ?? { cfg, domid: result.domid, restarts: 0, devices: [], lastStart: Date.now(), dead: false };
     m.domid = result.domid;
@@ -191,10 +221,85 @@ export class Toolstack {
       seccomp: cfg.seccomp,
       devices: cfg.assigned.map((b) => ({ bdf: formatBdf(b), type: this.sys.host.devices.find((h) => bdfEqual(h.bdf, b))?.type ?? 'unknown' })),
       ...(cfg.uplink ? { uplink: cfg.uplink.name } : {}),
+      ...(vhost !== undefined ? { vhostDir: vhost } : {}),
     };
     await this.dom.hc.call('domain_unpause', { domid: m.domid, bootArgs: pack(boot) });
     this.log(`dom0: started ${cfg.role} domain '${cfg.name}' as dom${m.domid}`);
     return m;
+  }
+
+  /**
+   * A real Linux VM: QEMU with a command line dom0 builds, run by hv under ringside-confine. Its
+   * disks are vbds under blkdom's backend directory like any guest's, marked vhost-user; QEMU
+   * starts once blkdom listens on each socket, and reconnects to it after a blkdom restart.
+   */
+  private async startVm(cfg: SystemDomain, domid?: number, previous?: Managed): Promise<Managed> {
+    const boot = cfg.vm;
+    if (!boot) throw new Error(`${cfg.name}: a VM without boot settings`);
+    for (const [what, p] of [['kernel', boot.kernel], ['ramdisk', boot.ramdisk]] as const)
+      if (p !== undefined && !existsSync(p)) throw new Error(`${cfg.name}: ${what} ${p} does not exist (\`ringside vm-image\` builds a kernel and initramfs)`);
+    const accel = previous?.accel ?? (await chooseAccel(boot.accel));
+    if (!previous) this.log(`dom0: ${cfg.name}: ${accel.accel.toUpperCase()} (${accel.why})`);
+    const dir = vmDir(this.state, cfg.name);
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const queues = Math.min(cfg.vcpus, MAX_VBD_QUEUES);
+    const argv = qemuArgv({
+      accel: accel.accel,
+      memoryMiB: cfg.memoryMiB,
+      vcpus: cfg.vcpus,
+      kernel: boot.kernel,
+      initrd: boot.ramdisk,
+      cmdline: boot.cmdline,
+      disks: cfg.disks.map((d) => ({ kind: 'vhost-user', socket: vhostSocket(this.state, d.backend, cfg.name, d.vdev), queues, reconnectS: VHOST_RECONNECT_S })),
+      consoleSocket: vmConsoleSocket(this.state, cfg.name),
+      qmpSocket: vmQmpSocket(this.state, cfg.name),
+    });
+    const { result } = await this.dom.hc.call('domain_create', {
+      name: cfg.name,
+      kind: 'vm',
+      memoryMiB: cfg.memoryMiB,
+      ioFrames: 0,
+      grantFrames: 1,
+      vm: { argv },
+      ...(domid !== undefined ? { domid } : {}),
+      ...(cfg.seccomp ? { confine: confineFor(cfg, this.sys, this.state.nbd, { vm: { dir, kvm: accel.accel === 'kvm' } }) } : {}),
+    });
+    const m: Managed = previous ?? { cfg, domid: result.domid, restarts: 0, devices: [], lastStart: Date.now(), dead: false, accel };
+    m.domid = result.domid;
+    m.dead = false;
+    m.lastStart = Date.now();
+    this.managed.set(cfg.name, m);
+    await this.xs.transaction((tx) => writeDomainNodes(tx, m.domid, cfg.name, cfg.memoryMiB, cfg.role));
+    if (!previous) {
+      await this.xs.transaction(async (tx) => {
+        m.devices = [];
+        for (const disk of cfg.disks) {
+          const be = this.backendId(disk.backend);
+          const socket = vhostSocket(this.state, disk.backend, cfg.name, disk.vdev);
+          const vhost = vhostVbdKeys(socket, queues);
+          const paths = await writeVbd(tx, m.domid, be, disk, { backend: true, frontend: false }, vhost);
+          m.devices.push({ type: 'vbd', spec: disk, devid: disk.devid, name: disk.vdev, paths, backendId: be, export: socket, vhost });
+        }
+      });
+    }
+    for (const d of m.devices) await this.waitListening(cfg.name, d);
+    await this.dom.hc.call('domain_unpause', { domid: m.domid, bootArgs: new Uint8Array(0) });
+    this.log(`dom0: started VM '${cfg.name}' as dom${m.domid} (${accel.accel}, ${cfg.disks.length} vhost-user disk${cfg.disks.length === 1 ? '' : 's'}; console: ringside console ${cfg.name})`);
+    return m;
+  }
+
+  /** Waits until blkdom listens on a VM disk's socket (backend InitWait or later), or says why not. */
+  private async waitListening(vm: string, d: ManagedDevice): Promise<void> {
+    const end = Date.now() + VHOST_LISTEN_MS;
+    for (;;) {
+      const st = parseXenbusState(await this.xs.tryRead(`${d.paths.backend}/state`));
+      const err = await this.xs.tryRead(`${d.paths.backend}/error`);
+      if (err !== undefined && st !== XenbusState.InitWait && st !== XenbusState.Connected) throw new Error(`${vm}: disk ${d.name}: blkdom refused it: ${err}`);
+      if (st === XenbusState.InitWait || st === XenbusState.Connected) return;
+      if (Date.now() > end) throw new Error(`${vm}: disk ${d.name}: blkdom did not listen on ${d.export} within ${VHOST_LISTEN_MS / 1000} s (backend ${XenbusState[st]})`);
+      await sleep(50);
+    }
   }
 
   private backendId(name: string): number {
@@ -242,8 +347,13 @@ export class Toolstack {
     for (const m of this.managed.values()) {
       if (m.dead) out.push(`${m.cfg.name} is not running`);
       for (const d of m.devices) {
-        const fs = parseXenbusState(await this.xs.tryRead(`${d.paths.frontend}/state`));
         const bs = parseXenbusState(await this.xs.tryRead(`${d.paths.backend}/state`));
+        if (d.vhost) {
+          // Connected once the VM's virtio-blk driver has started a queue
+          if (bs !== XenbusState.Connected) out.push(`${m.cfg.name} vbd ${d.name}: vhost-user backend ${XenbusState[bs]}`);
+          continue;
+        }
+        const fs = parseXenbusState(await this.xs.tryRead(`${d.paths.frontend}/state`));
         if (fs !== XenbusState.Connected || bs !== XenbusState.Connected)
           out.push(`${m.cfg.name} ${d.type} ${d.name}: frontend ${XenbusState[fs]}, backend ${XenbusState[bs]}`);
       }
@@ -321,6 +431,10 @@ export class Toolstack {
    */
   private async cleanupHost(m: Managed): Promise<void> {
     await this.removeNamespaces(m.cfg);
+    // a VM's console and QMP sockets; QEMU is gone with its process group
+    if (m.cfg.role === 'vm') rmSync(vmDir(this.state, m.cfg.name), { recursive: true, force: true });
+    // a blkdom's vhost-user sockets, once it is gone for good
+    if (m.cfg.role === 'blk' && this.servesVms(m.cfg)) rmSync(vhostDir(this.state, m.cfg.name), { recursive: true, force: true });
   }
 
   private async removeNamespaces(cfg: SystemDomain): Promise<void> {
@@ -380,21 +494,23 @@ export class Toolstack {
     const out: DomainRow[] = [];
     for (const d of result.domains) {
       const m = [...this.managed.values()].find((x) => x.domid === d.domid && !x.dead);
-      const role: DomainRow['role'] = d.domid === 0 ? 'control' : d.domid === this.xenstoredDomid ? 'xenstore' : m?.cfg.role === 'guest' ? 'guest' : 'driver';
+      const role: DomainRow['role'] = d.domid === 0 ? 'control' : d.domid === this.xenstoredDomid ? 'xenstore' : m?.cfg.role === 'guest' || m?.cfg.role === 'vm' ? m.cfg.role : 'driver';
       const devices: DeviceRow[] = [];
       for (const dev of m?.devices ?? []) {
         devices.push({
           type: dev.type, frontend: m!.cfg.name, backend: [...this.managed.values()].find((x) => x.domid === dev.backendId)?.cfg.name ?? `dom${dev.backendId}`,
           devid: dev.devid, name: dev.name,
-          frontendState: parseXenbusState(await this.xs.tryRead(`${dev.paths.frontend}/state`)),
+          frontendState: dev.vhost ? XenbusState.Unknown : parseXenbusState(await this.xs.tryRead(`${dev.paths.frontend}/state`)),
           backendState: parseXenbusState(await this.xs.tryRead(`${dev.paths.backend}/state`)),
           export: dev.export,
+          transport: dev.vhost ? 'vhost-user' : 'blkif',
         });
       }
       out.push({
         domid: d.domid, name: d.name, role, kind: d.kind, state: d.state, memoryMiB: d.memoryMiB,
         uptimeS: (now - d.startedAt) / 1000, pid: d.pid, restarts: m?.restarts ?? 0,
         grantsMapped: d.grantsMapped, evtchns: d.evtchns, devices,
+        ...(m?.accel ? { accel: m.accel } : {}),
       });
     }
     return out.sort((a, b) => a.domid - b.domid);
@@ -410,8 +526,9 @@ export class Toolstack {
       for (const m of ms) await this.dom.hc.call('domain_shutdown', { domid: m.domid, timeoutMs: SHUTDOWN_MS }).catch(() => undefined);
       await this.waitFor(() => ms.every((m) => m.dead), SHUTDOWN_MS + 2000).catch(() => undefined);
     };
-    await stop(all.filter((m) => m.cfg.role === 'guest'));
-    await stop(all.filter((m) => m.cfg.role !== 'guest'));
+    const frontend = (m: Managed) => m.cfg.role === 'guest' || m.cfg.role === 'vm';
+    await stop(all.filter(frontend));
+    await stop(all.filter((m) => !frontend(m)));
     await Promise.all([...this.cleanups]);
     await this.xs?.close().catch(() => undefined);
     if (this.xenstoredDomid >= 0) await this.dom.hc.call('domain_destroy', { domid: this.xenstoredDomid }).catch(() => undefined);

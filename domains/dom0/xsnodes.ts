@@ -98,7 +98,11 @@ async function writeParents(tx: XsOps, fe: number, be: number, type: 'vbd' | 'vi
   }
 }
 
-export async function writeVbd(tx: XsOps, fe: number, be: number, disk: DiskSpec, ends: Ends = BOTH): Promise<DevicePaths> {
+/**
+ * `extra`: ringside's own backend keys beside libxl's (a VM's disk: its vhost-user transport,
+ * socket and queues).
+ */
+export async function writeVbd(tx: XsOps, fe: number, be: number, disk: DiskSpec, ends: Ends = BOTH, extra: Record<string, string> = {}): Promise<DevicePaths> {
   const p = vbdPaths(fe, be, disk.devid);
   await writeParents(tx, fe, be, 'vbd', ends);
   if (ends.backend) await writeEnd(tx, p.backend, `n${be},r${fe}`, {
@@ -114,6 +118,7 @@ export async function writeVbd(tx: XsOps, fe: number, be: number, disk: DiskSpec
     bootable: '1',
     dev: disk.vdev,
     'discard-enable': disk.discard ? '1' : '0',
+    ...extra,
   });
   if (ends.frontend) await writeEnd(tx, p.frontend, `n${fe},r${be}`, {
     backend: p.backend,

@@ -29,6 +29,8 @@ export class DomainRecord {
   deathReason: string | null = null;
   /** set at creation for a confined (driver) domain: what ringside-confine lets it open */
   confine: ConfineSpec | null = null;
+  /** kind "vm": the checked QEMU arguments */
+  vmArgv: string[] | null = null;
 
   constructor(
     readonly domid: number,

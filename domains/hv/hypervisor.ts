@@ -12,7 +12,7 @@ import { HwError } from './hw-link.js';
 import { PciError, PciHost } from './pci-host.js';
 import { bdfArg, parseAssign, parsePlatformInit } from './pci-validate.js';
 import { Policy } from './policy.js';
-import { bundleFor, spawnDomain, KIND_RE } from './spawn.js';
+import { bundleFor, checkVmArgv, qemuBinary, spawnDomain, spawnVm, KIND_RE, VmArgError } from './spawn.js';
 import { confineArgs, confineLauncher, confineStrength, parseConfine } from './confine.js';
 import { ArgError, bytes, list, obj, str, uint } from './validate.js';
 
@@ -24,6 +24,8 @@ export const FRAME_BUDGET = 14000;
 export const MAX_VIOLATIONS = 32;
 /** Bundles in the domains folder that are not domains. */
 const NOT_DOMAINS = ['hv', 'hw'];
+/** The kind whose process is QEMU rather than one of our bundles. */
+export const VM_KIND = 'vm';
 
 class OpError extends Error {
   constructor(
@@ -204,7 +206,12 @@ export class Hypervisor {
     const grantFrames = uint(a, 'grantFrames', MAX_GRANT_FRAMES);
     if (grantFrames < 1) throw new ArgError('grantFrames must be at least 1');
     if (NOT_DOMAINS.includes(kind)) throw new OpError('EINVAL', `'${kind}' is not a domain kind: hv and its hardware process run only as themselves`);
-    if (!bundleFor(this.opts.bundleDirs, kind)) throw new OpError('EINVAL', `unknown domain kind '${kind}' (no ${kind}.js in ${this.opts.bundleDirs.join(', ')})`);
+    let vmArgv: string[] | null = null;
+    if (kind === VM_KIND) {
+      vmArgv = checkVmArgv(obj(a.vm, 'vm').argv);
+      if (qemuBinary() === null) throw new OpError('ENOSYS', 'a vm domain needs qemu-system-x86_64 on hv\'s PATH: apt-get install qemu-system-x86');
+    } else if (a.vm !== undefined) throw new ArgError(`vm is only for kind '${VM_KIND}'`);
+    else if (!bundleFor(this.opts.bundleDirs, kind)) throw new OpError('EINVAL', `unknown domain kind '${kind}' (no ${kind}.js in ${this.opts.bundleDirs.join(', ')})`);
     for (const d of this.domains.values())
       if (d.name === name && d.state !== 'dead') throw new OpError('EEXIST', `a domain named '${name}' exists (dom${d.domid})`);
     const used = [...this.domains.values()].reduce((n, d) => n + d.frames.length, 0);
@@ -218,6 +225,7 @@ export class Hypervisor {
     if (confine !== null && confineLauncher() === null) throw new OpError('ENOSYS', 'confinement asked for but native/build/Release/ringside-confine is missing: run `npm ci` or `npm run build:native`');
     const dom = new DomainRecord(domid, name, kind, false, memoryMiB, ioFrames, grantFrames);
     dom.confine = confine;
+    dom.vmArgv = vmArgv;
     this.domains.set(domid, dom);
     this.pci?.domainCreated(dom);
     this.opts.log(`hv: created dom${domid} '${name}' kind=${kind} memory=${memoryMiB}MiB frames=${ioFrames}`);
@@ -234,6 +242,7 @@ export class Hypervisor {
   }
 
   private start(dom: DomainRecord): number {
+    if (dom.vmArgv !== null) return this.startVm(dom, dom.vmArgv);
     const bundle = bundleFor(this.opts.bundleDirs, dom.kind)!;
     const [hvEnd, childEnd] = native.seqpacketPair();
     const confine = dom.confine === null ? undefined : { launcher: confineLauncher() as string, args: confineArgs(dom.confine, this.opts.bundleDirs) };
@@ -249,6 +258,23 @@ export class Hypervisor {
     dom.state = 'running';
     dom.startedAt = Date.now();
     this.serve(dom, hvEnd);
+    child.on('exit', (code, signal) => this.onExit(dom, code, signal));
+    child.on('error', (e) => this.opts.log(`hv: dom${dom.domid} '${dom.name}' failed to start: ${e.message}`));
+    return dom.pid ?? -1;
+  }
+
+  /** A VM: QEMU under ringside-confine, with no hypercall channel; it dies as any domain does. */
+  private startVm(dom: DomainRecord, argv: string[]): number {
+    const confine = dom.confine === null ? undefined : { launcher: confineLauncher() as string, args: confineArgs(dom.confine, []) };
+    const child = spawnVm({ qemu: qemuBinary() as string, argv, name: dom.name, domid: dom.domid, log: this.opts.log, confine });
+    if (dom.confine !== null) {
+      const c = dom.confine;
+      this.opts.log(`hv: dom${dom.domid} '${dom.name}' (QEMU) confined: ${c.rw.length} rw, ${c.ro.length} ro${c.sockDir ? `, sockets in ${c.sockDir}` : ''}, no capabilities; ${confineStrength(confine?.launcher as string)}`);
+    }
+    dom.proc = child;
+    dom.pid = child.pid ?? null;
+    dom.state = 'running';
+    dom.startedAt = Date.now();
     child.on('exit', (code, signal) => this.onExit(dom, code, signal));
     child.on('error', (e) => this.opts.log(`hv: dom${dom.domid} '${dom.name}' failed to start: ${e.message}`));
     return dom.pid ?? -1;
@@ -280,7 +306,7 @@ export class Hypervisor {
       const out = this.handlers[op](dom, args, []);
       dom.channel?.send({ id, ok: true, result: out.result }, out.fds ?? [], out.closeAfter ?? []);
     } catch (e) {
-      const known = e instanceof OpError || e instanceof ArgError || e instanceof EvtchnError || e instanceof PciError || e instanceof HwError;
+      const known = e instanceof OpError || e instanceof ArgError || e instanceof VmArgError || e instanceof EvtchnError || e instanceof PciError || e instanceof HwError;
       const code = known ? e.code : 'EINVAL';
       const message = e instanceof Error ? e.message : String(e);
       if (!known) this.opts.log(`hv: internal error serving dom${dom.domid}: ${(e as Error).stack ?? message}`);
@@ -397,7 +423,7 @@ export class Hypervisor {
 
   /** A confined domain's process group: whatever it forked goes with it. */
   private killGroup(dom: DomainRecord): void {
-    if (dom.confine === null || dom.pid === null) return;
+    if ((dom.confine === null && dom.vmArgv === null) || dom.pid === null) return;
     try {
       process.kill(-dom.pid, 'SIGKILL');
     } catch {

@@ -66,6 +66,59 @@ export function spawnDomain(opts: {
   return child;
 }
 
+/**
+ * Options hv keeps for itself: how QEMU sandboxes, daemonises, changes user or root directory
+ * is not the toolstack's to say.
+ */
+const VM_RESERVED_OPTIONS = ['-sandbox', '-daemonize', '-runas', '-chroot', '-run-with', '-pidfile', '-enable-kvm'];
+export const MAX_VM_ARGS = 512;
+const MAX_VM_ARG = 4096;
+/**
+ * QEMU's own seccomp filter on top of ringside-confine's: no obsolete calls, no set*uid, no fork or
+ * exec (so no helper scripts and no `migrate exec:`), no scheduler or priority changes.
+ */
+export const VM_SANDBOX = ['-sandbox', 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny'];
+
+/** Checks the toolstack's QEMU arguments; the message names the first bad one. */
+export function checkVmArgv(argv: unknown): string[] {
+  if (!Array.isArray(argv) || argv.length === 0 || argv.length > MAX_VM_ARGS) return fail(`vm.argv must be an array of 1..${MAX_VM_ARGS} strings`);
+  for (const [i, a] of argv.entries()) {
+    if (typeof a !== 'string' || a.length === 0 || a.length > MAX_VM_ARG || a.includes('\0')) return fail(`vm.argv[${i}] must be a string of 1..${MAX_VM_ARG} characters without NUL`);
+    if (VM_RESERVED_OPTIONS.includes(a.replace(/^--/, '-'))) return fail(`vm.argv[${i}] ${a}: hv decides that itself`);
+  }
+  return argv as string[];
+}
+
+function fail(msg: string): never {
+  throw new VmArgError(msg);
+}
+
+export class VmArgError extends Error {
+  readonly code = 'EINVAL';
+}
+
+/** qemu-system-x86_64 on hv's PATH, or null. */
+export function qemuBinary(): string | null {
+  for (const dir of (process.env.PATH ?? '/usr/bin:/bin').split(':')) {
+    const p = join(dir || '.', 'qemu-system-x86_64');
+    if (dir.startsWith('/') && existsSync(p)) return p;
+  }
+  return null;
+}
+
+/**
+ * Starts a VM's QEMU: its own process group always (destroy kills the group), hv's sandbox
+ * options last, and its output logged under the domain's name.
+ */
+export function spawnVm(opts: { qemu: string; argv: string[]; name: string; domid: number; log: (line: string) => void; confine?: { launcher: string; args: string[] } | undefined }): ChildProcess {
+  const env: NodeJS.ProcessEnv = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' };
+  const qemuArgs = [...opts.argv, ...VM_SANDBOX];
+  const [cmd, args] = opts.confine ? [opts.confine.launcher, [...opts.confine.args, opts.qemu, ...qemuArgs]] : [opts.qemu, qemuArgs];
+  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env, detached: true });
+  forwardLines(child, (l) => opts.log(`[${opts.name}#${opts.domid}] qemu: ${l}`));
+  return child;
+}
+
 function forwardLines(child: ChildProcess, log: (line: string) => void): void {
   for (const stream of [child.stdout, child.stderr]) {
     if (!stream) continue;

@@ -6,6 +6,7 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <stddef.h>
+#include <sys/socket.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -39,14 +40,21 @@ Napi::Value NoNewPrivs(const Napi::CallbackInfo& info) {
 }
 
 // seccompDeny(names: string[]): every named syscall returns EPERM from now on, in every thread.
+// "socket-except-unix" is socket(2) for every family but AF_UNIX: a driver domain that listens for
+// vhost-user frontends keeps Unix sockets (Landlock confines where they are bound) and no other.
 Napi::Value SeccompDeny(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsArray()) throw Napi::TypeError::New(env, "seccompDeny: argument must be an array of syscall names");
   Napi::Array arr = info[0].As<Napi::Array>();
   std::vector<long> nrs;
+  bool socketExceptUnix = false;
   for (uint32_t i = 0; i < arr.Length(); i++) {
     Napi::Value v = arr[i];
     std::string n = v.ToString().Utf8Value();
+    if (n == "socket-except-unix") {
+      socketExceptUnix = true;
+      continue;
+    }
     long nr = -1;
     for (const Named& s : kSyscalls)
       if (n == s.name) nr = s.nr;
@@ -58,6 +66,14 @@ Napi::Value SeccompDeny(const Napi::CallbackInfo& info) {
   f.push_back(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0));
   f.push_back(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS));
   f.push_back(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)));
+  if (socketExceptUnix) {
+    // not socket(2): on to the list with nr still loaded; socket(AF_UNIX, ...): allowed
+    f.push_back(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_socket, 0, 4));
+    f.push_back(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0])));
+    f.push_back(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AF_UNIX, 0, 1));
+    f.push_back(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+    f.push_back(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)));
+  }
   for (long nr : nrs) {
     f.push_back(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)nr, 0, 1));
     f.push_back(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)));

@@ -12,11 +12,13 @@ import { topSamples, formatTop } from './top.js';
 import { benchCommand } from './bench.js';
 import { pciCommand } from './pci.js';
 import { vmImageCommand } from './vmimage.js';
+import { consoleCommand } from './console.js';
 
 const USAGE = `usage: ringside <command> [options]
 
   up [SYSTEM] [--state DIR] [--detach] [--json]   deploy a system (default: the embedded examples/default)
   list [--state DIR] [--json]                     domains, like 'xl list'
+  console NAME [--state DIR]                      attach to a VM's serial console (Ctrl-] detaches)
   top [--state DIR] [--interval S] [--count N]    live CPU, memory, grants and event channels per domain
   destroy NAME [--state DIR]                      kill one domain (a driver domain is restarted by dom0)
   restart NAME [--state DIR]                      restart a driver domain; its frontends reconnect
@@ -49,14 +51,14 @@ const STATE = { state: { type: 'string' as const, default: '.ringside' }, json: 
 export function formatDomains(rows: DomainRow[]): string {
   const main = table(
     ['Name', 'ID', 'Role', 'Mem(MiB)', 'State', 'Uptime(s)', 'PID', 'Restarts'],
-    rows.map((d) => [d.name, d.domid, d.role, d.memoryMiB, d.state, d.uptimeS.toFixed(1), d.pid ?? '-', d.restarts]),
+    rows.map((d) => [d.name, d.domid, d.accel ? `${d.role} (${d.accel.accel})` : d.role, d.memoryMiB, d.state, d.uptimeS.toFixed(1), d.pid ?? '-', d.restarts]),
     new Set([1, 3, 5, 6, 7]),
   );
   const devs = rows.flatMap((d) => d.devices.map((v) => ({ d, v })));
   if (devs.length === 0) return main;
   const dev = table(
     ['Device', 'Frontend', 'Backend', 'Id', 'State(f/b)', 'Export'],
-    devs.map(({ v }) => [`${v.type} ${v.name}`, v.frontend, v.backend, v.devid, `${v.frontendState}/${v.backendState}`, v.export ?? '']),
+    devs.map(({ v }) => [`${v.type} ${v.name}`, v.frontend, v.backend, v.devid, `${v.transport === 'vhost-user' ? 'vhost-user' : v.frontendState}/${v.backendState}`, v.export ?? '']),
   );
   return `${main}\n\n${dev}`;
 }
@@ -110,6 +112,11 @@ async function main(argv: string[]): Promise<number> {
       const r = await control(String(values.state), { op: 'list' });
       process.stdout.write((values.json ? JSON.stringify(r.domains ?? [], null, 2) : formatDomains(r.domains ?? [])) + '\n');
       return 0;
+    }
+    case 'console': {
+      const { values, positionals } = parse(rest, { state: STATE.state }, 1, 'console');
+      if (positionals.length !== 1) throw new CliError(`ringside console: name the VM, e.g. ringside console vm1\n\n${USAGE}`, 2);
+      return consoleCommand(String(values.state), positionals[0]);
     }
     case 'top': {
       const { values } = parse(rest, { ...STATE, interval: { type: 'string', default: '1' }, count: { type: 'string', default: '0' } }, 0, 'top');

@@ -8,7 +8,8 @@ import type { HostConfig, HostDevice } from './host.js';
 import { checkNetnsName } from './net.js';
 import { vifNetns } from './vif.js';
 
-export type DomainRole = DriverRole | 'guest';
+/** `guest` runs blkfront/netfront on Xen's rings; `vm` is a real Linux VM under QEMU. */
+export type DomainRole = DriverRole | 'guest' | 'vm';
 
 /** A domain as the system runs it: its role is settled (written or inferred). */
 export type SystemDomain = Omit<DomainConfig, 'role'> & {
@@ -85,7 +86,7 @@ function resolveRoles(domains: DomainConfig[], host: HostConfig): Map<string, Do
   const roles = new Map<string, DomainRole>();
   for (const d of domains) {
     if (!d.driverDomain) {
-      roles.set(d.name, 'guest');
+      roles.set(d.name, d.type === 'hvm' ? 'vm' : 'guest');
       continue;
     }
     if (d.role) {

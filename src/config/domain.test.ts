@@ -40,6 +40,13 @@ describe('domain config', () => {
     expect(dom('name = "b"\ndriver_domain = 1\non_crash = "destroy"\nseccomp = 0')).toMatchObject({ onCrash: 'destroy', seccomp: false });
   });
 
+  it('parses a VM: direct kernel boot as xl composes it, paths against the config directory', () => {
+    const d = dom(`name = "vm1"\ntype = "hvm"\nkernel = "vm/vmlinuz"\nramdisk = "/boot/initrd.gz"\nroot = "/dev/vda"\nextra = "console=ttyS0 quiet"\nvcpus = 2\ndisk = ['backend=blkdom, vdev=xvda, target=vm.img']`);
+    expect(d).toMatchObject({ type: 'hvm', vcpus: 2, onCrash: 'destroy', vm: { kernel: '/srv/sys/vm/vmlinuz', ramdisk: '/boot/initrd.gz', cmdline: 'root=/dev/vda console=ttyS0 quiet', accel: 'auto' } });
+    expect(dom('name = "v"\ntype = "hvm"\nkernel = "/k"\ncmdline = "console=ttyS0"\naccel = "tcg"').vm).toEqual({ kernel: '/k', ramdisk: undefined, cmdline: 'console=ttyS0', accel: 'tcg' });
+    expect(dom('name = "g"').vm).toBeUndefined();
+  });
+
   it('gives the documented memory message', () => {
     const e = configError(() => dom('# guest\nname = "guest1"\n\n\n\n\nmemory = "lots"'));
     expect(e.message).toBe(`${F}:7: key 'memory': expected a number of MiB, got "lots"; write e.g. memory = 256`);
@@ -54,7 +61,9 @@ describe('domain config', () => {
     ['name = "Domain-0"', 1, 'name', /reserved/],
     ['name = 5', 1, 'name', /expected a quoted string, got 5; write e.g. name = "guest1"/],
     ['name = "g"\nmemroy = 5', 2, 'memroy', /unknown setting in a domain config; did you mean 'memory'\? \(known: name, memory/],
-    ['name = "g"\nkernel = "/boot/vmlinuz"', 2, 'kernel', /unknown setting in a domain config; known: name, memory/],
+    ['name = "g"\nkernal = "/boot/vmlinuz"', 2, 'kernal', /unknown setting in a domain config; did you mean 'kernel'/],
+    ['name = "g"\nkernel = "/boot/vmlinuz"', 2, 'kernel', /kernel applies only to type = "hvm" guests; add type = "hvm"/],
+    ['name = "g"\naccel = "kvm"', 2, 'accel', /accel applies only to type = "hvm"/],
     ['name = "g"\nmemory = 0', 2, 'memory', /0 is out of range: expected a number of MiB from 1 to 65536/],
     ['name = "g"\nmemory = 0xffffffffffffffff', 2, 'memory', /out of range/],
     ['name = "g"\nmemory = [1]', 2, 'memory', /got a list of 1/],
@@ -62,7 +71,14 @@ describe('domain config', () => {
     ['name = "g"\ndriver_domain = 2', 2, 'driver_domain', /expected 0 or 1, got 2; write driver_domain = 1/],
     ['name = "g"\nrole = "blk"', 2, 'role', /role applies only to driver domains/],
     ['name = "g"\ndriver_domain = 1\nrole = "gpu"', 3, 'role', /"gpu" is not one of "blk", "net"/],
-    ['name = "g"\ntype = "hvm"', 2, 'type', /hvm domains are not supported/],
+    ['name = "g"\ntype = "hvm"', 2, 'type', /an hvm guest needs kernel = /],
+    ['name = "g"\ntype = "hvm"\ndriver_domain = 1\nkernel = "k"', 3, 'driver_domain', /a driver domain cannot be an hvm guest/],
+    ['name = "g"\ntype = "hvm"\nkernel = "k"\nvif = [ "backend=n" ]', 4, 'vif', /need vhost-user-net, which netdom does not serve yet/],
+    ['name = "g"\ntype = "hvm"\nkernel = "k"\ncmdline = "a"\nextra = "b"', 5, 'extra', /cmdline and root\/extra both set/],
+    ['name = "g"\ntype = "hvm"\nkernel = "k"\ncmdline = "a\tb"', 4, 'cmdline', /control character/],
+    [`name = "g"\ntype = "hvm"\nkernel = "k"\nextra = "${'x'.repeat(3000)}"`, 4, 'extra', /3000 characters, more than 2048/],
+    ['name = "g"\ntype = "hvm"\nkernel = "k"\naccel = "xen"', 4, 'accel', /"xen" is not one of "kvm", "tcg", "auto"/],
+    ['name = "g"\ntype = "hvm"\nkernel = ""', 3, 'kernel', /kernel must name a file/],
     ['name = "g"\non_crash = "coredump-restart"', 2, 'on_crash', /not one of "restart", "destroy", "preserve"/],
     ['name = "g"\non_crash = "restrat"', 2, 'on_crash', /did you mean "restart"\?/],
     ['name = "g"\ndisk = "backend=b, vdev=xvda, target=x"', 2, 'disk', /expected a list, got "backend=b/],

@@ -8,10 +8,21 @@ import { parsePciSpec, parseRdm, type PciSpec, type RdmConfig } from './pci.js';
 import { checkIfName } from './spec.js';
 import { parseVif, type VifSpec } from './vif.js';
 import type { XlCfg } from './xlcfg.js';
+import { isAbsolute, resolve } from 'node:path';
 
 export type DriverRole = 'blk' | 'net';
 export type OnCrash = 'restart' | 'destroy' | 'preserve';
-export type DomainType = 'pv' | 'pvh';
+export type DomainType = 'pv' | 'pvh' | 'hvm';
+export type Accel = 'kvm' | 'tcg' | 'auto';
+
+/** How a real Linux VM (`type = "hvm"`) boots: xl's direct kernel boot. */
+export interface VmBoot {
+  /** absolute (relative paths are resolved against the config file's directory) */
+  kernel: string;
+  ramdisk: string | undefined;
+  cmdline: string;
+  accel: Accel;
+}
 
 export interface Uplink {
   kind: 'tap';
@@ -43,6 +54,8 @@ export interface DomainConfig {
    */
   seccomp: boolean;
   uplink: Uplink | undefined;
+  /** set exactly when type = "hvm" */
+  vm: VmBoot | undefined;
   /** Where each top-level key was written, for cross-file messages. */
   at: Record<string, ErrorWhere>;
 }
@@ -65,7 +78,17 @@ export const DOMAIN_KEYS = [
   'on_crash',
   'seccomp',
   'uplink',
+  'kernel',
+  'ramdisk',
+  'cmdline',
+  'extra',
+  'root',
+  'accel',
 ] as const;
+
+/** Keys only a VM's config may carry. */
+const VM_KEYS = ['kernel', 'ramdisk', 'cmdline', 'extra', 'root', 'accel'] as const;
+export const MAX_CMDLINE = 2048;
 
 // Names the control plane uses for itself; a domain called that would be ambiguous in `list` and logs.
 const RESERVED_NAMES = ['dom0', 'domain-0', 'hv', 'xenstored'];
@@ -92,9 +115,8 @@ export function parseDomain(cfg: XlCfg): DomainConfig {
   const role = r.oneOf('role', ['blk', 'net'] as const);
   if (role !== undefined && !driverDomain) r.fail('role', 'role applies only to driver domains', 'add driver_domain = 1, or remove role');
 
-  const typeText = r.oneOf('type', ['pv', 'pvh', 'hvm'] as const) ?? 'pv';
-  if (typeText === 'hvm') r.fail('type', 'hvm domains are not supported (a ringside domain is a process)', 'write type = "pvh" or leave type out');
-  const type: DomainType = typeText === 'hvm' ? 'pv' : typeText;
+  const type: DomainType = r.oneOf('type', ['pv', 'pvh', 'hvm'] as const) ?? 'pv';
+  if (type === 'hvm' && driverDomain) r.fail('driver_domain', 'a driver domain cannot be an hvm guest: driver domains are ringside processes', 'remove type = "hvm", or driver_domain');
 
   const pciPermissive = r.flag('pci_permissive') ?? false;
   const pciSeize = r.flag('pci_seize') ?? false;
@@ -123,6 +145,11 @@ export function parseDomain(cfg: XlCfg): DomainConfig {
     uplink = { kind: 'tap', name: checkIfName(r.where('uplink'), 'uplink TAP', uplinkText.slice(4)) };
   }
 
+  if (type === 'hvm' && vifs.length > 0)
+    r.fail('vif', 'vifs on an hvm guest need vhost-user-net, which netdom does not serve yet', 'remove the vif entries from this VM (disks work)');
+  const vm = type === 'hvm' ? parseVmBoot(r, cfg.dir) : undefined;
+  if (type !== 'hvm') for (const k of VM_KEYS) if (r.has(k)) r.fail(k, `${k} applies only to type = "hvm" guests`, `add type = "hvm", or remove ${k}`);
+
   const at: Record<string, ErrorWhere> = {};
   for (const e of cfg.entries.values()) at[e.key] = { file: cfg.file, line: e.line, column: e.column, key: e.key };
 
@@ -143,6 +170,32 @@ export function parseDomain(cfg: XlCfg): DomainConfig {
     onCrash: r.oneOf('on_crash', ['restart', 'destroy', 'preserve'] as const) ?? (driverDomain ? 'restart' : 'destroy'),
     seccomp: r.flag('seccomp') ?? true,
     uplink,
+    vm,
     at,
   };
+}
+
+/** xl's direct kernel boot keys: cmdline, or root + extra as xl composes them. */
+function parseVmBoot(r: CfgReader, dir: string): VmBoot {
+  const path = (key: 'kernel' | 'ramdisk', example: string) => {
+    const v = r.string(key, example);
+    if (v === undefined) return undefined;
+    if (v === '' || v.includes('\0')) r.fail(key, `${key} must name a file`, `write e.g. ${key} = "${example}"`);
+    return isAbsolute(v) ? v : resolve(dir, v);
+  };
+  const kernel = path('kernel', '/var/cache/ringside/vm/vmlinuz');
+  if (kernel === undefined) r.fail('type', 'an hvm guest needs kernel = "..." (ringside boots VMs by direct kernel boot)', 'add kernel = and ramdisk = (`ringside vm-image` builds a pair)');
+  const ramdisk = path('ramdisk', '/var/cache/ringside/vm/initrd.gz');
+  const cmdlineText = r.string('cmdline', 'console=ttyS0 quiet');
+  const root = r.string('root', '/dev/vda');
+  const extra = r.string('extra', 'console=ttyS0');
+  if (cmdlineText !== undefined && (root !== undefined || extra !== undefined))
+    r.fail(root !== undefined ? 'root' : 'extra', 'cmdline and root/extra both set', 'xl would ignore root and extra: write the whole command line in cmdline');
+  const cmdline = cmdlineText ?? [root !== undefined ? `root=${root}` : '', extra ?? ''].filter((x) => x !== '').join(' ');
+  const key = cmdlineText !== undefined ? 'cmdline' : extra !== undefined ? 'extra' : 'root';
+  if (cmdline.length > MAX_CMDLINE) r.fail(key, `the kernel command line is ${cmdline.length} characters, more than ${MAX_CMDLINE}`, 'shorten it');
+  // eslint-disable-next-line no-control-regex
+  if (/[\x00-\x1f\x7f]/.test(cmdline)) r.fail(key, 'the kernel command line holds a control character', 'use plain spaces between options');
+  const accel = r.oneOf('accel', ['kvm', 'tcg', 'auto'] as const) ?? 'auto';
+  return { kernel, ramdisk, cmdline, accel };
 }

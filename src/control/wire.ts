@@ -10,7 +10,7 @@ const packr = new Packr({ useRecords: false, mapsAsObjects: true, int64AsType: '
 export interface DomainRow {
   domid: number;
   name: string;
-  role: 'control' | 'xenstore' | 'driver' | 'guest';
+  role: 'control' | 'xenstore' | 'driver' | 'guest' | 'vm';
   kind: string;
   state: string;
   memoryMiB: number;
@@ -20,6 +20,8 @@ export interface DomainRow {
   grantsMapped: number;
   evtchns: number;
   devices: DeviceRow[];
+  /** a VM: the accelerator it runs under, and why that one */
+  accel?: { accel: string; why: string };
 }
 
 export interface DeviceRow {
@@ -30,8 +32,10 @@ export interface DeviceRow {
   name: string; // vdev or mac
   frontendState: number;
   backendState: number;
-  /** where the guest exports it: NBD socket or netns/TAP */
+  /** where the guest exports it: NBD socket or netns/TAP; a VM's disk: its vhost-user socket */
   export?: string;
+  /** a VM's disk has no xenbus frontend: QEMU connects over vhost-user */
+  transport?: 'blkif' | 'vhost-user';
 }
 
 export type ControlRequest =

@@ -9,6 +9,8 @@ export interface DomainBootArgs {
   seccomp: boolean;
   /** PCI functions passed through to this domain (driver domains) */
   devices: { bdf: string; type: string }[];
+  /** blk driver domains serving VMs: where their vhost-user sockets go (Landlock lets them bind only there) */
+  vhostDir?: string;
   /** net driver domains: host TAP to bridge the switch to */
   uplink?: string;
 }

@@ -11,8 +11,15 @@ export const DRIVER_DENY = [
   'link', 'linkat', 'setuid', 'setgid', 'reboot', 'swapon', 'swapoff', 'settimeofday', 'clock_settime',
 ];
 
-export function dropDriverPrivileges(log: (l: string) => void): void {
-  deny(DRIVER_DENY, log);
+/**
+ * A blkdom that serves VMs listens for vhost-user frontends on Unix sockets it binds while it runs
+ * (vbds come and go). It keeps socket(AF_UNIX) only, bind, and unlink for a stale socket name;
+ * Landlock limits both to the socket directory dom0 gave it, and connect stays denied.
+ */
+const LISTEN_UNIX_KEEPS = ['socket', 'bind', 'unlink', 'unlinkat'];
+
+export function dropDriverPrivileges(log: (l: string) => void, opts: { listenUnix?: boolean } = {}): void {
+  deny(opts.listenUnix ? [...DRIVER_DENY.filter((s) => !LISTEN_UNIX_KEEPS.includes(s)), 'socket-except-unix'] : DRIVER_DENY, log);
 }
 
 /**

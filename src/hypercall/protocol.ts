@@ -66,6 +66,14 @@ export interface EvtchnStatus {
  * running at all takes, and whether it keeps CAP_NET_ADMIN (a TAP uplink, or a guest's TAP in its
  * own namespace, needs it).
  */
+/**
+ * kind "vm": the domain's process is QEMU, not a bundle. dom0 builds the arguments; hv runs its own
+ * qemu-system-x86_64 with them and adds its own `-sandbox`. A VM has no hypercall channel.
+ */
+export interface VmProcessSpec {
+  argv: string[];
+}
+
 export interface ConfineSpec {
   ro: string[];
   rw: string[];
@@ -84,7 +92,7 @@ export interface HypercallOps {
   memory_frames: { args: { start: number; count: number }; result: { start: number; count: number } };
   domain_create: {
     /** `domid` asks for that id (as XEN_DOMCTL_createdomain may): a restarted driver domain keeps its id */
-    args: { name: string; kind: string; memoryMiB: number; ioFrames: number; grantFrames: number; domid?: number; confine?: ConfineSpec };
+    args: { name: string; kind: string; memoryMiB: number; ioFrames: number; grantFrames: number; domid?: number; confine?: ConfineSpec; vm?: VmProcessSpec };
     result: { domid: number };
   };
   domain_unpause: { args: { domid: number; bootArgs: Uint8Array }; result: { pid: number } };

@@ -124,4 +124,20 @@ describe('native addon', () => {
     expect(out.st.seccomp).toBe(2);
     expect(out.code).toBe('EPERM');
   });
+
+  it('socket-except-unix leaves Unix sockets and refuses every other family', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'rs-seccomp-'));
+    const r = spawnSync(process.execPath, ['-e', `
+      const addon = require(${JSON.stringify(new URL('../../native/build/Release/ringside.node', import.meta.url).pathname)});
+      addon.seccompDeny(['socket-except-unix', 'connect']);
+      const out = {};
+      try { addon.close(addon.unixListen(${JSON.stringify(join(dir, 'l.sock'))})); out.unix = 'ok'; } catch (e) { out.unix = e.message; }
+      const net = require('node:net');
+      const srv = net.createServer().on('error', (e) => { out.tcp = e.code; console.log(JSON.stringify(out)); });
+      srv.listen(0, '127.0.0.1', () => { out.tcp = 'listening'; console.log(JSON.stringify(out)); srv.close(); });
+    `], { encoding: 'utf8' });
+    rmSync(dir, { recursive: true, force: true });
+    const out = JSON.parse(r.stdout.trim()) as { unix: string; tcp: string };
+    expect(out).toEqual({ unix: 'ok', tcp: 'EPERM' });
+  });
 });

@@ -4,7 +4,7 @@ import { expect } from 'vitest';
 import { mkdtempSync, openSync, readSync, closeSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { QemuVm } from './vm.js';
+import type { VmConsole } from './vm.js';
 
 export const DISK_MIB = 64;
 const PATTERN_OFFSET = 32 << 20;
@@ -28,7 +28,7 @@ interface FioJson {
 }
 
 /** The guest half: the disk is there, a pattern goes to it, fio writes and verifies 16 MiB. */
-export async function exerciseDisk(vm: QemuVm): Promise<void> {
+export async function exerciseDisk(vm: { console: VmConsole }): Promise<void> {
   const c = vm.console;
   const dev = await c.run('cat /sys/block/vda/size && ls -l /dev/vda');
   expect(dev.code, dev.output).toBe(0);

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { buildVmImage, type VmImage } from '../../src/vm/image.js';
 import { VM_READY_LINE } from '../../src/vm/init.js';
+import { qemuArgv, type VmDisk } from '../../src/vm/qemu.js';
 
 /** TCG boots in 3-5 s here, but a loaded CI machine can take many times that. */
 export const VM_BOOT_TIMEOUT_MS = 120_000;
@@ -277,11 +278,7 @@ export class Qmp {
   }
 }
 
-export type QemuDisk =
-  /** QEMU's built-in virtio-blk on an image file. */
-  | { kind: 'file'; path: string; format?: 'raw' | 'qcow2'; readonly?: boolean }
-  /** vhost-user-blk: the backend listens on `socket`; needs shared guest memory (bootQemu sets it). */
-  | { kind: 'vhost-user'; socket: string; queues?: number; reconnectS?: number };
+export type QemuDisk = VmDisk;
 
 export interface BootQemuOptions {
   image?: { kernel: string; initrd: string; cmdline: string };
@@ -393,40 +390,23 @@ export class QemuVm {
   }
 }
 
-/** The qemu-system-x86_64 arguments bootQemu uses (exported so tests can show them on failure). */
-export function qemuArgs(o: Required<Pick<BootQemuOptions, 'memoryMiB' | 'vcpus' | 'disks'>> & { image: { kernel: string; initrd: string; cmdline: string }; shared: boolean; dir: string }): string[] {
-  const a = ['-accel', 'tcg', '-cpu', 'qemu64', '-m', `${o.memoryMiB}M`, '-smp', String(o.vcpus), '-display', 'none', '-no-reboot', '-nodefaults'];
-  if (o.shared) a.push('-object', `memory-backend-memfd,id=mem,size=${o.memoryMiB}M,share=on`, '-machine', 'q35,memory-backend=mem');
-  else a.push('-machine', 'q35');
-  a.push('-kernel', o.image.kernel, '-initrd', o.image.initrd, '-append', o.image.cmdline);
-  for (const [i, d] of o.disks.entries()) {
-    if (d.kind === 'file') a.push('-drive', `file=${d.path},if=virtio,format=${d.format ?? 'raw'}${d.readonly ? ',readonly=on' : ''}`);
-    else
-      a.push(
-        '-chardev',
-        `socket,id=vub${i},path=${d.socket}${d.reconnectS ? `,reconnect=${d.reconnectS}` : ''}`,
-        '-device',
-        `vhost-user-blk-pci,chardev=vub${i},num-queues=${d.queues ?? 1}`,
-      );
-  }
-  a.push('-chardev', `socket,id=con0,path=${join(o.dir, 'console.sock')},server=on,wait=off`, '-serial', 'chardev:con0');
-  a.push('-qmp', `unix:${join(o.dir, 'qmp.sock')},server=on,wait=off`, '-nic', 'none');
-  return a;
-}
-
 /** Starts a VM under TCG; by default returns once its shell is ready. Cleans up if anything fails. */
 export async function bootQemu(opts: BootQemuOptions = {}): Promise<QemuVm> {
   const image = opts.image ?? (await ensureVmImage());
   const disks = opts.disks ?? [];
   const dir = mkdtempSync(join(tmpdir(), 'rs-vm-'));
   const args = [
-    ...qemuArgs({
-      image,
+    ...qemuArgv({
+      accel: 'tcg',
       memoryMiB: opts.memoryMiB ?? 256,
       vcpus: opts.vcpus ?? 1,
+      kernel: image.kernel,
+      initrd: image.initrd,
+      cmdline: image.cmdline,
       disks,
-      shared: opts.sharedMemory === true || disks.some((d) => d.kind === 'vhost-user'),
-      dir,
+      consoleSocket: join(dir, 'console.sock'),
+      qmpSocket: join(dir, 'qmp.sock'),
+      sharedMemory: opts.sharedMemory,
     }),
     ...(opts.extraArgs ?? []),
   ];

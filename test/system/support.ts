@@ -184,4 +184,6 @@ export function deviceStates(rows: DomainRow[]): string {
   return rows.flatMap((d) => d.devices.map((v) => `${d.name}:${v.type}/${v.name}=${v.frontendState}/${v.backendState}`)).join(' ');
 }
 
-export const allConnected = (rows: DomainRow[]) => rows.every((d) => d.state === 'running' && d.devices.every((v) => v.frontendState === 4 && v.backendState === 4));
+/** Every domain running and every device Connected at both ends (a VM's disk: at the backend, its frontend being QEMU). */
+export const allConnected = (rows: DomainRow[]) =>
+  rows.every((d) => d.state === 'running' && d.devices.every((v) => (v.transport === 'vhost-user' || v.frontendState === 4) && v.backendState === 4));

@@ -1,0 +1,60 @@
+// The QEMU command line of a ringside VM, built in one place for dom0 and for the tests that run
+// QEMU's own backends beside ours. Guest RAM is a shared memfd whenever a disk is served over
+// vhost-user (the backend maps it), the console and QMP are Unix sockets in the VM's directory, and
+// nothing is attached that was not asked for (-nodefaults).
+
+export type Accelerator = 'kvm' | 'tcg';
+
+export type VmDisk =
+  /** QEMU's built-in virtio-blk on an image file (the baseline). */
+  | { kind: 'file'; path: string; format?: 'raw' | 'qcow2'; readonly?: boolean }
+  /** vhost-user-blk: a backend listens on `socket`; `reconnectS` makes QEMU ride out its restart. */
+  | { kind: 'vhost-user'; socket: string; queues?: number; reconnectS?: number };
+
+export interface QemuSpec {
+  accel: Accelerator;
+  memoryMiB: number;
+  vcpus: number;
+  kernel: string;
+  initrd?: string | undefined;
+  cmdline: string;
+  disks: readonly VmDisk[];
+  consoleSocket: string;
+  qmpSocket: string;
+  /** Guest RAM as a shared memfd even without a vhost-user disk. */
+  sharedMemory?: boolean;
+}
+
+/** QEMU splits -chardev/-device values at commas: a path holding one would be misread. */
+function optionValue(v: string, what: string): string {
+  if (v.includes(',') || /[\x00-\x1f]/.test(v)) throw new Error(`${what} ${JSON.stringify(v.slice(0, 80))} holds a comma or a control character, which a QEMU option value cannot carry`);
+  return v;
+}
+
+/** The arguments after `qemu-system-x86_64`. */
+export function qemuArgv(s: QemuSpec): string[] {
+  const shared = s.sharedMemory === true || s.disks.some((d) => d.kind === 'vhost-user');
+  // Nested KVM rejects -cpu host here (MSR 0x10a); on a real KVM host it is what users expect.
+  const a = ['-accel', s.accel, '-cpu', s.accel === 'kvm' ? 'host' : 'qemu64', '-m', `${s.memoryMiB}M`, '-smp', String(s.vcpus)];
+  a.push('-display', 'none', '-no-reboot', '-nodefaults', '-no-user-config');
+  if (shared) a.push('-object', `memory-backend-memfd,id=mem,size=${s.memoryMiB}M,share=on`, '-machine', 'q35,memory-backend=mem');
+  else a.push('-machine', 'q35');
+  a.push('-kernel', s.kernel);
+  if (s.initrd !== undefined) a.push('-initrd', s.initrd);
+  a.push('-append', s.cmdline);
+  for (const [i, d] of s.disks.entries()) {
+    if (d.kind === 'file') {
+      a.push('-drive', `file=${optionValue(d.path, 'disk image')},if=virtio,format=${d.format ?? 'raw'}${d.readonly ? ',readonly=on' : ''}`);
+      continue;
+    }
+    a.push(
+      '-chardev',
+      `socket,id=vub${i},path=${optionValue(d.socket, 'vhost-user socket')}${d.reconnectS ? `,reconnect=${d.reconnectS}` : ''}`,
+      '-device',
+      `vhost-user-blk-pci,chardev=vub${i},num-queues=${d.queues ?? 1}`,
+    );
+  }
+  a.push('-chardev', `socket,id=con0,path=${optionValue(s.consoleSocket, 'console socket')},server=on,wait=off`, '-serial', 'chardev:con0');
+  a.push('-qmp', `unix:${optionValue(s.qmpSocket, 'QMP socket')},server=on,wait=off`, '-nic', 'none');
+  return a;
+}

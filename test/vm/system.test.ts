@@ -1,0 +1,109 @@
+// A real Linux VM deployed the way an operator does it: `ringside up` on examples/vm. dom0 builds the
+// QEMU command line and hv runs it confined; blkdom serves the VM's disk over vhost-user and a
+// Xen-ABI guest's disk over blkif, both from one NVMe controller behind the IOMMU, at the same time.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ROOT, requireBuilt } from '../support/platform.js';
+import { procStatus } from '../support/proc.js';
+import { ensureVmImage, VmConsole, VM_BOOT_TIMEOUT_MS } from '../support/vm.js';
+import { exerciseDisk, expectPatternInImage } from '../support/vm-disk.js';
+import { SystemUnderTest, allConnected, alive, deviceStates, run } from '../system/support.js';
+
+const EXAMPLE = join(ROOT, 'examples', 'vm');
+
+/** The example's files, with the kernel and initramfs pointed at the image this machine built. */
+function exampleFiles(image: { kernel: string; initrd: string }): Record<string, string> {
+  const files: Record<string, string> = {};
+  for (const f of readdirSync(EXAMPLE).filter((n) => n.endsWith('.cfg'))) {
+    files[f] = readFileSync(join(EXAMPLE, f), 'utf8').replace(/^kernel = .*$/m, `kernel = "${image.kernel}"`).replace(/^ramdisk = .*$/m, `ramdisk = "${image.initrd}"`);
+  }
+  return files;
+}
+
+/** Processes whose command line names `needle` (our state directory: QEMU, domains, hv). */
+function processesMentioning(needle: string): string[] {
+  const out: string[] = [];
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
+      if (cmd.includes(needle)) out.push(`${pid}: ${cmd.slice(0, 120)}`);
+    } catch {
+      /* gone */
+    }
+  }
+  return out;
+}
+
+describe('a VM under ringside up beside a Xen-ABI guest on one blkdom', () => {
+  requireBuilt();
+  let s: SystemUnderTest;
+  let con: VmConsole;
+
+  beforeAll(async () => {
+    s = new SystemUnderTest('rs-vmsys-', exampleFiles(await ensureVmImage()));
+    await s.up();
+    const r = await s.waitList(allConnected, VM_BOOT_TIMEOUT_MS);
+    if (!r.ok) throw new Error(`devices did not connect: ${deviceStates(r.rows)}\n${s.logTail()}`);
+    con = await VmConsole.connect(join(s.state, 'vm', 'vm1', 'console.sock'));
+    await con.waitReady();
+  }, VM_BOOT_TIMEOUT_MS + 60_000);
+
+  afterAll(async () => {
+    con?.close();
+    await s?.teardown();
+  }, 60_000);
+
+  it('lists the VM with its accelerator and vhost-user disk, and its QEMU runs confined and sandboxed', async () => {
+    const rows = await s.list();
+    const vm = rows.find((d) => d.name === 'vm1');
+    expect(vm).toMatchObject({ role: 'vm', kind: 'vm', state: 'running', memoryMiB: 256 });
+    expect(vm?.accel?.why).toMatch(/^accel = "auto": /);
+    expect(vm?.devices[0]).toMatchObject({ type: 'vbd', backend: 'blkdom', transport: 'vhost-user', backendState: 4, export: join(s.state, 'vhost', 'blkdom', 'vm1-xvda.sock') });
+    const pid = vm?.pid as number;
+    const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    expect(cmd[0]).toMatch(/qemu-system-x86_64$/);
+    expect(cmd).toContain('-sandbox');
+    expect(cmd.join(' ')).toMatch(/memory-backend-memfd,id=mem,size=256M,share=on/);
+    expect(procStatus(pid)).toMatchObject({ capEff: '0000000000000000', nnp: '1', seccomp: '2' });
+    const text = await s.cli(['list']);
+    expect(text.stdout).toMatch(/vm1\s+\d+\s+vm \((tcg|kvm)\)/);
+    // The guest's view: a virtio-blk disk whose serial is the vdev dom0 gave it.
+    const serial = await con.run('cat /sys/block/vda/serial; echo; ls -1 /sys/block/vda/mq');
+    expect(serial.code, serial.output).toBe(0);
+    expect(serial.output.split('\n')[0]).toBe('xvda');
+    expect(serial.output.trim().split('\n').slice(1).sort()).toEqual(['0', '1']);
+    // `ringside console` is for VMs only, and says what to do for a Xen-ABI guest.
+    const c = await s.cli(['console', 'guest1']);
+    expect(c.code).toBe(1);
+    expect(c.stderr).toMatch(/'guest1' is a guest domain, not a VM/);
+  });
+
+  it('the VM verifies fio on its disk while the Xen-ABI guest verifies fio over NBD, and the host reads the VM\'s bytes off the medium', async () => {
+    const cwd = mkdtempSync(join(tmpdir(), 'rs-vmsys-fio-'));
+    const uri = `nbd+unix:///xvda?socket=${join(s.state, 'nbd', 'guest1-xvda.sock')}`;
+    try {
+      const [, nbd] = await Promise.all([
+        exerciseDisk({ console: con }),
+        run('fio', ['--name=xen', '--ioengine=nbd', `--uri=${uri}`, '--rw=randwrite', '--bs=4k', '--iodepth=16', '--size=16M', '--verify=crc32c', '--verify_state_save=0', '--output-format=terse'], { cwd, timeoutMs: 600_000 }),
+      ]);
+      expect(nbd.code, nbd.stderr).toBe(0);
+      expect(nbd.stdout.trim().split('\n').pop()?.split(';')[4], 'fio errors over NBD').toBe('0');
+    } finally {
+      rmSync(cwd, { recursive: true, force: true });
+    }
+    expectPatternInImage(join(s.sys, 'vm1-disk.img'));
+    expect(s.log()).toMatch(/pci: 0000:01:00\.1 assigned to domain \d+/);
+  }, 900_000);
+
+  it('ringside down leaves no QEMU, no socket and no process naming the state directory', async () => {
+    const pid = (await s.list()).find((d) => d.name === 'vm1')?.pid as number;
+    con.close();
+    const d = await s.down();
+    expect(d.code, d.stderr).toBe(0);
+    expect(alive(pid), `QEMU pid ${pid} alive after down`).toBe(false);
+    expect(s.socketsUnderState()).toEqual([]);
+    expect(processesMentioning(s.state)).toEqual([]);
+  }, 120_000);
+});

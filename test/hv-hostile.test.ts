@@ -59,4 +59,18 @@ describe('hv against hostile hypercalls', () => {
     await expect(t.dom0.call('domain_unpause', { domid: 77, bootArgs: pack({}) })).rejects.toThrow(/no domain 77/);
     await expect(t.dom0.call('domain_create', { name: 'well-behaved', kind: 'probe', memoryMiB: 1, ioFrames: 1, grantFrames: 1 })).rejects.toThrow(/exists/);
   });
+
+  it('checks a VM\'s QEMU arguments and keeps its own options', async () => {
+    const vm = (argv: unknown, kind = 'vm') => t.dom0.call('domain_create', { name: 'v', kind, memoryMiB: 64, ioFrames: 0, grantFrames: 1, vm: { argv } } as never);
+    await expect(t.dom0.call('domain_create', { name: 'v', kind: 'vm', memoryMiB: 64, ioFrames: 0, grantFrames: 1 })).rejects.toThrow(/vm must be/);
+    await expect(vm('-m 64')).rejects.toThrow(/vm.argv must be an array of 1..512 strings/);
+    await expect(vm([])).rejects.toThrow(/vm.argv must be an array/);
+    await expect(vm(new Array(513).fill('-S'))).rejects.toThrow(/vm.argv must be an array of 1..512/);
+    await expect(vm(['-m', 64])).rejects.toThrow(/vm.argv\[1\] must be a string/);
+    await expect(vm(['-m', 'a\0b'])).rejects.toThrow(/vm.argv\[1\] must be a string of 1..4096 characters without NUL/);
+    for (const own of ['-sandbox', '--sandbox', '-runas', '-chroot', '-daemonize'])
+      await expect(vm(['-m', '64', own, 'off'])).rejects.toThrow(new RegExp(`vm.argv\\[2\\] ${own}: hv decides that itself`));
+    await expect(vm(['-m', '64'], 'probe')).rejects.toThrow(/vm is only for kind 'vm'/);
+    expect(t.logs.some((l) => /created dom\d+ 'v'/.test(l))).toBe(false);
+  });
 });

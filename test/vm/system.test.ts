@@ -97,6 +97,32 @@ describe('a VM under ringside up beside a Xen-ABI guest on one blkdom', () => {
     expect(s.log()).toMatch(/pci: 0000:01:00\.1 assigned to domain \d+/);
   }, 900_000);
 
+  it('blkdom SIGKILLed during a verify run inside the VM: dom0 restarts it, QEMU reconnects, in-flight requests are resubmitted, zero errors', async () => {
+    const before = (await s.list()).find((d) => d.name === 'blkdom');
+    expect(before?.pid).toBeGreaterThan(0);
+    const writes = async () => Number((await con.run('cat /sys/block/vda/stat')).output.trim().split(/\s+/)[4]);
+    const start = await writes();
+    // 48 MiB of 4k random writes, then the verify pass: long enough that the kill lands inside it
+    const fio = 'fio --name=k --filename=/dev/vda --rw=randwrite --bs=4k --size=48M --iodepth=8 --ioengine=libaio --direct=1 --verify=crc32c --output-format=terse > /tmp/k.out 2>&1; echo $? > /tmp/k.rc';
+    expect((await con.run(`rm -f /tmp/k.rc; (${fio}) & echo $! > /tmp/k.pid`)).code).toBe(0);
+    // the workload is under way: the guest has completed writes since it started
+    for (let i = 0; (await writes()) < start + 500; i++) if (i > 6000) throw new Error('fio in the guest completed no writes');
+    const killedAt = Date.now();
+    process.kill(before?.pid as number, 'SIGKILL');
+    const running = await con.run('kill -0 $(cat /tmp/k.pid) && test ! -e /tmp/k.rc');
+    expect(running.code, 'fio was still running when blkdom died').toBe(0);
+    const back = await s.waitList((rows) => rows.some((d) => d.name === 'blkdom' && d.restarts === 1) && allConnected(rows), 120_000);
+    expect(back.ok, `after the kill: ${deviceStates(back.rows)}\n${s.logTail()}`).toBe(true);
+    const resumedMs = Date.now() - killedAt;
+    const done = await con.run('while [ ! -e /tmp/k.rc ]; do sleep 0.2; done; cat /tmp/k.rc; tail -1 /tmp/k.out', { timeoutMs: 600_000 });
+    const [rc, terse] = done.output.trim().split('\n');
+    expect(rc, done.output).toBe('0');
+    expect(terse.split(';')[4], 'fio errors in the guest').toBe('0');
+    const after = s.log().slice(s.log().indexOf('restarting blkdom'));
+    const resubmitted = [...after.matchAll(/resubmitting (\d+) requests/g)].reduce((n, m) => n + Number(m[1]), 0);
+    process.stderr.write(`blkdom SIGKILLed under a VM's fio verify: backend Connected again after ${resumedMs} ms, ${resubmitted} in-flight requests resubmitted, 0 errors\n`);
+  }, 900_000);
+
   it('ringside down leaves no QEMU, no socket and no process naming the state directory', async () => {
     const pid = (await s.list()).find((d) => d.name === 'vm1')?.pid as number;
     con.close();

@@ -10,10 +10,14 @@ import { BLK_BENCH_JOBS, benchBlk, fio, formatBlkBench, type BlkBenchJob, type F
 import { runNetBench, formatNetBench } from '../bench/net.js';
 import { runIommuBench, formatIommuBench, runBlockPathBench, type BlockPathBench } from '../../iommu/index.js';
 import { up, down } from './lifecycle.js';
+import { VM_BENCH_JOBS, VM_BENCH_SHAPE, runVmBench, formatVmBench } from '../bench/vm.js';
+import { buildVmImage } from '../vm/image.js';
+import { VM_CMDLINE } from '../vm/init.js';
+import { vmConsoleSocket } from '../control/paths.js';
 import { statePaths } from './paths.js';
 import { CliError } from './errors.js';
 
-export const BENCH_USAGE = `usage: ringside bench <ring|blk|net|iommu> [options]
+export const BENCH_USAGE = `usage: ringside bench <ring|blk|net|iommu|vm> [options]
 
   ring [options] [--json] [--html FILE]   ring throughput lab: TypeScript ring vs Xen's ring.h in C and
                                           Node transports ('ringside bench ring --help' lists options)
@@ -26,9 +30,15 @@ export const BENCH_USAGE = `usage: ringside bench <ring|blk|net|iommu> [options]
                                           VT-d translation rates, the block path through the NVMe
                                           model + IOMMU vs the same reads straight from the file, and
                                           fio over NBD on both blk paths (as blk --path both)
+  vm [--seconds N] [--jobs LIST] [--image DIR] [--timeout S] [--json]
+                                          fio inside one VM booted three ways on the same image: disk
+                                          from ringside's blkdom over vhost-user, from qemu-storage-daemon
+                                          over vhost-user, and QEMU's built-in virtio-blk
 
   --seconds N     blk: seconds per fio run (1..600, default 5); net: seconds per measurement (1..600, default 5)
   --jobs LIST     blk: comma-separated jobs (default all): ${BLK_BENCH_JOBS.map(jobSlug).join(', ')}
+                  vm: ${VM_BENCH_JOBS.map(jobSlug).join(', ')}
+  --image DIR     vm: where the guest kernel and initramfs are built or found (default .ringside/vm-image)
   --path P        blk: file (raw image served by blkback), device (NVMe controller behind the IOMMU)
                   or both, side by side with their ratio (default file)
   --timeout S     blk, iommu --fio: seconds the bench system may take to come up (1..3600, default 60)
@@ -69,14 +79,14 @@ function intOption(sub: string, name: string, raw: string | boolean | (string | 
 }
 
 /** `--jobs` entries by slug or by the name as printed (case-insensitive), each at most once. */
-export function selectBlkJobs(list: string): BlkBenchJob[] {
+export function selectBlkJobs(list: string, known: readonly BlkBenchJob[] = BLK_BENCH_JOBS, sub = 'blk'): BlkBenchJob[] {
   const items = list.split(',').map((s) => s.trim()).filter((s) => s !== '');
-  if (items.length === 0) throw usageError('blk', `--jobs needs at least one job: ${BLK_BENCH_JOBS.map(jobSlug).join(', ')}`);
+  if (items.length === 0) throw usageError(sub, `--jobs needs at least one job: ${known.map(jobSlug).join(', ')}`);
   const out: BlkBenchJob[] = [];
   for (const item of items) {
     const key = item.toLowerCase().replace(/\s+/g, '-');
-    const job = BLK_BENCH_JOBS.find((j) => jobSlug(j) === key);
-    if (!job) throw usageError('blk', `--jobs: unknown job '${item}'; the jobs are ${BLK_BENCH_JOBS.map(jobSlug).join(', ')}`);
+    const job = known.find((j) => jobSlug(j) === key);
+    if (!job) throw usageError(sub, `--jobs: unknown job '${item}'; the jobs are ${known.map(jobSlug).join(', ')}`);
     if (!out.includes(job)) out.push(job);
   }
   return out;
@@ -98,16 +108,76 @@ export async function benchCommand(args: string[]): Promise<number> {
       return benchNetCommand(rest);
     case 'iommu':
       return benchIommuCommand(rest);
+    case 'vm':
+      return benchVmCommand(rest);
     case undefined:
-      throw new CliError(`ringside bench: say what to measure: ring, blk, net or iommu\n\n${BENCH_USAGE}`, 2);
+      throw new CliError(`ringside bench: say what to measure: ring, blk, net, iommu or vm\n\n${BENCH_USAGE}`, 2);
     case 'help':
     case '--help':
     case '-h':
       process.stdout.write(BENCH_USAGE + '\n');
       return 0;
     default:
-      throw new CliError(`ringside bench: unknown benchmark '${sub}'; choose ring, blk, net or iommu\n\n${BENCH_USAGE}`, 2);
+      throw new CliError(`ringside bench: unknown benchmark '${sub}'; choose ring, blk, net, iommu or vm\n\n${BENCH_USAGE}`, 2);
   }
+}
+
+// ---- vm ----
+
+/** The VM's disk in `bench vm`; the jobs touch all of it. */
+const VM_BENCH_DISK_MIB = 128;
+
+async function benchVmCommand(args: string[]): Promise<number> {
+  const v = parse('vm', args, { seconds: { type: 'string' }, jobs: { type: 'string' }, image: { type: 'string' }, timeout: { type: 'string' }, json: { type: 'boolean', default: false } });
+  const runtimeSec = intOption('vm', 'seconds', v.seconds, 1, 600, 5);
+  const timeoutS = intOption('vm', 'timeout', v.timeout, 1, 3600, 120);
+  const jobs = v.jobs === undefined ? [...VM_BENCH_JOBS] : selectBlkJobs(String(v.jobs), VM_BENCH_JOBS, 'vm');
+  for (const tool of ['qemu-system-x86_64', 'qemu-storage-daemon']) {
+    if (!(await hasTool(tool))) throw new CliError(`ringside bench vm: needs ${tool} on PATH (apt-get install qemu-system-x86)`);
+  }
+  const image = await buildVmImage({ outDir: String(v.image ?? '.ringside/vm-image'), progress });
+  const work = mkdtempSync(join(tmpdir(), 'ringside-benchvm-'));
+  try {
+    const report = await runVmBench({
+      image,
+      workdir: work,
+      diskMiB: VM_BENCH_DISK_MIB,
+      runtimeSec,
+      jobs,
+      progress,
+      ringside: async (disk) => {
+        const systemDir = join(work, 'system');
+        const stateDir = join(work, 'state');
+        writeVmBenchSystem(systemDir, disk, image);
+        await up({ system: systemDir, stateDir, detach: true, timeoutMs: timeoutS * 1000, progress });
+        return {
+          consoleSocket: vmConsoleSocket(statePaths(stateDir), 'benchvm'),
+          stop: async () => {
+            for (const n of await down(stateDir)) progress(n);
+          },
+        };
+      },
+    });
+    process.stdout.write((v.json ? JSON.stringify(report, null, 2) : formatVmBench(report)) + '\n');
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+  return 0;
+}
+
+/** blkdom serving the raw image to the bench VM, the VM shaped as the baselines are (TCG like them). */
+export function writeVmBenchSystem(dir: string, disk: string, image: { kernel: string; initrd: string }): void {
+  mkdirSync(dir, { recursive: true });
+  const head = '# written by ringside bench vm; removed when it ends';
+  writeFileSync(join(dir, 'benchblk.cfg'), [head, 'name = "benchblk"', 'memory = 128', 'driver_domain = 1', 'role = "blk"', ''].join('\n'));
+  writeFileSync(
+    join(dir, 'benchvm.cfg'),
+    [
+      head, 'name = "benchvm"', 'type = "hvm"', `memory = ${VM_BENCH_SHAPE.memoryMiB}`, `vcpus = ${VM_BENCH_SHAPE.vcpus}`, 'accel = "tcg"',
+      `kernel = "${image.kernel}"`, `ramdisk = "${image.initrd}"`, `cmdline = "${VM_CMDLINE}"`,
+      `disk = [ 'backend=benchblk, vdev=xvda, target=${disk}, format=raw, access=rw' ]`, '',
+    ].join('\n'),
+  );
 }
 
 // ---- blk ----

@@ -451,10 +451,11 @@ export class Toolstack {
     await this.xs.transaction(async (tx) => {
       for (const d of m.devices) {
         await tx.rm(d.paths.backend);
-        await tx.rm(d.paths.frontend);
+        // a VM's disk has no frontend end, and removing a missing node would abort the transaction
+        if (!d.vhost) await tx.rm(d.paths.frontend);
       }
       await tx.rm(dompath(m.domid));
-    }).catch(() => undefined);
+    }).catch((e: Error) => this.log(`dom0: removing the xenstore nodes of ${m.cfg.name} failed: ${e.message}`));
   }
 
   async destroy(name: string): Promise<string> {

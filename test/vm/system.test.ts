@@ -9,6 +9,7 @@ import { ROOT, requireBuilt } from '../support/platform.js';
 import { procStatus } from '../support/proc.js';
 import { ensureVmImage, VmConsole, VM_BOOT_TIMEOUT_MS } from '../support/vm.js';
 import { exerciseDisk, expectPatternInImage } from '../support/vm-disk.js';
+import { until } from '../support/until.js';
 import { SystemUnderTest, allConnected, alive, deviceStates, run } from '../system/support.js';
 
 const EXAMPLE = join(ROOT, 'examples', 'vm');
@@ -123,12 +124,25 @@ describe('a VM under ringside up beside a Xen-ABI guest on one blkdom', () => {
     process.stderr.write(`blkdom SIGKILLed under a VM's fio verify: backend Connected again after ${resumedMs} ms, ${resubmitted} in-flight requests resubmitted, 0 errors\n`);
   }, 900_000);
 
-  it('ringside down leaves no QEMU, no socket and no process naming the state directory', async () => {
-    const pid = (await s.list()).find((d) => d.name === 'vm1')?.pid as number;
+  it('destroy takes the VM away for good (on_crash = destroy): its vbd and socket go, the Xen-ABI guest keeps its disk', async () => {
+    const vm = (await s.list()).find((d) => d.name === 'vm1');
     con.close();
+    const d = await s.cli(['destroy', 'vm1']);
+    expect(d.code, d.stderr).toBe(0);
+    const gone = await s.waitList((rows) => !rows.some((r) => r.name === 'vm1'), 60_000);
+    expect(gone.ok, deviceStates(gone.rows)).toBe(true);
+    expect(alive(vm?.pid as number)).toBe(false);
+    await until('blkdom to remove the VM disk\'s socket', () => s.socketsUnderState(), (socks) => !socks.some((f) => f.includes('vhost')));
+    expect(s.log()).toMatch(/vm1 \(dom\d+\) died: destroyed by dom0/);
+    expect(gone.rows.find((r) => r.name === 'guest1')?.devices[0]).toMatchObject({ frontendState: 4, backendState: 4 });
+    const io = await run('qemu-io', ['-f', 'raw', `nbd+unix:///xvda?socket=${join(s.state, 'nbd', 'guest1-xvda.sock')}`, '-c', 'write -P 0x3c 0 64k', '-c', 'read -P 0x3c 0 64k']);
+    expect(io.code, io.stderr + io.stdout).toBe(0);
+    expect(io.stdout).not.toMatch(/Pattern verification failed/);
+  }, 120_000);
+
+  it('ringside down leaves no socket and no process naming the state directory', async () => {
     const d = await s.down();
     expect(d.code, d.stderr).toBe(0);
-    expect(alive(pid), `QEMU pid ${pid} alive after down`).toBe(false);
     expect(s.socketsUnderState()).toEqual([]);
     expect(processesMentioning(s.state)).toEqual([]);
   }, 120_000);

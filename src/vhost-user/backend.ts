@@ -433,7 +433,7 @@ export class VhostUserBackend {
       resubmit = inflight.recover(q.usedIdx);
       // Every head taken either reached the used ring or is still marked in flight.
       q.lastAvail = (q.usedIdx + resubmit.length) & 0xffff;
-      this.ev.log(`${this.device.name}: ring ${index}: started at used idx ${q.usedIdx}; resubmitting ${resubmit.length} requests that were in flight when the last backend stopped`);
+      this.ev.log(`${this.device.name}: ring ${index}: starts at used idx ${q.usedIdx}, resubmitting ${resubmit.length} requests the previous backend left in flight`);
     }
     const host: VirtioQueueHost = {
       resubmit,

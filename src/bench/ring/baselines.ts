@@ -80,6 +80,9 @@ class Front {
   readonly tSent: Float64Array;
   done: Promise<PeerResult>;
   private finish: (r: PeerResult) => void = () => {};
+  private endDue: () => void = () => {};
+  /** set when the measured time is over but nothing has completed in it yet */
+  private endWhenAnswered: (() => void) | null = null;
 
   constructor(
     readonly cfg: BaselinePeerConfig,
@@ -106,13 +109,20 @@ class Front {
       this.windows.start(this.tStart, 0);
       ticker = setInterval(() => this.windows.tick(performance.now(), this.completed), WINDOW_MS);
     }, this.cfg.warmupMs);
-    setTimeout(() => {
+    const end = () => {
       clearInterval(ticker);
       this.phase = 2;
       this.tEnd = performance.now();
       this.windows.close(this.tEnd, this.completed);
       this.maybeFinish();
-    }, this.cfg.warmupMs + this.cfg.durationMs);
+    };
+    // The window is at least durationMs and holds at least one round trip: on a loaded machine
+    // the peer may not have answered yet, and a rate of zero would be a figure of the scheduler.
+    this.endDue = () => {
+      if (this.completed > 0) end();
+      else this.endWhenAnswered = end;
+    };
+    setTimeout(() => this.endDue(), this.cfg.warmupMs + this.cfg.durationMs);
     this.fill();
   }
 
@@ -141,6 +151,11 @@ class Front {
     if (this.phase === 1) {
       this.completed++;
       this.hist.add((performance.now() - this.tSent[id % this.cfg.window]) * 1e6);
+      if (this.endWhenAnswered) {
+        const end = this.endWhenAnswered;
+        this.endWhenAnswered = null;
+        end();
+      }
     }
   }
 

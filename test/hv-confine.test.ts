@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { confineArgs, confineLauncher } from '../domains/hv/confine.js';
 import { TestPlatform, type Probe } from './support/platform.js';
-import { NetnsRecords, createGuestNetns, deleteGuestNetns } from '../domains/dom0/netns.js';
+import { NetnsRecords, createGuestNetns, deleteGuestNetns } from '../src/netns/netns.js';
 
 const launcher = confineLauncher();
 

@@ -1,5 +1,5 @@
 // The TypeScript rings against a C peer built here, now, from Debian libxen-dev's own ring.h and
-// blkif.h macros (test/cpeer/blkif_peer.c): two processes, one sring in memfd frames, thousands of
+// blkif.h macros (src/bench/ring/blkif_peer.c): two processes, one sring in memfd frames, thousands of
 // requests of every layout, every field checked on both sides.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';

@@ -23,7 +23,7 @@ import type { DiskSpec } from '../../src/config/disk.js';
 import type { VifSpec } from '../../src/config/vif.js';
 import { confineFor, exportLink, guestExportDir } from './confine.js';
 import { vifNetns } from '../../src/config/vif.js';
-import { NetnsRecords, createGuestNetns, deleteGuestNetns } from './netns.js';
+import { NetnsRecords, createGuestNetns, deleteGuestNetns } from '../../src/netns/netns.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** How long a domain gets to stop cleanly before it is destroyed. */

@@ -1,6 +1,6 @@
 // Test helpers: a throw-away xenstored on temp sockets, and a raw wire connection for sending frames a
 // well-behaved client never would.
-import { xorshift32 } from '../../test/support/prng.js';
+import { xorshift32 } from '../../src/fuzz/prng.js';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -10,7 +10,7 @@ import { control } from './control.js';
 import { CliError } from './errors.js';
 import { hvBundle, statePaths, defaultSystem, type StatePaths } from './paths.js';
 import type { DomainRow } from '../control/wire.js';
-import { NetnsRecords, deleteRecordedNetns } from '../../domains/dom0/netns.js';
+import { NetnsRecords, deleteRecordedNetns } from '../netns/netns.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

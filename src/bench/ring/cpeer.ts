@@ -1,4 +1,4 @@
-// Building the C peer (test/cpeer/blkif_peer.c) with gcc against the system's Xen headers, at test
+// Building the C peer (src/bench/ring/blkif_peer.c) with gcc against the system's Xen headers, at test
 // and bench time. The peer must use Debian libxen-dev's own ring.h and blkif.h, never a copy: the
 // point of it is to check our bytes and index discipline against Xen's.
 
@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export const CPEER_SOURCE_REL = join('test', 'cpeer', 'blkif_peer.c');
+export const CPEER_SOURCE_REL = join('src', 'bench', 'ring', 'blkif_peer.c');
 export const CPEER_CFLAGS: readonly string[] = ['-O2', '-std=gnu11', '-Wall', '-Wextra', '-Werror'];
 /** the headers the peer must be compiled against */
 export const XEN_RING_HEADERS: readonly string[] = ['xen/io/ring.h', 'xen/io/blkif.h'];

@@ -18,7 +18,7 @@
 import { execFile, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { checkNetnsName } from '../../src/tap/names.js';
+import { checkNetnsName } from '../tap/names.js';
 
 const STEP_MS = 10_000;
 const MAX_USER_NAMESPACES = '/proc/sys/user/max_user_namespaces';

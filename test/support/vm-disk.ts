@@ -10,7 +10,8 @@ export const DISK_MIB = 64;
 const PATTERN_OFFSET = 32 << 20;
 const PATTERN_LINES = 32768; // 32-byte lines: 1 MiB
 const patternLine = (i: number) => `ringside-vm line ${String(i).padStart(14, '0')}\n`;
-const GUEST_PATTERN = `awk 'BEGIN{for(i=0;i<${PATTERN_LINES};i++) printf "ringside-vm line %014d\\n", i}' > /tmp/pat`;
+/** Shell that writes the 1 MiB test pattern to /tmp/pat in the guest. */
+export const GUEST_PATTERN = `awk 'BEGIN{for(i=0;i<${PATTERN_LINES};i++) printf "ringside-vm line %014d\\n", i}' > /tmp/pat`;
 const FIO = 'fio --name=v --filename=/dev/vda --rw=randwrite --bs=4k --size=16M --verify=crc32c --direct=1 --ioengine=psync --output-format=json';
 
 /** A directory with a sparse DISK_MIB image in it; `cleanups` gets its removal. */

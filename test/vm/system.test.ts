@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { ROOT, requireBuilt } from '../support/platform.js';
 import { procStatus } from '../support/proc.js';
 import { ensureVmImage, VmConsole, VM_BOOT_TIMEOUT_MS } from '../support/vm.js';
-import { exerciseDisk, expectPatternInImage } from '../support/vm-disk.js';
+import { GUEST_PATTERN, exerciseDisk, expectPatternInImage } from '../support/vm-disk.js';
+import { createConnection } from 'node:net';
 import { until } from '../support/until.js';
 import { SystemUnderTest, allConnected, alive, deviceStates, run } from '../system/support.js';
 
@@ -75,6 +76,12 @@ describe('a VM under ringside up beside a Xen-ABI guest on one blkdom', () => {
     expect(serial.code, serial.output).toBe(0);
     expect(serial.output.split('\n')[0]).toBe('xvda');
     expect(serial.output.trim().split('\n').slice(1).sort()).toEqual(['0', '1']);
+    // Anything else that connects to the VM's disk socket is turned away, and the VM's disk goes on.
+    const intruder = createConnection(vm?.devices[0].export as string);
+    await new Promise<void>((resolve) => intruder.once('close', () => resolve()).once('error', () => resolve()));
+    await until('blkdom to log the second frontend', () => s.log(), (l) => /turned away a second frontend/.test(l));
+    const still = await con.run('dd if=/dev/vda of=/dev/null bs=64k count=16 iflag=direct');
+    expect(still.code, still.output).toBe(0);
     // `ringside console` is for VMs only, and says what to do for a Xen-ABI guest.
     const c = await s.cli(['console', 'guest1']);
     expect(c.code).toBe(1);
@@ -123,6 +130,24 @@ describe('a VM under ringside up beside a Xen-ABI guest on one blkdom', () => {
     const resubmitted = [...after.matchAll(/resubmitting (\d+) requests/g)].reduce((n, m) => n + Number(m[1]), 0);
     process.stderr.write(`blkdom SIGKILLed under a VM's fio verify: backend Connected again after ${resumedMs} ms, ${resubmitted} in-flight requests resubmitted, 0 errors\n`);
   }, 900_000);
+
+  it('restart brings the VM back under its domid on the same disk, and what it wrote before is there', async () => {
+    const mark = `${GUEST_PATTERN} && dd if=/tmp/pat of=/dev/vda bs=65536 seek=${(56 << 20) / 65536} conv=fsync`;
+    expect((await con.run(mark, { timeoutMs: 120_000 })).code).toBe(0);
+    const before = (await s.list()).find((d) => d.name === 'vm1');
+    con.close();
+    const r = await s.cli(['restart', 'vm1'], 120_000);
+    expect(r.code, r.stderr).toBe(0);
+    const back = await s.waitList((rows) => rows.some((d) => d.name === 'vm1' && d.restarts === 1) && allConnected(rows), VM_BOOT_TIMEOUT_MS);
+    expect(back.ok, deviceStates(back.rows)).toBe(true);
+    const now = back.rows.find((d) => d.name === 'vm1');
+    expect(now?.domid).toBe(before?.domid);
+    expect(now?.pid).not.toBe(before?.pid);
+    con = await VmConsole.connect(join(s.state, 'vm', 'vm1', 'console.sock'));
+    await con.waitReady();
+    const check = await con.run(`${GUEST_PATTERN} && dd if=/dev/vda bs=65536 skip=${(56 << 20) / 65536} count=16 iflag=direct 2>/dev/null | cmp - /tmp/pat`, { timeoutMs: 120_000 });
+    expect(check.code, check.output).toBe(0);
+  }, VM_BOOT_TIMEOUT_MS + 120_000);
 
   it('destroy takes the VM away for good (on_crash = destroy): its vbd and socket go, the Xen-ABI guest keeps its disk', async () => {
     const vm = (await s.list()).find((d) => d.name === 'vm1');

@@ -147,7 +147,9 @@ class BlkRequest {
   readonly bufs: Uint8Array[] = [];
   readonly header = new Uint8Array(VIRTIO_BLK_OUTHDR_SIZE);
   readonly headerView = new DataView(this.header.buffer);
-  status: Uint8Array | null = null;
+  /** where the status byte sits: its region's bytes and the offset in them */
+  statusBytes: Uint8Array | null = null;
+  statusAt = 0;
   /** bytes written into the guest's buffers, status byte included */
   written = 0;
   /** discard/write-zeroes range, in bytes */
@@ -163,6 +165,9 @@ class BlkRequest {
 
 class BlkQueue {
   private readonly free: BlkRequest[] = [];
+  /** the one discard/write-zeroes segment a request carries, read into one buffer per queue */
+  private readonly dwz = new Uint8Array(VIRTIO_BLK_DWZ_SIZE);
+  private readonly dwzView = new DataView(this.dwz.buffer);
   inFlight = 0;
   private stopped = false;
   private failed = false;
@@ -229,7 +234,9 @@ class BlkQueue {
     r.written = 0;
     r.bufs.length = 0;
     this.gather(c, 0, VIRTIO_BLK_OUTHDR_SIZE, r.header);
-    r.status = this.slice(c, c.count - 1, c.len[c.count - 1] - 1, 1);
+    r.statusAt = this.mem.locate(c.addr[c.count - 1] + c.len[c.count - 1] - 1, 1);
+    if (r.statusAt < 0) throw new VirtqueueError(`the status byte of head ${c.head} left guest memory`);
+    r.statusBytes = this.mem.foundBytes;
     const type = r.headerView.getUint32(VIRTIO_BLK_OUTHDR_TYPE, true);
     const sector = r.headerView.getBigUint64(VIRTIO_BLK_OUTHDR_SECTOR, true);
     const dev = this.o.device;
@@ -269,9 +276,8 @@ class BlkQueue {
       case VIRTIO_BLK_T_WRITE_ZEROES: {
         if (!dev.discardSupport || this.o.readonly) return this.finish(r, VIRTIO_BLK_S_UNSUPP);
         if (c.readableBytes - VIRTIO_BLK_OUTHDR_SIZE !== VIRTIO_BLK_DWZ_SIZE) return this.finish(r, VIRTIO_BLK_S_UNSUPP);
-        const seg = new Uint8Array(VIRTIO_BLK_DWZ_SIZE);
-        this.gather(c, VIRTIO_BLK_OUTHDR_SIZE, VIRTIO_BLK_DWZ_SIZE, seg);
-        const sv = new DataView(seg.buffer);
+        this.gather(c, VIRTIO_BLK_OUTHDR_SIZE, VIRTIO_BLK_DWZ_SIZE, this.dwz);
+        const sv = this.dwzView;
         const start = sv.getBigUint64(VIRTIO_BLK_DWZ_SECTOR, true);
         const count = sv.getUint32(VIRTIO_BLK_DWZ_NUM_SECTORS, true);
         const flags = sv.getUint32(VIRTIO_BLK_DWZ_FLAGS, true);
@@ -296,7 +302,7 @@ class BlkQueue {
 
   private finish(r: BlkRequest, status: number): void {
     if (status !== VIRTIO_BLK_S_OK) r.written = 0;
-    r.status![0] = status;
+    r.statusBytes![r.statusAt] = status;
     r.written += 1;
     // A stopped queue still answers what it took: the driver's buffers stay its own.
     if (!this.failed) {
@@ -340,7 +346,11 @@ class BlkQueue {
         continue;
       }
       const n = Math.min(l - skip, len - got);
-      out.set(this.mem.view(c.addr[i] + skip, n)!, got);
+      const at = this.mem.locate(c.addr[i] + skip, n);
+      if (at < 0) throw new VirtqueueError(`buffer ${i} of head ${c.head} left guest memory`);
+      // headers and discard segments: a few bytes, copied without making a view
+      const src = this.mem.foundBytes;
+      for (let k = 0; k < n; k++) out[got + k] = src[at + k];
       got += n;
       skip = 0;
     }

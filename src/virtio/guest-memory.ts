@@ -27,7 +27,18 @@ interface Region {
   map: ArrayBuffer;
   /** where guest-physical `gpa` sits in `map` */
   base: number;
+  /**
+   * Windows onto the mapping, made on first use and kept, so reading descriptors and headers out
+   * of guest memory makes no view per request. Window k starts at k * WINDOW and runs WINDOW +
+   * LOCATE_MAX bytes, so any small range starting in it fits (a typed array spans at most 4 GiB
+   * on Node 20, a guest's RAM may be larger).
+   */
+  windows: ({ dv: DataView; u8: Uint8Array } | undefined)[];
 }
+
+const WINDOW = 1 << 30;
+/** the largest range locate() serves: an indirect table of 1024 descriptors is 16 KiB */
+export const LOCATE_MAX = 1 << 20;
 
 const SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 
@@ -77,7 +88,7 @@ export class GuestMemory {
     } catch (e) {
       throw new GuestMemoryError(`cannot map region at guest 0x${gpa.toString(16)}: ${(e as Error).message}`);
     }
-    this.regions.push({ gpa, size, uaddr, map, base: off });
+    this.regions.push({ gpa, size, uaddr, map, base: off, windows: [] });
   }
 
   /** REM_MEM_REG: the region with exactly these addresses leaves the table. */
@@ -109,6 +120,35 @@ export class GuestMemory {
   contains(gpa: number, len: number): boolean {
     for (const r of this.regions) if (gpa >= r.gpa && gpa - r.gpa <= r.size - len && len <= r.size) return true;
     return false;
+  }
+
+  /** The region views the last successful locate() found. */
+  found: DataView = new DataView(new ArrayBuffer(0));
+  foundBytes: Uint8Array = new Uint8Array(0);
+
+  /**
+   * Where [gpa, +len) sits: its byte offset in `found` (its region's DataView), or -1 when it is
+   * not inside one region. The data path reads indirect tables this way, with no allocation.
+   */
+  locate(gpa: number, len: number): number {
+    if (len > LOCATE_MAX) return -1;
+    for (const r of this.regions) {
+      if (gpa >= r.gpa && gpa - r.gpa <= r.size - len && len <= r.size) {
+        const at = r.base + (gpa - r.gpa);
+        const k = Math.floor(at / WINDOW);
+        let w = r.windows[k];
+        if (!w) {
+          const start = k * WINDOW;
+          const n = Math.min(WINDOW + LOCATE_MAX, r.map.byteLength - start);
+          w = { dv: new DataView(r.map, start, n), u8: new Uint8Array(r.map, start, n) };
+          r.windows[k] = w;
+        }
+        this.found = w.dv;
+        this.foundBytes = w.u8;
+        return at - k * WINDOW;
+      }
+    }
+    return -1;
   }
 
   /** `len` bytes at guest-physical `gpa` as one view, or null when they are not inside one region. */

@@ -145,13 +145,15 @@ export class SplitQueue {
     chain.count = 0;
     chain.readable = 0;
     let table = this.desc;
+    /** where the current table starts in `table` (an indirect one sits inside a region's view) */
+    let base = 0;
     let tableSize = this.size;
     let i = head;
     let indirect = false;
     // Each table is walked at most its own size of steps: a loop is caught by the count, not by marks.
     for (let steps = 0; ; steps++) {
       if (steps >= tableSize) throw new VirtqueueError(`descriptor chain from head ${head} is longer than its ${tableSize}-entry table (a loop?)`);
-      const o = i * VIRTQ_DESC_SIZE;
+      const o = base + i * VIRTQ_DESC_SIZE;
       const addr = readU64(table, o + VIRTQ_DESC_ADDR);
       const len = table.getUint32(o + VIRTQ_DESC_LEN, true);
       const flags = table.getUint16(o + VIRTQ_DESC_FLAGS, true);
@@ -162,9 +164,10 @@ export class SplitQueue {
         if (len === 0 || len % VIRTQ_DESC_SIZE !== 0) throw new VirtqueueError(`indirect table of ${len} bytes is not a whole number of descriptors`);
         const n = len / VIRTQ_DESC_SIZE;
         if (n > chain.capacity) throw new VirtqueueError(`indirect table of ${n} descriptors exceeds the ${chain.capacity} a request may have`);
-        const v = addr === null ? null : this.mem.view(addr, len);
-        if (!v) throw new VirtqueueError(`indirect table at guest 0x${(addr ?? -1).toString(16)} (${len} bytes) is not inside guest memory`);
-        table = new DataView(v.buffer, v.byteOffset, v.byteLength);
+        const at = addr === null ? -1 : this.mem.locate(addr, len);
+        if (at < 0) throw new VirtqueueError(`indirect table at guest 0x${(addr ?? -1).toString(16)} (${len} bytes) is not inside guest memory`);
+        table = this.mem.found;
+        base = at;
         tableSize = n;
         indirect = true;
         i = 0;

@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { readLines } from '../control/lines.js';
+import { CommandClient } from '../control/command-client.js';
 import { fileURLToPath } from 'node:url';
 import { pack } from 'msgpackr';
 import { Hypervisor } from '../../domains/hv/hypervisor.js';
@@ -134,20 +134,17 @@ function findDist(): string {
 
 /** a JSON-lines control connection to a bench domain */
 class Control {
-  private waiters: ((v: Record<string, unknown>) => void)[] = [];
-  constructor(readonly domid: number, private readonly sock: Socket) {
-    readLines(sock, (l) => this.waiters.shift()?.(JSON.parse(l) as Record<string, unknown>));
+  private readonly client: CommandClient;
+  constructor(readonly domid: number, sock: Socket) {
+    this.client = new CommandClient(sock);
   }
   async cmd(cmd: string, args: Record<string, unknown> = {}): Promise<Record<string, unknown>> {
-    const r = await new Promise<Record<string, unknown>>((resolve) => {
-      this.waiters.push(resolve);
-      this.sock.write(JSON.stringify({ cmd, ...args }) + '\n');
-    });
+    const r = await this.client.request(cmd, args);
     if (!r.ok) throw new Error(`bench domain ${this.domid} ${cmd}: ${String(r.error)}`);
     return r;
   }
   close(): void {
-    this.sock.destroy();
+    this.client.close();
   }
 }
 

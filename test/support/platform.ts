@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { readLines } from '../../src/control/lines.js';
+import { CommandClient } from '../../src/control/command-client.js';
 import { pack } from 'msgpackr';
 import { Hypervisor } from '../../domains/hv/hypervisor.js';
 import { HypercallClient } from '../../src/hypercall/client.js';
@@ -21,25 +21,22 @@ export function requireBuilt(): void {
 }
 
 export class Probe {
-  private waiters: ((v: Record<string, unknown>) => void)[] = [];
+  private readonly client: CommandClient;
   constructor(
     readonly domid: number,
     readonly name: string,
-    private readonly sock: Socket,
+    sock: Socket,
   ) {
-    readLines(sock, (l) => this.waiters.shift()?.(JSON.parse(l) as Record<string, unknown>));
+    this.client = new CommandClient(sock);
   }
 
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   cmd(cmd: string, args: Record<string, unknown> = {}): Promise<any> {
-    return new Promise((resolve) => {
-      this.waiters.push(resolve);
-      this.sock.write(JSON.stringify({ cmd, ...args }) + '\n');
-    });
+    return this.client.request(cmd, args);
   }
 
   close(): void {
-    this.sock.destroy();
+    this.client.close();
   }
 }
 

@@ -244,6 +244,9 @@ export class Toolstack {
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const queues = Math.min(cfg.vcpus, MAX_VBD_QUEUES);
+    // sun_path holds 107 bytes: say so now rather than as a bind error in blkdom or QEMU
+    for (const p of [vmConsoleSocket(this.state, cfg.name), ...cfg.disks.map((d) => vhostSocket(this.state, d.backend, cfg.name, d.vdev))])
+      if (Buffer.byteLength(p) > 107) throw new Error(`${cfg.name}: socket path ${p} is ${Buffer.byteLength(p)} bytes, more than the 107 a Unix socket address holds: use a shorter --state directory`);
     const argv = qemuArgv({
       accel: accel.accel,
       memoryMiB: cfg.memoryMiB,

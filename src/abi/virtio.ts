@@ -127,3 +127,25 @@ export const VIRTIO_BLK_CONFIG_SIZE = 60;
 
 /** a feature bit as the u64 mask vhost-user and the virtio transports carry */
 export const bit = (n: number): bigint => 1n << BigInt(n);
+
+// ---- virtio-net (virtio 1.x, 5.1) ----
+export const VIRTIO_NET_F_MTU = 3;
+export const VIRTIO_NET_F_MAC = 5;
+export const VIRTIO_NET_F_MRG_RXBUF = 15;
+export const VIRTIO_NET_F_STATUS = 16;
+/** queue 2n receives, 2n+1 transmits */
+export const VIRTIO_NET_RXQ = 0;
+export const VIRTIO_NET_TXQ = 1;
+/** struct virtio_net_config */
+export const VIRTIO_NET_CFG_MAC = 0;
+export const VIRTIO_NET_CFG_STATUS = 6;
+export const VIRTIO_NET_CFG_MAX_PAIRS = 8;
+export const VIRTIO_NET_CFG_MTU = 10;
+export const VIRTIO_NET_CONFIG_SIZE = 12;
+export const VIRTIO_NET_S_LINK_UP = 1;
+/** struct virtio_net_hdr_v1: the header every frame carries once VERSION_1 is negotiated */
+export const VIRTIO_NET_HDR_SIZE = 12;
+export const VIRTIO_NET_HDR_FLAGS = 0;
+export const VIRTIO_NET_HDR_GSO_TYPE = 1;
+export const VIRTIO_NET_HDR_NUM_BUFFERS = 10;
+export const VIRTIO_NET_HDR_GSO_NONE = 0;

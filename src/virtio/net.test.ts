@@ -1,0 +1,141 @@
+// virtio-net's data path against a driver we write by hand: frames out through the transmit queue
+// (header in any split), frames in through posted buffers, and a driver that breaks the rules
+// stops only its queue with a reason.
+import { afterEach, describe, expect, it } from 'vitest';
+import { native } from '../native/index.js';
+import { VIRTQ_AVAIL_IDX, VIRTQ_AVAIL_RING, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE, VIRTQ_DESC_SIZE, VIRTQ_USED_IDX, VIRTQ_USED_RING, VIRTIO_NET_HDR_SIZE } from '../abi/virtio.js';
+import { GuestMemory } from './guest-memory.js';
+import { SplitQueue } from './virtqueue.js';
+import { MAX_FRAME, VirtioNet } from './net.js';
+import type { VirtioQueueHost } from './device.js';
+
+const GPA = 0x100000;
+const MEM = 1 << 20;
+const UADDR = 0x7f0000000000;
+const RING = [0x0000, 0x4000]; // per queue: desc at +0, avail at +0x1000, used at +0x2000
+const DATA = 0x10000;
+const QSIZE = 16;
+
+const open: (() => void)[] = [];
+afterEach(() => {
+  for (const c of open.splice(0)) c();
+});
+
+function rig() {
+  const fd = native.memfdCreate('vnet-test', MEM);
+  const mem = new GuestMemory(4);
+  mem.add({ gpa: BigInt(GPA), size: BigInt(MEM), uaddr: BigInt(UADDR), mmapOffset: 0n }, fd);
+  native.close(fd);
+  open.push(() => mem.close());
+  const g = mem.view(GPA, MEM)!;
+  const dv = new DataView(g.buffer, g.byteOffset, g.byteLength);
+  const sent: number[][] = [];
+  const dev = new VirtioNet({ name: 'vif', mac: Uint8Array.of(0, 0x16, 0x3e, 1, 2, 3), mtu: 1500, transmit: (f, len) => sent.push([...f.subarray(0, len)]) });
+  const events = { interrupts: [0, 0], faults: [] as string[] };
+  const next = [0, 0];
+  const avail = [0, 0];
+  for (const q of [0, 1]) {
+    const base = RING[q];
+    const queue = new SplitQueue(mem, QSIZE, { desc: UADDR + base, avail: UADDR + base + 0x1000, used: UADDR + base + 0x2000 }, { eventIdx: false, indirect: true }, 0);
+    const host: VirtioQueueHost = { resubmit: [], began: () => {}, completing: () => {}, completed: () => {}, interrupt: () => events.interrupts[q]++, fault: (r) => events.faults.push(`q${q}: ${r}`), log: () => {} };
+    dev.startQueue(q, queue, mem, host);
+  }
+  let data = DATA;
+  /** posts one chain of buffers [bytes | writable length] on queue q; returns the buffers' addresses */
+  const post = (q: number, bufs: (number[] | { writable: number })[]): number[] => {
+    const head = next[q];
+    const addrs: number[] = [];
+    bufs.forEach((b, k) => {
+      const i = next[q]++ % QSIZE;
+      const o = RING[q] + i * VIRTQ_DESC_SIZE;
+      const len = Array.isArray(b) ? b.length : b.writable;
+      if (Array.isArray(b)) g.set(b, data);
+      dv.setBigUint64(o, BigInt(GPA + data), true);
+      dv.setUint32(o + 8, len, true);
+      dv.setUint16(o + 12, (Array.isArray(b) ? 0 : VIRTQ_DESC_F_WRITE) | (k < bufs.length - 1 ? VIRTQ_DESC_F_NEXT : 0), true);
+      dv.setUint16(o + 14, (i + 1) % QSIZE, true);
+      addrs.push(data);
+      data += (len + 63) & ~63;
+    });
+    const a = RING[q] + 0x1000;
+    dv.setUint16(a + VIRTQ_AVAIL_RING + 2 * (avail[q] % QSIZE), head % QSIZE, true);
+    avail[q]++;
+    dv.setUint16(a + VIRTQ_AVAIL_IDX, avail[q], true);
+    return addrs;
+  };
+  const used = (q: number, n: number) => {
+    const u = RING[q] + 0x2000;
+    return { idx: dv.getUint16(u + VIRTQ_USED_IDX, true), id: dv.getUint32(u + VIRTQ_USED_RING + 8 * n, true), len: dv.getUint32(u + VIRTQ_USED_RING + 8 * n + 4, true) };
+  };
+  return { dev, g, sent, events, post, used };
+}
+
+const frame = (n: number, seed: number) => Array.from({ length: n }, (_, i) => (i * 7 + seed) & 0xff);
+const hdr = () => new Array<number>(VIRTIO_NET_HDR_SIZE).fill(0);
+
+describe('virtio-net', () => {
+  it('transmits whatever way the driver splits header and frame, and answers each chain', () => {
+    const r = rig();
+    const f1 = frame(60, 1);
+    const f2 = frame(1514, 2);
+    r.post(1, [[...hdr(), ...f1]]);
+    r.post(1, [hdr().slice(0, 4), [...hdr().slice(4), ...f2.slice(0, 10)], f2.slice(10, 700), f2.slice(700)]);
+    r.dev.kick(1);
+    expect(r.sent).toEqual([f1, f2]);
+    expect(r.used(1, 0)).toMatchObject({ idx: 2, id: 0, len: 0 });
+    expect(r.used(1, 1)).toMatchObject({ id: 1, len: 0 });
+    expect(r.events.interrupts[1]).toBe(1);
+    expect(r.dev.stats).toMatchObject({ txFrames: 2, txDropped: 0 });
+  });
+
+  it('receives into posted buffers: a zeroed v1 header with num_buffers 1, then the frame', () => {
+    const r = rig();
+    const [a] = r.post(0, [{ writable: 1526 }]);
+    const f = Uint8Array.from(frame(100, 3));
+    expect(r.dev.receive(f, f.length)).toBe(true);
+    expect(r.used(0, 0)).toMatchObject({ idx: 1, len: VIRTIO_NET_HDR_SIZE + 100 });
+    expect([...r.g.subarray(a, a + VIRTIO_NET_HDR_SIZE)]).toEqual([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
+    expect([...r.g.subarray(a + VIRTIO_NET_HDR_SIZE, a + VIRTIO_NET_HDR_SIZE + 100)]).toEqual([...f]);
+    // across buffers, the header itself split
+    const [b1, b2, b3] = r.post(0, [{ writable: 5 }, { writable: 40 }, { writable: 1500 }]);
+    expect(r.dev.receive(f, f.length)).toBe(true);
+    const got = [...r.g.subarray(b1, b1 + 5), ...r.g.subarray(b2, b2 + 40), ...r.g.subarray(b3, b3 + 67)];
+    expect(got.slice(0, 12)).toEqual([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
+    expect(got.slice(12)).toEqual([...f]);
+    expect(r.events.interrupts[0]).toBe(2);
+  });
+
+  it('drops and counts what it cannot deliver: no buffer posted, a buffer too small, a frame too large', () => {
+    const r = rig();
+    const f = Uint8Array.from(frame(1000, 4));
+    expect(r.dev.receive(f, f.length)).toBe(false);
+    r.post(0, [{ writable: 500 }]);
+    expect(r.dev.receive(f, f.length)).toBe(false);
+    expect(r.used(0, 0)).toMatchObject({ idx: 1, len: 0 });
+    r.post(1, [[...hdr(), ...frame(MAX_FRAME + 1, 5)]]);
+    r.post(1, [hdr()]);
+    r.dev.kick(1);
+    expect(r.sent).toEqual([]);
+    expect(r.dev.stats).toMatchObject({ rxDropped: 2, txDropped: 2, txFrames: 0, rxFrames: 0 });
+    expect(r.events.faults).toEqual([]);
+  });
+
+  it('a driver that posts writable buffers to transmit, or readable ones to receive, stops that queue with a reason', () => {
+    const r = rig();
+    r.post(1, [[...hdr(), 1, 2, 3], { writable: 64 }]);
+    r.dev.kick(1);
+    expect(r.events.faults).toEqual(['q1: tx chain at head 0 has device-writable buffers']);
+    r.post(0, [[1, 2, 3]]);
+    expect(r.dev.receive(Uint8Array.of(1, 2, 3), 3)).toBe(false);
+    expect(r.events.faults[1]).toBe('q0: rx chain at head 0 has driver-readable buffers');
+    // stopped queues stay stopped: nothing more is taken or sent
+    r.post(1, [[...hdr(), 9]]);
+    r.dev.kick(1);
+    expect(r.sent).toEqual([]);
+  });
+
+  it('offers its MAC, link up, one queue pair and its MTU', () => {
+    const c = rig().dev.config();
+    expect([...c]).toEqual([0, 0x16, 0x3e, 1, 2, 3, 1, 0, 1, 0, 0xdc, 0x05]);
+  });
+});

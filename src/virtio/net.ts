@@ -1,0 +1,207 @@
+// virtio-net on one queue pair: frames the guest transmits go to `transmit` (the switch port), and
+// `receive` puts a frame into the next buffer the guest posted. No offloads yet (no CSUM, no GSO,
+// no MRG_RXBUF), so every frame is whole in one chain with a zeroed header: what Linux's virtio_net
+// handles with its "small buffers" receive path.
+import {
+  VIRTIO_F_VERSION_1,
+  VIRTIO_NET_CFG_MAC,
+  VIRTIO_NET_CFG_MAX_PAIRS,
+  VIRTIO_NET_CFG_MTU,
+  VIRTIO_NET_CFG_STATUS,
+  VIRTIO_NET_CONFIG_SIZE,
+  VIRTIO_NET_F_MAC,
+  VIRTIO_NET_F_MTU,
+  VIRTIO_NET_F_STATUS,
+  VIRTIO_NET_HDR_GSO_NONE,
+  VIRTIO_NET_HDR_GSO_TYPE,
+  VIRTIO_NET_HDR_NUM_BUFFERS,
+  VIRTIO_NET_HDR_SIZE,
+  VIRTIO_NET_RXQ,
+  VIRTIO_NET_S_LINK_UP,
+  VIRTIO_NET_TXQ,
+  VIRTIO_RING_F_EVENT_IDX,
+  VIRTIO_RING_F_INDIRECT_DESC,
+  bit,
+} from '../abi/virtio.js';
+import type { GuestMemory } from './guest-memory.js';
+import { DescChain, type SplitQueue, VirtqueueError } from './virtqueue.js';
+import type { VirtioDevice, VirtioQueueHost } from './device.js';
+
+/** the largest frame we pass either way without GSO: MTU 9000 plus its Ethernet header and a VLAN tag */
+export const MAX_FRAME = 9000 + 18;
+
+export interface VirtioNetOptions {
+  name: string;
+  mac: Uint8Array;
+  mtu: number;
+  /** a frame the guest sent; `frame` is ours again when the call returns */
+  transmit(frame: Uint8Array, len: number): void;
+}
+
+export interface VirtioNetStats {
+  txFrames: number;
+  rxFrames: number;
+  /** frames that arrived while the guest had posted no buffer, or one too small */
+  rxDropped: number;
+  /** frames the guest sent that were empty or larger than MAX_FRAME */
+  txDropped: number;
+}
+
+interface Running {
+  q: SplitQueue;
+  mem: GuestMemory;
+  host: VirtioQueueHost;
+  chain: DescChain;
+}
+
+export class VirtioNet implements VirtioDevice {
+  readonly name: string;
+  readonly numQueues = 2;
+  readonly features: bigint;
+  readonly stats: VirtioNetStats = { txFrames: 0, rxFrames: 0, rxDropped: 0, txDropped: 0 };
+  private readonly queues: (Running | null)[] = [null, null];
+  /** a transmitted frame is gathered here, then handed on: one buffer for the life of the device */
+  private readonly txBuf = new Uint8Array(MAX_FRAME);
+
+  constructor(private readonly o: VirtioNetOptions) {
+    if (o.mac.length !== 6) throw new Error(`${o.name}: a MAC is 6 bytes, not ${o.mac.length}`);
+    if (!Number.isInteger(o.mtu) || o.mtu < 68 || o.mtu > 9000) throw new Error(`${o.name}: MTU ${o.mtu} is outside 68..9000`);
+    this.name = o.name;
+    this.features =
+      bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_RING_F_EVENT_IDX) | bit(VIRTIO_RING_F_INDIRECT_DESC) | bit(VIRTIO_NET_F_MAC) | bit(VIRTIO_NET_F_STATUS) | bit(VIRTIO_NET_F_MTU);
+  }
+
+  config(): Uint8Array {
+    const b = new Uint8Array(VIRTIO_NET_CONFIG_SIZE);
+    const v = new DataView(b.buffer);
+    b.set(this.o.mac, VIRTIO_NET_CFG_MAC);
+    v.setUint16(VIRTIO_NET_CFG_STATUS, VIRTIO_NET_S_LINK_UP, true);
+    v.setUint16(VIRTIO_NET_CFG_MAX_PAIRS, 1, true);
+    v.setUint16(VIRTIO_NET_CFG_MTU, this.o.mtu, true);
+    return b;
+  }
+
+  startQueue(index: number, q: SplitQueue, mem: GuestMemory, host: VirtioQueueHost): void {
+    if (index !== VIRTIO_NET_RXQ && index !== VIRTIO_NET_TXQ) throw new VirtqueueError(`virtio-net has queues 0 (rx) and 1 (tx), not ${index}`);
+    if (this.queues[index]) throw new Error(`${this.name}: queue ${index} is already running`);
+    // Nothing is held across calls, so heads in flight when a backend died were either answered
+    // or are simply taken again from the avail ring.
+    this.queues[index] = { q, mem, host, chain: new DescChain(Math.min(q.size, 64)) };
+    if (index === VIRTIO_NET_TXQ) this.kick(index);
+  }
+
+  stopQueue(index: number): Promise<number> {
+    const r = this.queues[index];
+    this.queues[index] = null;
+    return Promise.resolve(r ? r.q.lastAvail : -1);
+  }
+
+  get inFlight(): number {
+    return 0;
+  }
+
+  kick(index: number): void {
+    // rx buffers posted: nothing to do until a frame arrives (we do not queue frames)
+    if (index !== VIRTIO_NET_TXQ) return;
+    const r = this.queues[VIRTIO_NET_TXQ];
+    if (!r) return;
+    try {
+      let sent = 0;
+      while (r.q.pop(r.chain)) {
+        const c = r.chain;
+        if (c.readable !== c.count) throw new VirtqueueError(`tx chain at head ${c.head} has device-writable buffers`);
+        const len = this.gather(r, c) - VIRTIO_NET_HDR_SIZE;
+        if (len <= 0 || len > MAX_FRAME) this.stats.txDropped++;
+        else {
+          this.stats.txFrames++;
+          this.o.transmit(this.txBuf, len);
+        }
+        r.host.began(c.head);
+        r.host.completing(c.head);
+        r.q.push(c.head, 0);
+        r.host.completed(c.head, r.q.usedIdx);
+        sent++;
+      }
+      if (sent > 0 && r.q.needsInterrupt()) r.host.interrupt();
+    } catch (e) {
+      this.queues[VIRTIO_NET_TXQ] = null;
+      r.host.fault((e as Error).message);
+    }
+  }
+
+  /** Copies the chain's readable bytes past the header into txBuf; returns the chain's byte count. */
+  private gather(r: Running, c: DescChain): number {
+    let total = 0;
+    let out = 0;
+    for (let i = 0; i < c.readable; i++) {
+      const l = c.len[i];
+      const from = Math.max(0, VIRTIO_NET_HDR_SIZE - total);
+      total += l;
+      if (from >= l) continue;
+      const n = Math.min(l - from, MAX_FRAME - out);
+      if (n <= 0) continue; // oversized: counted by the caller from `total`
+      const v = r.mem.view(c.addr[i] + from, n);
+      if (!v) throw new VirtqueueError(`buffer ${i} of head ${c.head} left guest memory`);
+      this.txBuf.set(v, out);
+      out += n;
+    }
+    return total;
+  }
+
+  /** Puts one frame into the guest's next receive buffer; false when it had none (the frame is dropped). */
+  receive(frame: Uint8Array, len: number): boolean {
+    const r = this.queues[VIRTIO_NET_RXQ];
+    if (!r) {
+      this.stats.rxDropped++;
+      return false;
+    }
+    try {
+      if (!r.q.pop(r.chain)) {
+        this.stats.rxDropped++;
+        return false;
+      }
+      const c = r.chain;
+      if (c.readable !== 0) throw new VirtqueueError(`rx chain at head ${c.head} has driver-readable buffers`);
+      let room = 0;
+      for (let i = 0; i < c.count; i++) room += c.len[i];
+      let written = 0;
+      if (room < VIRTIO_NET_HDR_SIZE + len) this.stats.rxDropped++;
+      else {
+        written = this.scatter(r, c, frame, len);
+        this.stats.rxFrames++;
+      }
+      r.host.began(c.head);
+      r.host.completing(c.head);
+      r.q.push(c.head, written);
+      r.host.completed(c.head, r.q.usedIdx);
+      if (r.q.needsInterrupt()) r.host.interrupt();
+      return written > 0;
+    } catch (e) {
+      this.queues[VIRTIO_NET_RXQ] = null;
+      r.host.fault((e as Error).message);
+      return false;
+    }
+  }
+
+  /** A zeroed v1 header (one buffer, no GSO) and the frame, across the chain's buffers. */
+  private scatter(r: Running, c: DescChain, frame: Uint8Array, len: number): number {
+    let src = -VIRTIO_NET_HDR_SIZE; // negative: still writing the header
+    for (let i = 0; i < c.count && src < len; i++) {
+      const n = Math.min(c.len[i], len - src);
+      const v = r.mem.view(c.addr[i], n);
+      if (!v) throw new VirtqueueError(`buffer ${i} of head ${c.head} left guest memory`);
+      let at = 0;
+      while (src < 0 && at < n) {
+        const hdrOff = VIRTIO_NET_HDR_SIZE + src;
+        v[at] = hdrOff === VIRTIO_NET_HDR_NUM_BUFFERS ? 1 : hdrOff === VIRTIO_NET_HDR_GSO_TYPE ? VIRTIO_NET_HDR_GSO_NONE : 0;
+        at++;
+        src++;
+      }
+      if (at < n) {
+        v.set(frame.subarray(src, src + (n - at)), at);
+        src += n - at;
+      }
+    }
+    return VIRTIO_NET_HDR_SIZE + len;
+  }
+}

@@ -7,7 +7,7 @@ import type { DomainBootArgs } from '../../src/domain/bootargs.js';
 import { DeviceDirWatcher } from '../../src/xenbus/device.js';
 import { VbdBackend, mediumOpener } from './vbd.js';
 import { VhostUserVbd } from './vhost-vbd.js';
-import { TRANSPORT_KEY } from '../../src/vhost-user/vbd-keys.js';
+import { TRANSPORT_KEY } from '../../src/vhost-user/xenstore-keys.js';
 
 const log = (l: string) => process.stdout.write(`${l}\n`);
 const dom = await Domain.boot();

@@ -11,7 +11,7 @@ import { Serial } from '../../src/xenbus/session.js';
 import { VhostUserServer } from '../../src/vhost-user/server.js';
 import { VirtioBlk } from '../../src/virtio/blk.js';
 import type { OpenMedium } from './vbd.js';
-import { MAX_VBD_QUEUES as MAX_QUEUES, QUEUES_KEY, SOCKET_KEY } from '../../src/vhost-user/vbd-keys.js';
+import { MAX_VBD_QUEUES as MAX_QUEUES, QUEUES_KEY, SOCKET_KEY } from '../../src/vhost-user/xenstore-keys.js';
 
 
 export class VhostUserVbd {

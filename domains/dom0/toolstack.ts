@@ -13,7 +13,7 @@ import type { DeviceRow, DomainRow } from '../../src/control/wire.js';
 import { statePaths, vhostDir, vhostSocket, vmConsoleSocket, vmDir, vmQmpSocket, type StatePaths } from '../../src/control/paths.js';
 import { qemuArgv } from '../../src/vm/qemu.js';
 import { chooseAccel, type AccelChoice } from '../../src/vm/accel.js';
-import { MAX_VBD_QUEUES, vhostVbdKeys } from '../../src/vhost-user/vbd-keys.js';
+import { MAX_VBD_QUEUES, vhostDeviceKeys } from '../../src/vhost-user/xenstore-keys.js';
 import { ensureImage, ensureMedium } from './images.js';
 import { toPlatformInit } from '../../src/hypercall/pci.js';
 import { bdfEqual, formatBdf } from '../../src/config/bdf.js';
@@ -149,9 +149,9 @@ export class Toolstack {
   }
 
   private writeDevice(tx: XsOps, fe: number, d: ManagedDevice, ends: Ends): Promise<DevicePaths> {
-    if (d.type === 'vif') return writeVif(tx, fe, d.backendId, d.spec, ends);
-    // a VM's disk has no frontend end to write: QEMU is its frontend
-    return d.vhost ? writeVbd(tx, fe, d.backendId, d.spec, { ...ends, frontend: false }, d.vhost) : writeVbd(tx, fe, d.backendId, d.spec, ends);
+    // a VM's device has no frontend end to write: QEMU is its frontend
+    const e = d.vhost ? { ...ends, frontend: false } : ends;
+    return d.type === 'vif' ? writeVif(tx, fe, d.backendId, d.spec, e, d.vhost) : writeVbd(tx, fe, d.backendId, d.spec, e, d.vhost);
   }
 
   /**
@@ -179,9 +179,9 @@ export class Toolstack {
     }
   }
 
-  /** Blk driver domains that serve a VM's disk, and so listen for vhost-user frontends. */
+  /** Driver domains that serve a VM's disk or vif, and so listen for vhost-user frontends. */
   private servesVms(cfg: SystemDomain): boolean {
-    return this.sys.domains.some((d) => d.role === 'vm' && d.disks.some((k) => k.backend === cfg.name));
+    return this.sys.domains.some((d) => d.role === 'vm' && [...d.disks, ...d.vifs].some((k) => k.backend === cfg.name));
   }
 
   private async startDomainOnce(cfg: SystemDomain, domid?: number, previous?: Managed, beforeUnpause?: () => Promise<void>): Promise<Managed> {
@@ -245,7 +245,8 @@ export class Toolstack {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const queues = Math.min(cfg.vcpus, MAX_VBD_QUEUES);
     // sun_path holds 107 bytes: say so now rather than as a bind error in blkdom or QEMU
-    for (const p of [vmConsoleSocket(this.state, cfg.name), ...cfg.disks.map((d) => vhostSocket(this.state, d.backend, cfg.name, d.vdev))])
+    const nicSocket = (v: VifSpec) => vhostSocket(this.state, v.backend, cfg.name, `vif${v.devid}`);
+    for (const p of [vmConsoleSocket(this.state, cfg.name), ...cfg.disks.map((d) => vhostSocket(this.state, d.backend, cfg.name, d.vdev)), ...cfg.vifs.map(nicSocket)])
       if (Buffer.byteLength(p) > 107) throw new Error(`${cfg.name}: socket path ${p} is ${Buffer.byteLength(p)} bytes, more than the 107 a Unix socket address holds: use a shorter --state directory`);
     const argv = qemuArgv({
       accel: accel.accel,
@@ -255,6 +256,7 @@ export class Toolstack {
       initrd: boot.ramdisk,
       cmdline: boot.cmdline,
       disks: cfg.disks.map((d) => ({ kind: 'vhost-user', socket: vhostSocket(this.state, d.backend, cfg.name, d.vdev), queues, reconnectS: VHOST_RECONNECT_S })),
+      nics: cfg.vifs.map((v) => ({ socket: nicSocket(v), mac: v.mac, mtu: v.mtu, reconnectS: VHOST_RECONNECT_S })),
       consoleSocket: vmConsoleSocket(this.state, cfg.name),
       qmpSocket: vmQmpSocket(this.state, cfg.name),
     });
@@ -280,15 +282,22 @@ export class Toolstack {
         for (const disk of cfg.disks) {
           const be = this.backendId(disk.backend);
           const socket = vhostSocket(this.state, disk.backend, cfg.name, disk.vdev);
-          const vhost = vhostVbdKeys(socket, queues);
+          const vhost = vhostDeviceKeys(socket, queues);
           const paths = await writeVbd(tx, m.domid, be, disk, { backend: true, frontend: false }, vhost);
           m.devices.push({ type: 'vbd', spec: disk, devid: disk.devid, name: disk.vdev, paths, backendId: be, export: socket, vhost });
+        }
+        for (const vif of cfg.vifs) {
+          const be = this.backendId(vif.backend);
+          const socket = nicSocket(vif);
+          const vhost = vhostDeviceKeys(socket, 1);
+          const paths = await writeVif(tx, m.domid, be, vif, { backend: true, frontend: false }, vhost);
+          m.devices.push({ type: 'vif', spec: vif, devid: vif.devid, name: vif.mac, paths, backendId: be, export: socket, vhost });
         }
       });
     }
     for (const d of m.devices) await this.waitListening(cfg.name, d);
     await this.dom.hc.call('domain_unpause', { domid: m.domid, bootArgs: new Uint8Array(0) });
-    this.log(`dom0: started VM '${cfg.name}' as dom${m.domid} (${accel.accel}, ${cfg.disks.length} vhost-user disk${cfg.disks.length === 1 ? '' : 's'}; console: ringside console ${cfg.name})`);
+    this.log(`dom0: started VM '${cfg.name}' as dom${m.domid} (${accel.accel}, ${cfg.disks.length} disk(s) and ${cfg.vifs.length} vif(s) over vhost-user; console: ringside console ${cfg.name})`);
     return m;
   }
 
@@ -437,7 +446,7 @@ export class Toolstack {
     // a VM's console and QMP sockets; QEMU is gone with its process group
     if (m.cfg.role === 'vm') rmSync(vmDir(this.state, m.cfg.name), { recursive: true, force: true });
     // a blkdom's vhost-user sockets, once it is gone for good
-    if (m.cfg.role === 'blk' && this.servesVms(m.cfg)) rmSync(vhostDir(this.state, m.cfg.name), { recursive: true, force: true });
+    if (m.cfg.role !== 'guest' && m.cfg.role !== 'vm' && this.servesVms(m.cfg)) rmSync(vhostDir(this.state, m.cfg.name), { recursive: true, force: true });
   }
 
   private async removeNamespaces(cfg: SystemDomain): Promise<void> {
@@ -507,7 +516,7 @@ export class Toolstack {
           frontendState: dev.vhost ? XenbusState.Unknown : parseXenbusState(await this.xs.tryRead(`${dev.paths.frontend}/state`)),
           backendState: parseXenbusState(await this.xs.tryRead(`${dev.paths.backend}/state`)),
           export: dev.export,
-          transport: dev.vhost ? 'vhost-user' : 'blkif',
+          transport: dev.vhost ? 'vhost-user' : dev.type === 'vbd' ? 'blkif' : 'netif',
         });
       }
       out.push({

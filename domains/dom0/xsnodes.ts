@@ -130,7 +130,7 @@ export async function writeVbd(tx: XsOps, fe: number, be: number, disk: DiskSpec
   return p;
 }
 
-export async function writeVif(tx: XsOps, fe: number, be: number, vif: VifSpec, ends: Ends = BOTH): Promise<DevicePaths> {
+export async function writeVif(tx: XsOps, fe: number, be: number, vif: VifSpec, ends: Ends = BOTH, extra: Record<string, string> = {}): Promise<DevicePaths> {
   const p = vifPaths(fe, be, vif.devid);
   await writeParents(tx, fe, be, 'vif', ends);
   const backend: Record<string, string> = {
@@ -145,6 +145,7 @@ export async function writeVif(tx: XsOps, fe: number, be: number, vif: VifSpec, 
   };
   if (vif.rate) backend.rate = `${vif.rate.bytesPerInterval},${vif.rate.intervalUsec}`;
   if (vif.ip) backend.ip = `${vif.ip.address}`;
+  Object.assign(backend, extra);
   if (ends.backend) await writeEnd(tx, p.backend, `n${be},r${fe}`, backend);
   const frontend: Record<string, string> = {
     backend: p.backend,

@@ -9,6 +9,8 @@ import { TapUplink } from '../../src/netswitch/tap-uplink.js';
 import { offloadNames, openNic } from '../../src/drivers/nic.js';
 import { DeviceDirWatcher } from '../../src/xenbus/device.js';
 import { VifBackend } from './vif.js';
+import { VhostUserVif } from './vhost-vif.js';
+import { TRANSPORT_KEY } from '../../src/vhost-user/xenstore-keys.js';
 
 const log = (l: string) => process.stdout.write(`${l}\n`);
 const dom = await Domain.boot();
@@ -26,7 +28,15 @@ if (nic) {
   netback.setUplink(await TapUplink.open({ name: args.uplink }));
   log(`netdom: uplink TAP ${args.uplink}`);
 }
-const vifs = new Map<string, Promise<VifBackend | null>>();
+const vifs = new Map<string, Promise<VifBackend | VhostUserVif | null>>();
+
+/** A VM's vif says `ringside/transport = vhost-user`; anything else is a Xen-ABI vif. */
+async function startVif(path: string): Promise<VifBackend | VhostUserVif> {
+  const transport = (await xs.tryRead(`${path}/${TRANSPORT_KEY}`)) ?? 'netif';
+  if (transport === 'vhost-user') return VhostUserVif.start(netback, xs, path, log);
+  if (transport !== 'netif') throw new Error(`${path}/${TRANSPORT_KEY} = ${JSON.stringify(transport.slice(0, 40))}: expected netif or vhost-user`);
+  return VifBackend.start(netback, xs, path, log);
+}
 const watcher = new DeviceDirWatcher(
   xs,
   `/local/domain/${dom.domid}/backend/vif`,
@@ -34,7 +44,7 @@ const watcher = new DeviceDirWatcher(
   (path) => {
     vifs.set(
       path,
-      VifBackend.start(netback, xs, path, log).catch((e: Error) => {
+      startVif(path).catch((e: Error) => {
         log(`netdom: vif ${path}: ${e.message}`);
         return null;
       }),
@@ -48,5 +58,6 @@ const watcher = new DeviceDirWatcher(
   },
 );
 await watcher.start();
-if (args.seccomp) dropDriverPrivileges(log);
+// Serving VMs means binding vhost-user sockets as vifs arrive, in the directory dom0 gave us.
+if (args.seccomp) dropDriverPrivileges(log, { listenUnix: args.vhostDir !== undefined });
 log(`netdom ${dom.name}: switching vifs as dom${dom.domid}`);

@@ -203,6 +203,7 @@ function checkUnique(domains: DomainConfig[], host: HostConfig): void {
         if (prevIp) fail(vif.where, `ip ${vif.ip.address} is already used at ${prevIp}`, 'give each vif its own address');
         ips.set(vif.ip.address, loc(vif.where));
       }
+      if (d.type === 'hvm') continue; // a VM's interface lives inside the VM, in no host namespace
       const ns = vifNetns(d.name, vif);
       if (vif.netns === undefined && typeof checkNetnsName(ns) !== 'string')
         fail(vif.where, `the default namespace ${ns} is not a valid netns name (at most 15 characters)`, `set netns= for this vif, e.g. netns=rs-${d.name.slice(0, 12)}`);
@@ -227,7 +228,7 @@ function checkUnique(domains: DomainConfig[], host: HostConfig): void {
  * isolation; `seccomp = 0` is the explicit way out.
  */
 function checkOneNetns(d: DomainConfig): void {
-  if (d.driverDomain || !d.seccomp || d.vifs.length < 2) return;
+  if (d.driverDomain || d.type === 'hvm' || !d.seccomp || d.vifs.length < 2) return;
   const first = vifNetns(d.name, d.vifs[0]);
   for (const vif of d.vifs.slice(1)) {
     const ns = vifNetns(d.name, vif);

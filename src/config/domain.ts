@@ -145,8 +145,13 @@ export function parseDomain(cfg: XlCfg): DomainConfig {
     uplink = { kind: 'tap', name: checkIfName(r.where('uplink'), 'uplink TAP', uplinkText.slice(4)) };
   }
 
-  if (type === 'hvm' && vifs.length > 0)
-    r.fail('vif', 'vifs on an hvm guest need vhost-user-net, which netdom does not serve yet', 'remove the vif entries from this VM (disks work)');
+  // A VM's interface is inside the VM: it has no TAP or namespace on the host, and one queue pair so far.
+  for (const v of type === 'hvm' ? vifs : []) {
+    if (v.netns !== undefined) throw new ConfigError(v.where, 'netns applies to Xen-ABI guests: a VM configures its interface inside itself', 'remove netns= from this vif');
+    if (v.queues !== 1) throw new ConfigError(v.where, `queues=${v.queues}: a VM's vif has one queue pair so far`, 'remove queues= from this vif');
+    if (v.mtu > 9000) throw new ConfigError(v.where, `mtu=${v.mtu}: a VM's vif takes at most 9000`, 'write mtu=1500, or up to 9000');
+    if (v.rate !== undefined) throw new ConfigError(v.where, "rate= is not applied to a VM's vif yet", 'remove rate= from this vif');
+  }
   const vm = type === 'hvm' ? parseVmBoot(r, cfg.dir) : undefined;
   if (type !== 'hvm') for (const k of VM_KEYS) if (r.has(k)) r.fail(k, `${k} applies only to type = "hvm" guests`, `add type = "hvm", or remove ${k}`);
 

@@ -35,7 +35,7 @@ export interface DeviceRow {
   /** where the guest exports it: NBD socket or netns/TAP; a VM's disk: its vhost-user socket */
   export?: string;
   /** a VM's disk has no xenbus frontend: QEMU connects over vhost-user */
-  transport?: 'blkif' | 'vhost-user';
+  transport?: 'blkif' | 'netif' | 'vhost-user';
 }
 
 export type ControlRequest =

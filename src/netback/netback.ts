@@ -42,6 +42,8 @@ const MAX_STAGED = 512;
 
 interface Staged {
   queue: XenvifQueue | null;
+  /** set when queue is null: the local port (uplink, a VM's vif) the frame came from */
+  port: LocalPort | null;
   pkt: TxPacket;
   off: number;
   len: number;
@@ -50,7 +52,18 @@ interface Staged {
   meta: PacketMeta;
 }
 
-class UplinkPort implements SwitchPort {
+/**
+ * A switch port that lives in netdom itself rather than behind a netif ring: the uplink, or a VM's
+ * virtio-net vif. Netback pulls its frames into staging in its own round, like the uplink's.
+ */
+export interface LocalPort extends SwitchPort {
+  /** moves up to `max` frames into `sink`; returns how many */
+  receive(sink: UplinkSink, max: number): number;
+  /** frames are waiting (checked before netback sleeps) */
+  hasWork(): boolean;
+}
+
+class UplinkPort implements LocalPort {
   readonly mac = null;
   readonly stats = newPortStats();
   drops = 0;
@@ -74,6 +87,12 @@ class UplinkPort implements SwitchPort {
     const ok = this.gso ? this.gso.process(f.mem, f.off, f.len, f.meta, this.emit) : this.uplink.transmit(f);
     if (!ok) this.drops++;
   }
+  receive(sink: UplinkSink, max: number): number {
+    return this.uplink.receive(sink, max);
+  }
+  hasWork(): boolean {
+    return false; // the wire says so through onReadable
+  }
 }
 
 export class Netback implements VifHost {
@@ -96,6 +115,9 @@ export class Netback implements VifHost {
   private rr = 0;
   private readonly stallTimer: NodeJS.Timeout;
   private uplinkPort: UplinkPort | null = null;
+  /** the uplink and every VM vif: ports whose frames netback pulls in its round */
+  private readonly locals: LocalPort[] = [];
+  private sinkPort: LocalPort | null = null;
   private readonly sink: UplinkSink;
   private readonly opts: Required<Omit<NetbackOptions, 'features'>>;
   /** hypercall batches issued (tx + rx), for the bench */
@@ -121,7 +143,7 @@ export class Netback implements VifHost {
     this.stagingCap = this.opts.stagingPages * XEN_PAGE_SIZE;
     this.sink = this.makeSink();
     for (let i = 0; i < MAX_STAGED; i++) {
-      this.staged.push({ queue: null, pkt: new TxPacket(), off: 0, len: 0, opFrom: 0, opTo: 0, meta: newPacketMeta() });
+      this.staged.push({ queue: null, port: null, pkt: new TxPacket(), off: 0, len: 0, opFrom: 0, opTo: 0, meta: newPacketMeta() });
     }
     const period = Math.max(20, Math.min(this.opts.rxDrainMs, this.opts.rxStallMs) / 4);
     this.stallTimer = setInterval(() => this.checkStalls(), period);
@@ -234,8 +256,22 @@ export class Netback implements VifHost {
     if (this.uplinkPort) throw new Error('netback: an uplink is already attached');
     this.uplinkPort = new UplinkPort(u);
     this.switch.addPort(this.uplinkPort);
+    this.locals.push(this.uplinkPort);
     u.onReadable(() => this.kick());
     this.kick();
+  }
+
+  /** Plugs a port that lives in netdom (a VM's vif) into the switch. */
+  addLocalPort(p: LocalPort): void {
+    this.switch.addPort(p);
+    this.locals.push(p);
+    this.kick();
+  }
+
+  removeLocalPort(p: LocalPort): void {
+    const i = this.locals.indexOf(p);
+    if (i >= 0) this.locals.splice(i, 1);
+    this.switch.removePort(p);
   }
 
   get uplinkStats(): { drops: number; inFrames: number; outFrames: number } | null {
@@ -297,6 +333,7 @@ export class Netback implements VifHost {
   /** Before sleeping: ask every ring to notify us, and look once more (FINAL_CHECK). */
   private rearm(): boolean {
     let work = false;
+    for (const p of this.locals) if (p.hasWork()) work = true;
     for (const v of this.vifs) {
       if (v.dead) continue;
       for (const q of v.queues) {
@@ -341,7 +378,12 @@ export class Netback implements VifHost {
       const v = vifs[(this.rr + i) % nv];
       for (const q of v.queues) if (!v.dead) this.stageTx(q, now);
     }
-    if (this.uplinkPort) this.uplinkPort.uplink.receive(this.sink, MAX_STAGED - this.nStaged);
+    for (const p of this.locals) {
+      if (this.nStaged >= MAX_STAGED) break;
+      this.sinkPort = p;
+      p.receive(this.sink, MAX_STAGED - this.nStaged);
+    }
+    this.sinkPort = null;
     const staged = this.nStaged;
     if (txOps.n > 0) {
       this.copyCalls++;
@@ -352,7 +394,8 @@ export class Netback implements VifHost {
       const s = this.staged[k];
       const q = s.queue;
       if (q === null) {
-        this.switch.input(this.uplinkPort!, this.frameOf(s));
+        // a port removed since it staged this frame no longer speaks on the switch
+        if (s.port !== null && this.locals.includes(s.port)) this.switch.input(s.port, this.frameOf(s));
         continue;
       }
       const vif = q.vif;
@@ -488,6 +531,7 @@ export class Netback implements VifHost {
         // The uplink writes straight into staging: no copy between the wire and the guests.
         const s = this.staged[this.nStaged++];
         s.queue = null;
+        s.port = this.sinkPort;
         s.off = off;
         s.len = len;
         copyMeta(s.meta, meta);

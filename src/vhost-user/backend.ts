@@ -128,6 +128,11 @@ export class VhostUserBackend {
     return this.device.features | bit(VHOST_USER_F_PROTOCOL_FEATURES);
   }
 
+  /** CONFIG only for a device whose config space the backend serves: QEMU's virtio-net keeps its own. */
+  private get protocolFeatures(): bigint {
+    return this.device.servesConfig ? PROTOCOL_FEATURES : PROTOCOL_FEATURES & ~bit(VHOST_USER_PROTOCOL_F_CONFIG);
+  }
+
   private onReadable(): void {
     for (;;) {
       let m: VhostUserMessage | null | 'closed';
@@ -205,13 +210,13 @@ export class VhostUserBackend {
         return true;
       case R.GET_PROTOCOL_FEATURES:
         noFds();
-        this.replyU64(req, PROTOCOL_FEATURES);
+        this.replyU64(req, this.protocolFeatures);
         return true;
       case R.SET_PROTOCOL_FEATURES: {
         size(VHOST_USER_U64_SIZE);
         noFds();
         const f = p.getBigUint64(0, true);
-        const extra = f & ~PROTOCOL_FEATURES;
+        const extra = f & ~this.protocolFeatures;
         if (extra) throw new VhostUserError(`acks protocol feature bits 0x${extra.toString(16)} we never offered`);
         this.protocol = f;
         return true;

@@ -74,6 +74,7 @@ export class VirtioBlk implements VirtioDevice {
   readonly name: string;
   readonly numQueues: number;
   readonly features: bigint;
+  readonly servesConfig = true;
   private readonly serial: Uint8Array;
   private readonly queues: (BlkQueue | null)[];
   /** requests answered on each queue since the device was made (across reconnects) */

@@ -25,6 +25,8 @@ export interface VirtioDevice {
   readonly numQueues: number;
   /** the device's feature bits, transport and ring bits included */
   readonly features: bigint;
+  /** whether the backend serves the config space (vhost-user CONFIG), or the frontend keeps its own */
+  readonly servesConfig: boolean;
   /** the device's config space as the driver reads it */
   config(queueSize: number): Uint8Array;
   startQueue(index: number, queue: SplitQueue, mem: GuestMemory, host: VirtioQueueHost): void;

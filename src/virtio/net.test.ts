@@ -6,7 +6,7 @@ import { native } from '../native/index.js';
 import { VIRTQ_AVAIL_IDX, VIRTQ_AVAIL_RING, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE, VIRTQ_DESC_SIZE, VIRTQ_USED_IDX, VIRTQ_USED_RING, VIRTIO_NET_HDR_SIZE } from '../abi/virtio.js';
 import { GuestMemory } from './guest-memory.js';
 import { SplitQueue } from './virtqueue.js';
-import { MAX_FRAME, VirtioNet } from './net.js';
+import { MAX_FRAME, VirtioNet, type TxSink } from './net.js';
 import type { VirtioQueueHost } from './device.js';
 
 const GPA = 0x100000;
@@ -30,7 +30,24 @@ function rig() {
   const g = mem.view(GPA, MEM)!;
   const dv = new DataView(g.buffer, g.byteOffset, g.byteLength);
   const sent: number[][] = [];
-  const dev = new VirtioNet({ name: 'vif', mac: Uint8Array.of(0, 0x16, 0x3e, 1, 2, 3), mtu: 1500, transmit: (f, len) => sent.push([...f.subarray(0, len)]) });
+  let ready = 0;
+  const dev = new VirtioNet({ name: 'vif', mac: Uint8Array.of(0, 0x16, 0x3e, 1, 2, 3), mtu: 1500, txReady: () => ready++ });
+  // the switch's side: staging memory with room for a few frames per round
+  const staging = new Uint8Array(MAX_FRAME + 450);
+  let used = 0;
+  const sink: TxSink = {
+    mem: staging,
+    reserve: (max) => (used + max <= staging.length ? used : -1),
+    commit: (off, len) => {
+      sent.push([...staging.subarray(off, off + len)]);
+      used = off + len;
+    },
+  };
+  /** one switch round per call, as netback runs them */
+  const pull = (max = 64) => {
+    used = 0;
+    return dev.pullTx(sink, max);
+  };
   const events = { interrupts: [0, 0], faults: [] as string[] };
   const next = [0, 0];
   const avail = [0, 0];
@@ -63,11 +80,11 @@ function rig() {
     dv.setUint16(a + VIRTQ_AVAIL_IDX, avail[q], true);
     return addrs;
   };
-  const used = (q: number, n: number) => {
+  const usedAt = (q: number, n: number) => {
     const u = RING[q] + 0x2000;
     return { idx: dv.getUint16(u + VIRTQ_USED_IDX, true), id: dv.getUint32(u + VIRTQ_USED_RING + 8 * n, true), len: dv.getUint32(u + VIRTQ_USED_RING + 8 * n + 4, true) };
   };
-  return { dev, g, sent, events, post, used };
+  return { dev, g, sent, events, post, used: usedAt, pull, ready: () => ready };
 }
 
 const frame = (n: number, seed: number) => Array.from({ length: n }, (_, i) => (i * 7 + seed) & 0xff);
@@ -80,25 +97,39 @@ describe('virtio-net', () => {
     const f2 = frame(1514, 2);
     r.post(1, [[...hdr(), ...f1]]);
     r.post(1, [hdr().slice(0, 4), [...hdr().slice(4), ...f2.slice(0, 10)], f2.slice(10, 700), f2.slice(700)]);
+    const before = r.ready();
     r.dev.kick(1);
+    expect(r.ready()).toBe(before + 1);
+    expect(r.pull()).toBe(2);
     expect(r.sent).toEqual([f1, f2]);
     expect(r.used(1, 0)).toMatchObject({ idx: 2, id: 0, len: 0 });
     expect(r.used(1, 1)).toMatchObject({ id: 1, len: 0 });
     expect(r.events.interrupts[1]).toBe(1);
     expect(r.dev.stats).toMatchObject({ txFrames: 2, txDropped: 0 });
+    expect(r.dev.hasTxWork()).toBe(false);
+  });
+
+  it('pulls no more than the switch has room for, and the rest in the next round', () => {
+    const r = rig();
+    for (let i = 0; i < 6; i++) r.post(1, [[...hdr(), ...frame(200, i)]]);
+    expect(r.pull()).toBe(3); // 200-byte frames: a MAX_FRAME reservation fits at 0, 200 and 400 only
+    expect(r.dev.hasTxWork()).toBe(true);
+    expect(r.pull(2)).toBe(2);
+    expect(r.pull()).toBe(1);
+    expect(r.sent).toEqual([0, 1, 2, 3, 4, 5].map((i) => frame(200, i)));
   });
 
   it('receives into posted buffers: a zeroed v1 header with num_buffers 1, then the frame', () => {
     const r = rig();
     const [a] = r.post(0, [{ writable: 1526 }]);
     const f = Uint8Array.from(frame(100, 3));
-    expect(r.dev.receive(f, f.length)).toBe(true);
+    expect(r.dev.receive(f, 0, f.length)).toBe(true);
     expect(r.used(0, 0)).toMatchObject({ idx: 1, len: VIRTIO_NET_HDR_SIZE + 100 });
     expect([...r.g.subarray(a, a + VIRTIO_NET_HDR_SIZE)]).toEqual([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
     expect([...r.g.subarray(a + VIRTIO_NET_HDR_SIZE, a + VIRTIO_NET_HDR_SIZE + 100)]).toEqual([...f]);
     // across buffers, the header itself split
     const [b1, b2, b3] = r.post(0, [{ writable: 5 }, { writable: 40 }, { writable: 1500 }]);
-    expect(r.dev.receive(f, f.length)).toBe(true);
+    expect(r.dev.receive(f, 0, f.length)).toBe(true);
     const got = [...r.g.subarray(b1, b1 + 5), ...r.g.subarray(b2, b2 + 40), ...r.g.subarray(b3, b3 + 67)];
     expect(got.slice(0, 12)).toEqual([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
     expect(got.slice(12)).toEqual([...f]);
@@ -108,29 +139,31 @@ describe('virtio-net', () => {
   it('drops and counts what it cannot deliver: no buffer posted, a buffer too small, a frame too large', () => {
     const r = rig();
     const f = Uint8Array.from(frame(1000, 4));
-    expect(r.dev.receive(f, f.length)).toBe(false);
+    expect(r.dev.receive(f, 0, f.length)).toBe(false);
     r.post(0, [{ writable: 500 }]);
-    expect(r.dev.receive(f, f.length)).toBe(false);
+    expect(r.dev.receive(f, 0, f.length)).toBe(false);
     expect(r.used(0, 0)).toMatchObject({ idx: 1, len: 0 });
     r.post(1, [[...hdr(), ...frame(MAX_FRAME + 1, 5)]]);
     r.post(1, [hdr()]);
-    r.dev.kick(1);
+    r.post(1, [[...hdr(), 1, 2, 3]]); // shorter than an Ethernet header
+    expect(r.pull()).toBe(0);
     expect(r.sent).toEqual([]);
-    expect(r.dev.stats).toMatchObject({ rxDropped: 2, txDropped: 2, txFrames: 0, rxFrames: 0 });
+    expect(r.dev.stats).toMatchObject({ rxDropped: 2, txDropped: 3, txFrames: 0, rxFrames: 0 });
     expect(r.events.faults).toEqual([]);
   });
 
   it('a driver that posts writable buffers to transmit, or readable ones to receive, stops that queue with a reason', () => {
     const r = rig();
-    r.post(1, [[...hdr(), 1, 2, 3], { writable: 64 }]);
-    r.dev.kick(1);
+    r.post(1, [[...hdr(), ...frame(20, 0)], { writable: 64 }]);
+    expect(r.pull()).toBe(0);
     expect(r.events.faults).toEqual(['q1: tx chain at head 0 has device-writable buffers']);
     r.post(0, [[1, 2, 3]]);
-    expect(r.dev.receive(Uint8Array.of(1, 2, 3), 3)).toBe(false);
+    expect(r.dev.receive(Uint8Array.of(1, 2, 3), 0, 3)).toBe(false);
     expect(r.events.faults[1]).toBe('q0: rx chain at head 0 has driver-readable buffers');
     // stopped queues stay stopped: nothing more is taken or sent
-    r.post(1, [[...hdr(), 9]]);
+    r.post(1, [[...hdr(), ...frame(20, 9)]]);
     r.dev.kick(1);
+    expect(r.pull()).toBe(0);
     expect(r.sent).toEqual([]);
   });
 

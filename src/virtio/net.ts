@@ -1,5 +1,6 @@
-// virtio-net on one queue pair: frames the guest transmits go to `transmit` (the switch port), and
-// `receive` puts a frame into the next buffer the guest posted. No offloads yet (no CSUM, no GSO,
+// virtio-net on one queue pair. The switch pulls what the guest transmits (pullTx copies each frame
+// straight into the switch's staging memory, in the switch's own round), and `receive` puts a frame
+// into the next buffer the guest posted. No offloads yet (no CSUM, no GSO,
 // no MRG_RXBUF), so every frame is whole in one chain with a zeroed header: what Linux's virtio_net
 // handles with its "small buffers" receive path.
 import {
@@ -24,6 +25,7 @@ import {
   bit,
 } from '../abi/virtio.js';
 import type { GuestMemory } from './guest-memory.js';
+import { newPacketMeta, type PacketMeta } from '../netif/meta.js';
 import { DescChain, type SplitQueue, VirtqueueError } from './virtqueue.js';
 import type { VirtioDevice, VirtioQueueHost } from './device.js';
 
@@ -34,8 +36,16 @@ export interface VirtioNetOptions {
   name: string;
   mac: Uint8Array;
   mtu: number;
-  /** a frame the guest sent; `frame` is ours again when the call returns */
-  transmit(frame: Uint8Array, len: number): void;
+  /** the guest kicked its transmit queue: the switch should pull (pullTx) */
+  txReady(): void;
+}
+
+/** Where pullTx puts frames: the switch's staging memory (netback's UplinkSink). */
+export interface TxSink {
+  readonly mem: Uint8Array;
+  /** absolute offset of room for `max` bytes, or -1 when there is no room this round */
+  reserve(max: number): number;
+  commit(off: number, len: number, meta: PacketMeta): void;
 }
 
 export interface VirtioNetStats {
@@ -57,11 +67,13 @@ interface Running {
 export class VirtioNet implements VirtioDevice {
   readonly name: string;
   readonly numQueues = 2;
+  /** QEMU's virtio-net model holds the config space itself (MAC, status, MTU come from its -device) */
+  readonly servesConfig = false;
   readonly features: bigint;
   readonly stats: VirtioNetStats = { txFrames: 0, rxFrames: 0, rxDropped: 0, txDropped: 0 };
   private readonly queues: (Running | null)[] = [null, null];
-  /** a transmitted frame is gathered here, then handed on: one buffer for the life of the device */
-  private readonly txBuf = new Uint8Array(MAX_FRAME);
+  /** what travels with a VM's frame: nothing offloaded, checksums complete */
+  private readonly plain: PacketMeta = newPacketMeta();
 
   constructor(private readonly o: VirtioNetOptions) {
     if (o.mac.length !== 6) throw new Error(`${o.name}: a MAC is 6 bytes, not ${o.mac.length}`);
@@ -87,7 +99,7 @@ export class VirtioNet implements VirtioDevice {
     // Nothing is held across calls, so heads in flight when a backend died were either answered
     // or are simply taken again from the avail ring.
     this.queues[index] = { q, mem, host, chain: new DescChain(Math.min(q.size, 64)) };
-    if (index === VIRTIO_NET_TXQ) this.kick(index);
+    if (index === VIRTIO_NET_TXQ) this.o.txReady();
   }
 
   stopQueue(index: number): Promise<number> {
@@ -102,35 +114,68 @@ export class VirtioNet implements VirtioDevice {
 
   kick(index: number): void {
     // rx buffers posted: nothing to do until a frame arrives (we do not queue frames)
-    if (index !== VIRTIO_NET_TXQ) return;
+    if (index === VIRTIO_NET_TXQ && this.queues[VIRTIO_NET_TXQ]) this.o.txReady();
+  }
+
+  /** Whether the guest has frames waiting to be pulled. */
+  hasTxWork(): boolean {
     const r = this.queues[VIRTIO_NET_TXQ];
-    if (!r) return;
+    if (!r) return false;
     try {
-      let sent = 0;
-      while (r.q.pop(r.chain)) {
-        const c = r.chain;
-        if (c.readable !== c.count) throw new VirtqueueError(`tx chain at head ${c.head} has device-writable buffers`);
-        const len = this.gather(r, c) - VIRTIO_NET_HDR_SIZE;
-        if (len <= 0 || len > MAX_FRAME) this.stats.txDropped++;
-        else {
-          this.stats.txFrames++;
-          this.o.transmit(this.txBuf, len);
-        }
-        r.host.began(c.head);
-        r.host.completing(c.head);
-        r.q.push(c.head, 0);
-        r.host.completed(c.head, r.q.usedIdx);
-        sent++;
-      }
-      if (sent > 0 && r.q.needsInterrupt()) r.host.interrupt();
+      return r.q.pending() > 0;
     } catch (e) {
-      this.queues[VIRTIO_NET_TXQ] = null;
-      r.host.fault((e as Error).message);
+      this.stopTx(r, e as Error);
+      return false;
     }
   }
 
-  /** Copies the chain's readable bytes past the header into txBuf; returns the chain's byte count. */
-  private gather(r: Running, c: DescChain): number {
+  /**
+   * Moves up to `max` frames the guest sent into `sink`, answering each chain; returns how many
+   * frames went in. When the queue is drained it asks the guest for a kick (EVENT_IDX) first.
+   */
+  pullTx(sink: TxSink, max: number): number {
+    const r = this.queues[VIRTIO_NET_TXQ];
+    if (!r) return 0;
+    let moved = 0;
+    let answered = 0;
+    try {
+      for (;;) {
+        while (moved < max) {
+          const off = sink.reserve(MAX_FRAME);
+          if (off < 0) break;
+          if (!r.q.pop(r.chain)) break;
+          const c = r.chain;
+          if (c.readable !== c.count) throw new VirtqueueError(`tx chain at head ${c.head} has device-writable buffers`);
+          const total = this.gather(r, c, sink.mem, off);
+          const len = total - VIRTIO_NET_HDR_SIZE;
+          if (len < 14 || len > MAX_FRAME) this.stats.txDropped++;
+          else {
+            this.stats.txFrames++;
+            sink.commit(off, len, this.plain);
+            moved++;
+          }
+          r.host.began(c.head);
+          r.host.completing(c.head);
+          r.q.push(c.head, 0);
+          r.host.completed(c.head, r.q.usedIdx);
+          answered++;
+        }
+        if (moved >= max || r.q.pending() > 0 || !r.q.armKick()) break;
+      }
+      if (answered > 0 && r.q.needsInterrupt()) r.host.interrupt();
+    } catch (e) {
+      this.stopTx(r, e as Error);
+    }
+    return moved;
+  }
+
+  private stopTx(r: Running, e: Error): void {
+    this.queues[VIRTIO_NET_TXQ] = null;
+    r.host.fault(e.message);
+  }
+
+  /** Copies the chain's readable bytes past the header to mem[off..]; returns the chain's byte count. */
+  private gather(r: Running, c: DescChain, mem: Uint8Array, off: number): number {
     let total = 0;
     let out = 0;
     for (let i = 0; i < c.readable; i++) {
@@ -139,17 +184,17 @@ export class VirtioNet implements VirtioDevice {
       total += l;
       if (from >= l) continue;
       const n = Math.min(l - from, MAX_FRAME - out);
-      if (n <= 0) continue; // oversized: counted by the caller from `total`
+      if (n <= 0) continue; // oversized: the caller counts it from the total
       const v = r.mem.view(c.addr[i] + from, n);
       if (!v) throw new VirtqueueError(`buffer ${i} of head ${c.head} left guest memory`);
-      this.txBuf.set(v, out);
+      mem.set(v, off + out);
       out += n;
     }
     return total;
   }
 
   /** Puts one frame into the guest's next receive buffer; false when it had none (the frame is dropped). */
-  receive(frame: Uint8Array, len: number): boolean {
+  receive(mem: Uint8Array, off: number, len: number): boolean {
     const r = this.queues[VIRTIO_NET_RXQ];
     if (!r) {
       this.stats.rxDropped++;
@@ -167,7 +212,7 @@ export class VirtioNet implements VirtioDevice {
       let written = 0;
       if (room < VIRTIO_NET_HDR_SIZE + len) this.stats.rxDropped++;
       else {
-        written = this.scatter(r, c, frame, len);
+        written = this.scatter(r, c, mem, off, len);
         this.stats.rxFrames++;
       }
       r.host.began(c.head);
@@ -184,7 +229,7 @@ export class VirtioNet implements VirtioDevice {
   }
 
   /** A zeroed v1 header (one buffer, no GSO) and the frame, across the chain's buffers. */
-  private scatter(r: Running, c: DescChain, frame: Uint8Array, len: number): number {
+  private scatter(r: Running, c: DescChain, frame: Uint8Array, base: number, len: number): number {
     let src = -VIRTIO_NET_HDR_SIZE; // negative: still writing the header
     for (let i = 0; i < c.count && src < len; i++) {
       const n = Math.min(c.len[i], len - src);
@@ -198,7 +243,7 @@ export class VirtioNet implements VirtioDevice {
         src++;
       }
       if (at < n) {
-        v.set(frame.subarray(src, src + (n - at)), at);
+        v.set(frame.subarray(base + src, base + src + (n - at)), at);
         src += n - at;
       }
     }

@@ -11,6 +11,14 @@ export type VmDisk =
   /** vhost-user-blk: a backend listens on `socket`; `reconnectS` makes QEMU ride out its restart. */
   | { kind: 'vhost-user'; socket: string; queues?: number; reconnectS?: number };
 
+/** A virtio-net NIC whose backend (netdom) listens on `socket` over vhost-user. */
+export interface VmNic {
+  socket: string;
+  mac: string;
+  mtu: number;
+  reconnectS?: number;
+}
+
 export interface QemuSpec {
   accel: Accelerator;
   memoryMiB: number;
@@ -19,6 +27,7 @@ export interface QemuSpec {
   initrd?: string | undefined;
   cmdline: string;
   disks: readonly VmDisk[];
+  nics?: readonly VmNic[];
   consoleSocket: string;
   qmpSocket: string;
   /** Guest RAM as a shared memfd even without a vhost-user disk. */
@@ -33,7 +42,7 @@ function optionValue(v: string, what: string): string {
 
 /** The arguments after `qemu-system-x86_64`. */
 export function qemuArgv(s: QemuSpec): string[] {
-  const shared = s.sharedMemory === true || s.disks.some((d) => d.kind === 'vhost-user');
+  const shared = s.sharedMemory === true || s.disks.some((d) => d.kind === 'vhost-user') || (s.nics ?? []).length > 0;
   // Nested KVM rejects -cpu host here (MSR 0x10a); on a real KVM host it is what users expect.
   const a = ['-accel', s.accel, '-cpu', s.accel === 'kvm' ? 'host' : 'qemu64', '-m', `${s.memoryMiB}M`, '-smp', String(s.vcpus)];
   a.push('-display', 'none', '-no-reboot', '-nodefaults', '-no-user-config');
@@ -52,6 +61,19 @@ export function qemuArgv(s: QemuSpec): string[] {
       `socket,id=vub${i},path=${optionValue(d.socket, 'vhost-user socket')}${d.reconnectS ? `,reconnect=${d.reconnectS}` : ''}`,
       '-device',
       `vhost-user-blk-pci,chardev=vub${i},num-queues=${d.queues ?? 1}`,
+    );
+  }
+  // vectors=0: under TCG, QEMU 7.2 crashes in vhost_net_start (msix_set_vector_notifiers, seen
+  // here under gdb) when a vhost-user NIC uses MSI-X, so the NIC takes INTx. ctrl_vq and the
+  // features that ride on it are off: our backend serves one queue pair and no control queue.
+  for (const [i, n] of (s.nics ?? []).entries()) {
+    a.push(
+      '-chardev',
+      `socket,id=vun${i},path=${optionValue(n.socket, 'vhost-user socket')}${n.reconnectS ? `,reconnect=${n.reconnectS}` : ''}`,
+      '-netdev',
+      `vhost-user,id=net${i},chardev=vun${i}`,
+      '-device',
+      `virtio-net-pci,netdev=net${i},mac=${optionValue(n.mac, 'MAC')},host_mtu=${n.mtu},ctrl_vq=off,ctrl_rx=off,ctrl_vlan=off,ctrl_mac_addr=off,guest_announce=off,mq=off${s.accel === 'tcg' ? ',vectors=0' : ''}`,
     );
   }
   a.push('-chardev', `socket,id=con0,path=${optionValue(s.consoleSocket, 'console socket')},server=on,wait=off`, '-serial', 'chardev:con0');

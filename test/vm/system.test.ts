@@ -88,6 +88,29 @@ describe('a VM under ringside up beside a Xen-ABI guest on one blkdom', () => {
     expect(c.stderr).toMatch(/'guest1' is a guest domain, not a VM/);
   });
 
+  it('the VM and the Xen-ABI guest share netdom\'s switch: ping both ways, DF probes at MTU 1500, iperf3 TCP both ways', async () => {
+    const NS = 'rs-vmex-g1';
+    const up = await con.run('ip addr add 10.138.0.2/24 dev eth0 && ip link set eth0 up && cat /sys/class/net/eth0/address');
+    expect(up.code, up.output).toBe(0);
+    expect(up.output.trim()).toBe('00:16:3e:00:0a:02');
+    // ARP and the first frames: retried for tens of seconds, not one packet with a short timeout
+    const vmPing = await until('the VM to ping guest1', () => con.run('ping -c 2 -W 5 10.138.0.1', { timeoutMs: 30_000 }), (r) => r.code === 0, 60);
+    expect(vmPing.output).toMatch(/2 packets received/);
+    const probe = (size: number) => run('ip', ['netns', 'exec', NS, 'ping', '-c', '2', '-W', '5', '-M', 'do', '-s', String(size), '10.138.0.2'], { timeoutMs: 30_000 });
+    const fits = await until('guest1 to ping the VM with 1472-byte DF probes', () => probe(1472), (r) => r.code === 0, 60);
+    expect(fits.stdout).toMatch(/2 received/);
+    const tooBig = await probe(1473);
+    expect(tooBig.code, 'a 1473-byte DF probe does not fit MTU 1500').not.toBe(0);
+    expect((await con.run('iperf3 -s -D && sleep 1')).code).toBe(0);
+    for (const dir of [[], ['-R']]) {
+      const r = await run('ip', ['netns', 'exec', NS, 'iperf3', '-c', '10.138.0.2', '-t', '3', '-J', ...dir], { timeoutMs: 120_000 });
+      expect(r.code, r.stderr + r.stdout.slice(-500)).toBe(0);
+      const j = JSON.parse(r.stdout) as { end: { sum_received: { bytes: number; bits_per_second: number } } };
+      expect(j.end.sum_received.bytes, `iperf3 ${dir.join(' ') || 'guest1 -> VM'}`).toBeGreaterThan(0);
+      process.stderr.write(`iperf3 ${dir.length ? 'VM -> guest1' : 'guest1 -> VM'} through netdom: ${(j.end.sum_received.bits_per_second / 1e6).toFixed(0)} Mbit/s under TCG\n`);
+    }
+  }, 300_000);
+
   it('the VM verifies fio on its disk while the Xen-ABI guest verifies fio over NBD, and the host reads the VM\'s bytes off the medium', async () => {
     const cwd = mkdtempSync(join(tmpdir(), 'rs-vmsys-fio-'));
     const uri = `nbd+unix:///xvda?socket=${join(s.state, 'nbd', 'guest1-xvda.sock')}`;
@@ -170,5 +193,6 @@ describe('a VM under ringside up beside a Xen-ABI guest on one blkdom', () => {
     expect(d.code, d.stderr).toBe(0);
     expect(s.socketsUnderState()).toEqual([]);
     expect(processesMentioning(s.state)).toEqual([]);
+    expect((await run('ip', ['netns', 'list'])).stdout).not.toMatch(/rs-vmex-g1/);
   }, 120_000);
 });

@@ -7,15 +7,10 @@ import { join } from 'node:path';
 import { VmConsole } from '../vm/console.js';
 import { bootQemu, StorageDaemon, type QemuVm } from '../vm/launch.js';
 import type { VmImage } from '../vm/image.js';
-import { parseFio, type BlkBenchJob, type FioFigures } from './blk.js';
+import { BLK_BENCH_JOBS, parseFio, type BlkBenchJob, type FioFigures } from './blk.js';
 
-export const VM_BENCH_JOBS: readonly BlkBenchJob[] = [
-  { name: '4k randread qd1', rw: 'randread', bs: '4k', iodepth: 1 },
-  { name: '4k randread qd32', rw: 'randread', bs: '4k', iodepth: 32 },
-  { name: '4k randwrite qd1', rw: 'randwrite', bs: '4k', iodepth: 1 },
-  { name: '4k randwrite qd32', rw: 'randwrite', bs: '4k', iodepth: 32 },
-  { name: '1M seq read qd8', rw: 'read', bs: '1M', iodepth: 8 },
-];
+/** bench blk's jobs, less the 1M sequential write: 4k random at QD1 and QD32 both ways, 1M sequential read */
+export const VM_BENCH_JOBS: readonly BlkBenchJob[] = BLK_BENCH_JOBS.filter((j) => j.rw !== 'write');
 
 export const VM_BENCH_WAYS = ['ringside', 'qsd', 'builtin'] as const;
 export type VmBenchWay = (typeof VM_BENCH_WAYS)[number];

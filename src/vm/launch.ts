@@ -31,21 +31,19 @@ process.once('exit', () => {
   for (const vm of running) vm.killNow();
 });
 
-export class QemuVm {
-  /** QEMU's stderr (the last 16 KiB). */
-  stderr = '';
-  exitStatus: { code: number | null; signal: NodeJS.Signals | null } | undefined;
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  console!: VmConsole;
-  qmp!: Qmp;
-  /** Milliseconds from spawning QEMU to the guest's ready line (when bootQemu waited for it). */
-  bootMs = 0;
+export type ExitStatus = { code: number | null; signal: NodeJS.Signals | null };
 
-  constructor(
-    readonly proc: ChildProcess,
-    readonly dir: string,
-    readonly args: string[],
-  ) {
+/**
+ * A child in a process group of its own (QEMU, qemu-storage-daemon): its stderr tail, how it
+ * exited, and a synchronous SIGKILL of the group for the exit hook.
+ */
+class GroupChild {
+  /** the child's stderr (the last 16 KiB) */
+  stderr = '';
+  exitStatus: ExitStatus | undefined;
+  readonly exited: Promise<ExitStatus>;
+
+  constructor(readonly proc: ChildProcess) {
     proc.stderr?.setEncoding('utf8');
     proc.stderr?.on('data', (d: string) => (this.stderr = (this.stderr + d).slice(-16384)));
     proc.stdout?.resume();
@@ -57,6 +55,39 @@ export class QemuVm {
       }),
     );
     running.add(this);
+  }
+
+  /** SIGKILL to the child's process group, synchronously (for the exit hook). */
+  killNow(): void {
+    if (this.exitStatus === undefined && this.proc.pid !== undefined) {
+      try {
+        process.kill(-this.proc.pid, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
+    }
+  }
+
+  /** Kills the group and waits for the child to be gone. */
+  protected async killAndWait(): Promise<void> {
+    this.killNow();
+    if (this.proc.pid !== undefined) await this.exited;
+    running.delete(this);
+  }
+}
+
+export class QemuVm extends GroupChild {
+  console!: VmConsole;
+  qmp!: Qmp;
+  /** Milliseconds from spawning QEMU to the guest's ready line (when bootQemu waited for it). */
+  bootMs = 0;
+
+  constructor(
+    proc: ChildProcess,
+    readonly dir: string,
+    readonly args: string[],
+  ) {
+    super(proc);
   }
 
   get consolePath(): string {
@@ -73,7 +104,7 @@ export class QemuVm {
   }
 
   /** Waits for QEMU to exit by itself (the guest powered off); the error says what it was doing. */
-  async waitExit(timeoutMs = 60_000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  async waitExit(timeoutMs = 60_000): Promise<ExitStatus> {
     let t: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       t = setTimeout(() => reject(new Error(`QEMU (pid ${this.proc.pid}) did not exit within ${timeoutMs} ms; last console output:\n${tail(this.console?.output ?? '')}`)), timeoutMs);
@@ -91,25 +122,12 @@ export class QemuVm {
     await this.waitExit(timeoutMs);
   }
 
-  /** SIGKILL to QEMU's process group, synchronously (for the exit hook). */
-  killNow(): void {
-    if (this.exitStatus === undefined && this.proc.pid !== undefined) {
-      try {
-        process.kill(-this.proc.pid, 'SIGKILL');
-      } catch {
-        /* already gone */
-      }
-    }
-  }
-
   /** Kills QEMU, waits for it to be gone, and removes its sockets. Safe to call more than once. */
   async kill(): Promise<void> {
-    this.killNow();
-    if (this.proc.pid !== undefined) await this.exited;
+    await this.killAndWait();
     this.console?.close();
     this.qmp?.close();
     rmSync(this.dir, { recursive: true, force: true });
-    running.delete(this);
   }
 
   /** Asks QEMU to quit over QMP, then kills it anyway if it is still there. */
@@ -168,36 +186,12 @@ export async function bootQemu(opts: BootQemuOptions): Promise<QemuVm> {
 }
 
 /** qemu-storage-daemon exporting an image as vhost-user-blk on `socket` (QEMU's own backend). */
-export class StorageDaemon {
-  stderr = '';
-  exitStatus: { code: number | null; signal: NodeJS.Signals | null } | undefined;
-  readonly exited: Promise<void>;
-
+export class StorageDaemon extends GroupChild {
   private constructor(
-    readonly proc: ChildProcess,
+    proc: ChildProcess,
     readonly socket: string,
   ) {
-    proc.stderr?.setEncoding('utf8');
-    proc.stderr?.on('data', (d: string) => (this.stderr = (this.stderr + d).slice(-16384)));
-    proc.stdout?.resume();
-    proc.on('error', (e) => (this.stderr += `\nspawn error: ${e.message}`));
-    this.exited = new Promise((resolve) =>
-      proc.once('exit', (code, signal) => {
-        this.exitStatus = { code, signal };
-        resolve();
-      }),
-    );
-    running.add(this);
-  }
-
-  killNow(): void {
-    if (this.exitStatus === undefined && this.proc.pid !== undefined) {
-      try {
-        process.kill(-this.proc.pid, 'SIGKILL');
-      } catch {
-        /* already gone */
-      }
-    }
+    super(proc);
   }
 
   static async start(opts: { image: string; socket: string; writable?: boolean; queues?: number; timeoutMs?: number }): Promise<StorageDaemon> {
@@ -222,9 +216,7 @@ export class StorageDaemon {
   }
 
   async kill(): Promise<void> {
-    this.killNow();
-    if (this.proc.pid !== undefined) await this.exited;
+    await this.killAndWait();
     rmSync(this.socket, { force: true });
-    running.delete(this);
   }
 }

@@ -2,7 +2,7 @@
 // on each, and the report carries every figure and both ratios (no figure is judged: CI is noisy).
 import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { processesMentioning } from '../support/proc.js';
 import { join } from 'node:path';
 import { DIST, requireBuilt } from '../support/platform.js';
 import { VM_IMAGE_CACHE, ensureVmImage } from '../support/vm.js';
@@ -28,14 +28,7 @@ describe('ringside bench vm', () => {
     // progress went to stderr, stdout is the JSON alone
     expect(r.stderr).toMatch(/bench vm: qsd: /);
     // `down` with the VM running took QEMU, blkdom and hv with it; the bench directory is gone
-    const left = readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
-      try {
-        return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('ringside-benchvm-');
-      } catch {
-        return false;
-      }
-    });
-    expect(left, 'processes still naming the bench directory').toEqual([]);
+    expect(processesMentioning('ringside-benchvm-'), 'processes still naming the bench directory').toEqual([]);
   }, 700_000);
 
   it('refuses an unknown job and names the known ones', () => {

@@ -6,7 +6,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT, requireBuilt } from '../support/platform.js';
-import { procStatus } from '../support/proc.js';
+import { procStatus, processesMentioning } from '../support/proc.js';
 import { ensureVmImage, VmConsole, VM_BOOT_TIMEOUT_MS } from '../support/vm.js';
 import { GUEST_PATTERN, exerciseDisk, expectPatternInImage } from '../support/vm-disk.js';
 import { createConnection } from 'node:net';
@@ -22,20 +22,6 @@ function exampleFiles(image: { kernel: string; initrd: string }): Record<string,
     files[f] = readFileSync(join(EXAMPLE, f), 'utf8').replace(/^kernel = .*$/m, `kernel = "${image.kernel}"`).replace(/^ramdisk = .*$/m, `ramdisk = "${image.initrd}"`);
   }
   return files;
-}
-
-/** Processes whose command line names `needle` (our state directory: QEMU, domains, hv). */
-function processesMentioning(needle: string): string[] {
-  const out: string[] = [];
-  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
-    try {
-      const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
-      if (cmd.includes(needle)) out.push(`${pid}: ${cmd.slice(0, 120)}`);
-    } catch {
-      /* gone */
-    }
-  }
-  return out;
 }
 
 describe('a VM under ringside up beside a Xen-ABI guest on one blkdom', () => {

@@ -125,6 +125,12 @@ export const INFLIGHT_QUEUE_SIZE = 18;
 
 // SET_LOG_BASE: { u64 mmap_size; u64 mmap_offset } + the log's fd
 export const VHOST_USER_LOG_SIZE = 16;
+export const LOG_MMAP_SIZE = 0;
+export const LOG_MMAP_OFFSET = 8;
+/** virtio feature bit 26 (vhost's own): log every write to guest memory in the dirty log */
+export const VHOST_F_LOG_ALL = 26;
+/** the dirty log has one bit per page of this size, from guest-physical 0 */
+export const VHOST_LOG_PAGE = 0x1000;
 
 /**
  * The inflight region's per-queue layout for split rings (vhost-user.rst, "Inflight I/O

@@ -11,11 +11,14 @@ import {
   VHOST_USER_F_PROTOCOL_FEATURES,
   VHOST_USER_HDR_SIZE,
   VHOST_USER_NEED_REPLY,
+  VHOST_F_LOG_ALL,
   VHOST_USER_PROTOCOL_F_CONFIG,
+  VHOST_USER_PROTOCOL_F_LOG_SHMFD,
   VHOST_USER_PROTOCOL_F_MQ,
   VHOST_USER_PROTOCOL_F_REPLY_ACK,
   VHOST_USER_REPLY,
   VHOST_USER_VERSION,
+  VHOST_VRING_F_LOG,
   VhostUserRequest as R,
 } from '../abi/vhost-user.js';
 import {
@@ -123,13 +126,33 @@ function memTable(regions: { gpa: number; size: number; uaddr: number; off: numb
   return new Uint8Array(b.buffer);
 }
 
-function vringAddr(index: number, desc: number, used: number, avail: number, flags = 0): Uint8Array {
+function vringAddr(index: number, desc: number, used: number, avail: number, flags = 0, log = 0): Uint8Array {
   const b = new DataView(new ArrayBuffer(40));
   b.setUint32(0, index, true);
   b.setUint32(4, flags, true);
   b.setBigUint64(8, BigInt(desc), true);
   b.setBigUint64(16, BigInt(used), true);
   b.setBigUint64(24, BigInt(avail), true);
+  b.setBigUint64(32, BigInt(log), true);
+  return new Uint8Array(b.buffer);
+}
+
+/** Memory, ring 0 and a kick: the ring runs once the backend has read these. */
+function runningRing(fe: Frontend, memfd: number): void {
+  fe.u64(R.SET_FEATURES, bit(VHOST_USER_F_PROTOCOL_FEATURES) | bit(VIRTIO_F_VERSION_1));
+  fe.send(R.SET_MEM_TABLE, memTable([{ gpa: GPA, size: MEM, uaddr: UADDR, off: 0 }]), [memfd]);
+  fe.state(R.SET_VRING_NUM, 0, QSIZE);
+  fe.send(R.SET_VRING_ADDR, vringAddr(0, UADDR + DESC, UADDR + USED, UADDR + AVAIL));
+  const kick = native.eventfd();
+  fe.u64(R.SET_VRING_KICK, 0n, VHOST_USER_VERSION, [kick]);
+  native.close(kick); // the backend holds its own copy
+  fe.state(R.SET_VRING_ENABLE, 0, 1);
+}
+
+function logBase(size: number, offset: number): Uint8Array {
+  const b = new DataView(new ArrayBuffer(16));
+  b.setBigUint64(0, BigInt(size), true);
+  b.setBigUint64(8, BigInt(offset), true);
   return new Uint8Array(b.buffer);
 }
 
@@ -174,8 +197,8 @@ async function until(what: string, ok: () => boolean): Promise<void> {
 }
 
 describe('vhost-user backend', () => {
-  it('negotiates, takes guest memory and a ring, and serves virtio-blk writes and reads through it', async () => {
-    const r = await rig();
+  /** A frontend through the whole handshake, ring 0 running; `request` puts one virtio-blk request on it. */
+  async function connected(r: Rig, protocol: bigint) {
     const fe = new Frontend(r.server.path);
     cleanups.push(() => fe.close());
     fe.send(R.GET_FEATURES);
@@ -184,12 +207,12 @@ describe('vhost-user backend', () => {
     expect(features & bit(VIRTIO_F_VERSION_1)).not.toBe(0n);
     fe.send(R.GET_PROTOCOL_FEATURES);
     const pf = await fe.u64Reply(R.GET_PROTOCOL_FEATURES);
-    const want = bit(VHOST_USER_PROTOCOL_F_MQ) | bit(VHOST_USER_PROTOCOL_F_REPLY_ACK) | bit(VHOST_USER_PROTOCOL_F_CONFIG);
-    expect(pf & want).toBe(want);
-    fe.u64(R.SET_PROTOCOL_FEATURES, want);
+    expect(pf & protocol).toBe(protocol);
+    fe.u64(R.SET_PROTOCOL_FEATURES, protocol);
     fe.send(R.GET_QUEUE_NUM);
     expect(await fe.u64Reply(R.GET_QUEUE_NUM)).toBe(1n);
-    fe.u64(R.SET_FEATURES, bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_RING_F_EVENT_IDX) | bit(VHOST_USER_F_PROTOCOL_FEATURES));
+    const acked = bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_RING_F_EVENT_IDX) | bit(VHOST_USER_F_PROTOCOL_FEATURES);
+    fe.u64(R.SET_FEATURES, acked);
     // config: capacity in 512-byte sectors
     const cfgReq = new DataView(new ArrayBuffer(12 + 8));
     cfgReq.setUint32(4, 8, true);
@@ -215,8 +238,11 @@ describe('vhost-user backend', () => {
     fe.state(R.SET_VRING_ENABLE, 0, 1, VHOST_USER_VERSION | VHOST_USER_NEED_REPLY);
     expect(await fe.u64Reply(R.SET_VRING_ENABLE)).toBe(0n);
 
-    // one write of sector 2, then a read of it, each header / data / status in three descriptors
-    const request = (slot: number, type: number, sector: number, data: number, len: number) => {
+    // header / data / status in three descriptors; resolves with the status byte's offset once answered
+    // two slots of three descriptors; each request is answered before the next is made
+    let made = 0;
+    const request = async (type: number, sector: number, data: number, len: number) => {
+      const slot = made++ % 2;
       const hdr = 0x10000 + slot * 0x100;
       const status = hdr + 0x80;
       ram.setUint32(hdr, type, true);
@@ -235,19 +261,25 @@ describe('vhost-user backend', () => {
       d(base + 2, status, 1, VIRTQ_DESC_F_WRITE, 0);
       const idx = ram.getUint16(AVAIL + 2, true);
       ram.setUint16(AVAIL + 4 + 2 * (idx % QSIZE), base, true);
-      ram.setUint16(AVAIL + 2, idx + 1, true);
+      ram.setUint16(AVAIL + 2, (idx + 1) & 0xffff, true);
       native.eventfdSignal(kick);
+      await until(`request ${idx} on the used ring`, () => ram.getUint16(USED + VIRTQ_USED_IDX, true) === ((idx + 1) & 0xffff));
       return status;
     };
+    return { fe, ram, call, acked, request };
+  }
+
+  it('negotiates, takes guest memory and a ring, and serves virtio-blk writes and reads through it', async () => {
+    const r = await rig();
+    const { fe, ram, call, request } = await connected(r, bit(VHOST_USER_PROTOCOL_F_MQ) | bit(VHOST_USER_PROTOCOL_F_REPLY_ACK) | bit(VHOST_USER_PROTOCOL_F_CONFIG));
+    // one write of sector 2, then a read of it
     for (let i = 0; i < 512; i++) ram.setUint8(0x20000 + i, (i * 7 + 1) & 0xff);
-    const s1 = request(0, VIRTIO_BLK_T_OUT, 2, 0x20000, 512);
-    await until('the write on the used ring', () => ram.getUint16(USED + VIRTQ_USED_IDX, true) === 1);
+    const s1 = await request(VIRTIO_BLK_T_OUT, 2, 0x20000, 512);
     expect(ram.getUint8(s1)).toBe(VIRTIO_BLK_S_OK);
     expect(native.eventfdRead(call)).toBeGreaterThan(0);
     const onDisk = readFileSync(r.disk).subarray(1024, 1536);
     expect([...onDisk]).toEqual(Array.from({ length: 512 }, (_, i) => (i * 7 + 1) & 0xff));
-    const s2 = request(1, VIRTIO_BLK_T_IN, 2, 0x30000, 512);
-    await until('the read on the used ring', () => ram.getUint16(USED + VIRTQ_USED_IDX, true) === 2);
+    const s2 = await request(VIRTIO_BLK_T_IN, 2, 0x30000, 512);
     expect(ram.getUint8(s2)).toBe(VIRTIO_BLK_S_OK);
     expect(ram.getUint32(USED + 4 + 8 + 4, true)).toBe(513); // bytes written into the driver's buffers: data + status
     expect(new Uint8Array(ram.buffer, 0x30000, 512)).toEqual(new Uint8Array(ram.buffer, 0x20000, 512));
@@ -257,6 +289,44 @@ describe('vhost-user backend', () => {
     const base = await fe.reply();
     if (base === 'closed') throw new Error('closed');
     expect(base.payload.getUint32(4, true)).toBe(2);
+    expect(r.gone).toEqual([]);
+  });
+
+  it('migration: with a log from SET_LOG_BASE and LOG_ALL switched on under a running ring, every page it writes is marked, and nothing it only reads', async () => {
+    const r = await rig();
+    const { fe, ram, acked, request } = await connected(r, bit(VHOST_USER_PROTOCOL_F_REPLY_ACK) | bit(VHOST_USER_PROTOCOL_F_LOG_SHMFD));
+    const page = (off: number) => (GPA + off) / 4096;
+    // QEMU's log covers guest-physical 0 to the top of RAM: one bit per page, at an offset in its memfd
+    const logBytes = Math.ceil(page(MEM) / 8);
+    const logFd = native.memfdCreate('dirty-log', 4096 + logBytes);
+    cleanups.push(() => native.close(logFd));
+    const log = new Uint8Array(native.mmap(logFd, 4096 + logBytes, true), 4096, logBytes);
+    cleanups.push(() => native.munmap(log.buffer as ArrayBuffer));
+    const dirty = (off: number) => (log[page(off) >> 3] >> (page(off) & 7)) & 1;
+    fe.send(R.SET_LOG_BASE, logBase(logBytes, 4096), [logFd]);
+    expect(await fe.u64Reply(R.SET_LOG_BASE)).toBe(0n); // with LOG_SHMFD the frontend waits for this
+    fe.u64(R.SET_FEATURES, acked | bit(VHOST_F_LOG_ALL), VHOST_USER_VERSION | VHOST_USER_NEED_REPLY);
+    expect(await fe.u64Reply(R.SET_FEATURES)).toBe(0n);
+    fe.send(R.SET_VRING_ADDR, vringAddr(0, UADDR + DESC, UADDR + USED, UADDR + AVAIL, VHOST_VRING_F_LOG, GPA + USED), [], VHOST_USER_VERSION | VHOST_USER_NEED_REPLY);
+    expect(await fe.u64Reply(R.SET_VRING_ADDR)).toBe(0n);
+    expect(r.logs.some((l) => l.includes('dirty logging on'))).toBe(true);
+
+    // the ring kept running through the switch: a write (its data only read) and a read (its data written)
+    await request(VIRTIO_BLK_T_OUT, 4, 0x20000, 4096);
+    expect(dirty(0x20000)).toBe(0);
+    expect(dirty(USED)).toBe(1); // the used entry
+    expect(dirty(0x10000)).toBe(1); // the status byte
+    await request(VIRTIO_BLK_T_IN, 4, 0x31000, 8192);
+    expect(dirty(0x31000)).toBe(1);
+    expect(dirty(0x32000)).toBe(1);
+    expect(dirty(0x30000)).toBe(0);
+    expect(dirty(0x33000)).toBe(0);
+
+    // logging off (QEMU frees its log): later writes are not marked
+    fe.u64(R.SET_FEATURES, acked, VHOST_USER_VERSION | VHOST_USER_NEED_REPLY);
+    expect(await fe.u64Reply(R.SET_FEATURES)).toBe(0n);
+    await request(VIRTIO_BLK_T_IN, 4, 0x40000, 512);
+    expect(dirty(0x40000)).toBe(0);
     expect(r.gone).toEqual([]);
   });
 
@@ -282,7 +352,20 @@ describe('vhost-user backend', () => {
       fe.send(R.GET_CONFIG, new Uint8Array(b.buffer));
     }, /config range \[250, \+16\) is past/],
     ['an unknown request', (fe) => fe.send(999), /request 999 is not supported/],
-    ['SET_LOG_BASE (logging was never offered)', (fe, m) => fe.send(R.SET_LOG_BASE, new Uint8Array(16), [m]), /SET_LOG_BASE\) is not supported/],
+    ['SET_LOG_BASE without LOG_SHMFD', (fe, m) => fe.send(R.SET_LOG_BASE, logBase(4096, 0), [m]), /SET_LOG_BASE: SET_LOG_BASE without LOG_SHMFD/],
+    ['a dirty log past the end of its fd', (fe, m) => {
+      fe.u64(R.SET_PROTOCOL_FEATURES, bit(VHOST_USER_PROTOCOL_F_LOG_SHMFD));
+      fe.send(R.SET_LOG_BASE, logBase(MEM, 4096), [m]);
+    }, /SET_LOG_BASE: dirty log \[4096, \+1048576\) runs past its fd/],
+    ['ring flags other than LOG', (fe) => fe.send(R.SET_VRING_ADDR, vringAddr(0, UADDR, UADDR + USED, UADDR + AVAIL, 2)), /ring flags 0x2: only VHOST_VRING_F_LOG/],
+    ['SET_VRING_ADDR moving a running ring', (fe, m) => {
+      runningRing(fe, m);
+      fe.send(R.SET_VRING_ADDR, vringAddr(0, UADDR + 0x4000, UADDR + USED, UADDR + AVAIL, VHOST_VRING_F_LOG));
+    }, /SET_VRING_ADDR moves ring 0 while it runs/],
+    ['features other than LOG_ALL changed under a running ring', (fe, m) => {
+      runningRing(fe, m);
+      fe.u64(R.SET_FEATURES, bit(VHOST_USER_F_PROTOCOL_FEATURES) | bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_RING_F_EVENT_IDX));
+    }, /features changed while a queue runs/],
     ['a ring whose areas are outside guest memory', (fe, m) => {
       fe.u64(R.SET_FEATURES, bit(VHOST_USER_F_PROTOCOL_FEATURES) | bit(VIRTIO_F_VERSION_1));
       fe.send(R.SET_MEM_TABLE, memTable([{ gpa: GPA, size: MEM, uaddr: UADDR, off: 0 }]), [m]);

@@ -15,22 +15,28 @@ import {
   INFLIGHT_MMAP_SIZE,
   INFLIGHT_NUM_QUEUES,
   INFLIGHT_QUEUE_SIZE,
+  LOG_MMAP_OFFSET,
+  LOG_MMAP_SIZE,
   MEM_REGION_GPA,
   MEM_REGION_MMAP_OFFSET,
   MEM_REGION_SIZE,
   MEM_REGION_UADDR,
+  VHOST_F_LOG_ALL,
   VHOST_MEMORY_BASELINE_NREGIONS,
   VHOST_USER_CONFIG_HDR_SIZE,
   VHOST_USER_CONFIG_PAYLOAD_MAX,
   VHOST_USER_F_PROTOCOL_FEATURES,
   VHOST_USER_INFLIGHT_SIZE,
+  VHOST_USER_LOG_SIZE,
   VHOST_USER_MEM_REGION_SIZE,
   VHOST_USER_MEM_TABLE_HDR,
   VHOST_USER_NEED_REPLY,
   VHOST_USER_PROTOCOL_F_CONFIG,
   VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS,
   VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD,
+  VHOST_USER_PROTOCOL_F_LOG_SHMFD,
   VHOST_USER_PROTOCOL_F_MQ,
+  VHOST_USER_PROTOCOL_F_RARP,
   VHOST_USER_PROTOCOL_F_REPLY_ACK,
   VHOST_USER_PROTOCOL_F_RESET_DEVICE,
   VHOST_USER_PROTOCOL_F_STATUS,
@@ -40,10 +46,12 @@ import {
   VHOST_USER_VRING_IDX_MASK,
   VHOST_USER_VRING_NOFD_MASK,
   VHOST_USER_VRING_STATE_SIZE,
+  VHOST_VRING_F_LOG,
   VRING_ADDR_AVAIL,
   VRING_ADDR_DESC,
   VRING_ADDR_FLAGS,
   VRING_ADDR_INDEX,
+  VRING_ADDR_LOG,
   VRING_ADDR_USED,
   VRING_STATE_INDEX,
   VRING_STATE_NUM,
@@ -54,6 +62,7 @@ import { native, type Watcher } from '../native/index.js';
 import type { VirtioDevice, VirtioQueueHost } from '../virtio/device.js';
 import { GuestMemory, GuestMemoryError } from '../virtio/guest-memory.js';
 import { SplitQueue } from '../virtio/virtqueue.js';
+import { DirtyLog } from './dirty-log.js';
 import { InflightRegion, type InflightQueue } from './inflight.js';
 import { MessageReader, VhostUserError, sendReply, type VhostUserMessage } from './wire.js';
 
@@ -62,6 +71,7 @@ export const MAX_MEM_SLOTS = 32;
 
 const PROTOCOL_FEATURES =
   bit(VHOST_USER_PROTOCOL_F_MQ) |
+  bit(VHOST_USER_PROTOCOL_F_LOG_SHMFD) |
   bit(VHOST_USER_PROTOCOL_F_REPLY_ACK) |
   bit(VHOST_USER_PROTOCOL_F_CONFIG) |
   bit(VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD) |
@@ -70,7 +80,7 @@ const PROTOCOL_FEATURES =
   bit(VHOST_USER_PROTOCOL_F_STATUS);
 
 /** Requests whose answer is a reply of their own (REPLY_ACK adds none to these). */
-const HAS_REPLY = new Set<number>([R.GET_FEATURES, R.GET_PROTOCOL_FEATURES, R.GET_VRING_BASE, R.GET_QUEUE_NUM, R.GET_CONFIG, R.GET_INFLIGHT_FD, R.GET_MAX_MEM_SLOTS, R.GET_STATUS]);
+const HAS_REPLY = new Set<number>([R.GET_FEATURES, R.GET_PROTOCOL_FEATURES, R.SET_LOG_BASE, R.GET_VRING_BASE, R.GET_QUEUE_NUM, R.GET_CONFIG, R.GET_INFLIGHT_FD, R.GET_MAX_MEM_SLOTS, R.GET_STATUS]);
 
 interface Vring {
   num: number;
@@ -78,6 +88,11 @@ interface Vring {
   avail: number;
   used: number;
   addrSet: boolean;
+  /** VHOST_VRING_F_LOG: log used-ring writes, at this guest-physical address */
+  logUsed: boolean;
+  logGpa: number;
+  /** the queue while it runs */
+  queue: SplitQueue | null;
   base: number;
   kick: number;
   call: number;
@@ -106,6 +121,8 @@ export class VhostUserBackend {
   private protocol = 0n;
   private status = 0;
   private inflight: InflightRegion | null = null;
+  /** the migration's dirty log (SET_LOG_BASE); marks go to it while LOG_ALL is acked */
+  private dirtyLog: DirtyLog | null = null;
   private ended = false;
   /** messages are handled one at a time; some wait for in-flight I/O */
   private chain: Promise<void> = Promise.resolve();
@@ -121,16 +138,33 @@ export class VhostUserBackend {
   }
 
   private freshVring(): Vring {
-    return { num: 0, desc: 0, avail: 0, used: 0, addrSet: false, base: 0, kick: -1, call: -1, err: -1, enabled: false, watcher: null, running: false, stopping: null };
+    return { num: 0, desc: 0, avail: 0, used: 0, addrSet: false, logUsed: false, logGpa: 0, queue: null, base: 0, kick: -1, call: -1, err: -1, enabled: false, watcher: null, running: false, stopping: null };
   }
 
   get features(): bigint {
-    return this.device.features | bit(VHOST_USER_F_PROTOCOL_FEATURES);
+    return this.device.features | bit(VHOST_USER_F_PROTOCOL_FEATURES) | bit(VHOST_F_LOG_ALL);
   }
 
-  /** CONFIG only for a device whose config space the backend serves: QEMU's virtio-net keeps its own. */
+  /**
+   * CONFIG only for a device whose config space the backend serves (QEMU's virtio-net keeps its
+   * own); RARP only for one that can announce a MAC on its segment.
+   */
   private get protocolFeatures(): bigint {
-    return this.device.servesConfig ? PROTOCOL_FEATURES : PROTOCOL_FEATURES & ~bit(VHOST_USER_PROTOCOL_F_CONFIG);
+    let f = PROTOCOL_FEATURES;
+    if (!this.device.servesConfig) f &= ~bit(VHOST_USER_PROTOCOL_F_CONFIG);
+    if (this.device.announce) f |= bit(VHOST_USER_PROTOCOL_F_RARP);
+    return f;
+  }
+
+  /** Whether writes to guest memory are being logged (a migration is copying it). */
+  get logging(): boolean {
+    return this.dirtyLog !== null && (this.acked & bit(VHOST_F_LOG_ALL)) !== 0n;
+  }
+
+  /** Points every running queue at the log, or at nothing, as LOG_ALL and the ring flags say. */
+  private applyLog(): void {
+    const log = this.logging ? this.dirtyLog : null;
+    for (const v of this.vrings) v.queue?.logTo(log, v.logUsed ? v.logGpa : -1);
   }
 
   private onReadable(): void {
@@ -196,8 +230,21 @@ export class VhostUserBackend {
         const f = p.getBigUint64(0, true);
         const extra = f & ~this.features;
         if (extra) throw new VhostUserError(`acks feature bits 0x${extra.toString(16)} we never offered`);
-        if (this.vrings.some((v) => v.running)) throw new VhostUserError('features changed while a queue runs');
+        // QEMU turns LOG_ALL on and off with the rings running (that is what a migration does);
+        // anything else changing under a running ring is a protocol error.
+        if ((f ^ this.acked) & ~bit(VHOST_F_LOG_ALL) && this.vrings.some((v) => v.running)) throw new VhostUserError('features changed while a queue runs');
+        const stopsLogging = (this.acked & bit(VHOST_F_LOG_ALL)) !== 0n && (f & bit(VHOST_F_LOG_ALL)) === 0n;
         this.acked = f;
+        if (stopsLogging) {
+          // QEMU frees its log once logging ends; a new one comes with the next SET_LOG_BASE.
+          this.applyLog();
+          this.dirtyLog?.close();
+          this.dirtyLog = null;
+          this.ev.log(`${this.device.name}: vhost-user: dirty logging off`);
+        } else {
+          this.applyLog();
+          if (this.logging) this.ev.log(`${this.device.name}: vhost-user: dirty logging on (${this.dirtyLog!.size}-byte log)`);
+        }
         return true;
       }
       case R.SET_OWNER:
@@ -269,12 +316,23 @@ export class VhostUserBackend {
         size(VHOST_USER_VRING_ADDR_SIZE);
         noFds();
         const v = this.vring(p.getUint32(VRING_ADDR_INDEX, true));
-        if (p.getUint32(VRING_ADDR_FLAGS, true) !== 0) throw new VhostUserError('asks for dirty logging of the used ring, which needs LOG_ALL (not offered)');
-        const r = this.notRunning(v, 'SET_VRING_ADDR');
-        r.desc = this.u53(p, VRING_ADDR_DESC, 'descriptor table address');
-        r.used = this.u53(p, VRING_ADDR_USED, 'used ring address');
-        r.avail = this.u53(p, VRING_ADDR_AVAIL, 'avail ring address');
-        r.addrSet = true;
+        const flags = p.getUint32(VRING_ADDR_FLAGS, true);
+        if (flags & ~VHOST_VRING_F_LOG) throw new VhostUserError(`ring flags 0x${flags.toString(16)}: only VHOST_VRING_F_LOG (1) exists`);
+        const desc = this.u53(p, VRING_ADDR_DESC, 'descriptor table address');
+        const used = this.u53(p, VRING_ADDR_USED, 'used ring address');
+        const avail = this.u53(p, VRING_ADDR_AVAIL, 'avail ring address');
+        const logGpa = this.u53(p, VRING_ADDR_LOG, 'used ring log address');
+        // A running ring may only have its logging switched (QEMU does so when a migration starts
+        // and ends); moving its areas needs GET_VRING_BASE first.
+        if (v.running && (desc !== v.desc || used !== v.used || avail !== v.avail))
+          throw new VhostUserError(`SET_VRING_ADDR moves ring ${this.vrings.indexOf(v)} while it runs (GET_VRING_BASE stops it first)`);
+        v.desc = desc;
+        v.used = used;
+        v.avail = avail;
+        v.logUsed = (flags & VHOST_VRING_F_LOG) !== 0;
+        v.logGpa = logGpa;
+        v.addrSet = true;
+        this.applyLog();
         return true;
       }
       case R.GET_VRING_BASE: {
@@ -397,6 +455,30 @@ export class VhostUserBackend {
         noFds();
         this.replyU64(req, BigInt(this.status));
         return true;
+      case R.SET_LOG_BASE: {
+        size(VHOST_USER_LOG_SIZE);
+        if (!this.has(VHOST_USER_PROTOCOL_F_LOG_SHMFD)) throw new VhostUserError('SET_LOG_BASE without LOG_SHMFD: a shared-memory log is the only kind we take');
+        if (fds.length !== 1) throw new VhostUserError(`came with ${fds.length} descriptors; it takes the log's one`);
+        const log = DirtyLog.adopt(fds[0], this.u53(p, LOG_MMAP_SIZE, 'log size'), this.u53(p, LOG_MMAP_OFFSET, 'log offset'));
+        const short = this.mem.highestGpa() > log.covers;
+        // The old log goes once nothing points at it: marks are made on this thread, between messages.
+        const old = this.dirtyLog;
+        this.dirtyLog = log;
+        this.applyLog();
+        old?.close();
+        if (short) this.ev.log(`${this.device.name}: vhost-user: the dirty log covers 0x${log.covers.toString(16)} bytes, less than guest memory (to 0x${this.mem.highestGpa().toString(16)}): writes above it cannot be logged`);
+        // With LOG_SHMFD the frontend waits for this reply before it goes on.
+        this.replyU64(req, 0n);
+        return true;
+      }
+      case R.SEND_RARP: {
+        size(VHOST_USER_U64_SIZE);
+        noFds();
+        if (!this.device.announce) throw new VhostUserError('SEND_RARP to a device that has no segment to announce on (RARP was not offered)');
+        const refused = this.device.announce(new Uint8Array(p.buffer, p.byteOffset, 6).slice());
+        if (refused) this.ev.log(`${this.device.name}: vhost-user: ${refused}`);
+        return refused === null;
+      }
       case R.SET_BACKEND_REQ_FD:
         // We send the frontend nothing (no IOTLB misses, no config changes): the channel is closed.
         return true;
@@ -456,6 +538,8 @@ export class VhostUserBackend {
       log: this.ev.log,
     };
     v.running = true;
+    v.queue = q;
+    q.logTo(this.logging ? this.dirtyLog : null, v.logUsed ? v.logGpa : -1);
     v.watcher = new native.Watcher(v.kick, 'eventfd', () => this.device.kick(index));
     this.device.startQueue(index, q, this.mem, host);
     this.ev.queueStarted?.(index);
@@ -471,6 +555,7 @@ export class VhostUserBackend {
     v.running = false;
     v.stopping = this.device.stopQueue(index).then((base) => {
       v.stopping = null;
+      v.queue = null;
       if (base >= 0) v.base = base;
       return wasRunning ? base : -1;
     });
@@ -536,6 +621,8 @@ export class VhostUserBackend {
       this.mem.close();
       this.inflight?.close();
       this.inflight = null;
+      this.dirtyLog?.close();
+      this.dirtyLog = null;
       this.ev.closed(reason);
     });
   }

@@ -308,7 +308,7 @@ class BlkQueue {
     // A stopped queue still answers what it took: the driver's buffers stay its own.
     if (!this.failed) {
       this.host.completing(r.chain.head);
-      this.q.push(r.chain.head, r.written);
+      this.q.push(r.chain, r.written);
       this.host.completed(r.chain.head, this.q.usedIdx);
       if (this.q.needsInterrupt()) this.host.interrupt();
       this.answered[this.index]! += 1;

@@ -4,6 +4,12 @@
 import type { GuestMemory } from './guest-memory.js';
 import type { SplitQueue } from './virtqueue.js';
 
+/** Where writes to guest memory are recorded while a migration copies it (vhost's dirty log). */
+export interface DirtyPages {
+  /** [gpa, +len) was written */
+  mark(gpa: number, len: number): void;
+}
+
 export interface VirtioQueueHost {
   /** heads that were in flight when the previous backend died, oldest first: start them again */
   readonly resubmit: readonly number[];
@@ -36,4 +42,10 @@ export interface VirtioDevice {
   kick(index: number): void;
   /** requests taken and not yet completed, over all queues */
   readonly inFlight: number;
+  /**
+   * A network device's announcement after a migration (vhost-user SEND_RARP): tell the segment
+   * that `mac` is here now; returns why it was refused, or null. Devices without a segment
+   * leave it out.
+   */
+  announce?(mac: Uint8Array): string | null;
 }

@@ -116,6 +116,13 @@ export class GuestMemory {
     this.retired = [];
   }
 
+  /** The end of the highest region in guest-physical space (what a dirty log must cover). */
+  highestGpa(): number {
+    let top = 0;
+    for (const r of this.regions) top = Math.max(top, r.gpa + r.size);
+    return top;
+  }
+
   /** Whether [gpa, +len) lies inside one region (a check that makes no view). */
   contains(gpa: number, len: number): boolean {
     for (const r of this.regions) if (gpa >= r.gpa && gpa - r.gpa <= r.size - len && len <= r.size) return true;

@@ -167,6 +167,27 @@ describe('virtio-net', () => {
     expect(r.sent).toEqual([]);
   });
 
+  it('SEND_RARP: announces its own MAC with one broadcast RARP ahead of what the guest sends, and refuses any other MAC', () => {
+    const r = rig();
+    const mac = Uint8Array.of(0, 0x16, 0x3e, 1, 2, 3);
+    expect(r.dev.announce(Uint8Array.of(0, 0x16, 0x3e, 9, 9, 9))).toMatch(/names 00:16:3e:09:09:09, not the vif's MAC 00:16:3e:01:02:03: refused/);
+    expect(r.dev.hasTxWork()).toBe(false);
+    const before = r.ready();
+    expect(r.dev.announce(mac)).toBeNull();
+    expect(r.ready()).toBe(before + 1);
+    r.post(1, [[...hdr(), ...frame(60, 1)]]);
+    expect(r.pull()).toBe(2);
+    const [rarp, next] = r.sent;
+    expect(rarp).toHaveLength(60);
+    expect(rarp.slice(0, 6)).toEqual([255, 255, 255, 255, 255, 255]);
+    expect(rarp.slice(6, 14)).toEqual([...mac, 0x80, 0x35]);
+    expect(rarp.slice(14, 22)).toEqual([0, 1, 8, 0, 6, 4, 0, 3]); // Ethernet/IPv4, reverse request
+    expect(rarp.slice(22, 28)).toEqual([...mac]);
+    expect(rarp.slice(32, 38)).toEqual([...mac]);
+    expect(next).toEqual(frame(60, 1));
+    expect(r.pull()).toBe(0); // sent once
+  });
+
   it('offers its MAC, link up, one queue pair and its MTU', () => {
     const c = rig().dev.config();
     expect([...c]).toEqual([0, 0x16, 0x3e, 1, 2, 3, 1, 0, 1, 0, 0xdc, 0x05]);

@@ -25,6 +25,7 @@ import {
   bit,
 } from '../abi/virtio.js';
 import type { GuestMemory } from './guest-memory.js';
+import { formatMac } from '../netif/headers.js';
 import { newPacketMeta, type PacketMeta } from '../netif/meta.js';
 import { DescChain, type SplitQueue, VirtqueueError } from './virtqueue.js';
 import type { VirtioDevice, VirtioQueueHost } from './device.js';
@@ -74,6 +75,8 @@ export class VirtioNet implements VirtioDevice {
   private readonly queues: (Running | null)[] = [null, null];
   /** what travels with a VM's frame: nothing offloaded, checksums complete */
   private readonly plain: PacketMeta = newPacketMeta();
+  /** a RARP frame the frontend asked us to send for the VM (SEND_RARP), until the switch pulls it */
+  private announcement: Uint8Array | null = null;
 
   constructor(private readonly o: VirtioNetOptions) {
     if (o.mac.length !== 6) throw new Error(`${o.name}: a MAC is 6 bytes, not ${o.mac.length}`);
@@ -117,8 +120,22 @@ export class VirtioNet implements VirtioDevice {
     if (index === VIRTIO_NET_TXQ && this.queues[VIRTIO_NET_TXQ]) this.o.txReady();
   }
 
+  /**
+   * SEND_RARP after a migration: a broadcast RARP from the VM's MAC, so every switch on the
+   * segment learns at once where it is now. Only the vif's own MAC may be announced: a frontend
+   * that names another would be pulling someone else's traffic to itself. Returns why it was
+   * refused, or null.
+   */
+  announce(mac: Uint8Array): string | null {
+    if (!mac.every((b, i) => b === this.o.mac[i])) return `SEND_RARP names ${formatMac(mac)}, not the vif's MAC ${formatMac(this.o.mac)}: refused`;
+    this.announcement = rarpAnnouncement(mac);
+    this.o.txReady();
+    return null;
+  }
+
   /** Whether the guest has frames waiting to be pulled. */
   hasTxWork(): boolean {
+    if (this.announcement) return true;
     const r = this.queues[VIRTIO_NET_TXQ];
     if (!r) return false;
     try {
@@ -134,9 +151,19 @@ export class VirtioNet implements VirtioDevice {
    * frames went in. When the queue is drained it asks the guest for a kick (EVENT_IDX) first.
    */
   pullTx(sink: TxSink, max: number): number {
-    const r = this.queues[VIRTIO_NET_TXQ];
-    if (!r) return 0;
     let moved = 0;
+    const a = this.announcement;
+    if (a && max > 0) {
+      const off = sink.reserve(a.length);
+      if (off >= 0) {
+        sink.mem.set(a, off);
+        sink.commit(off, a.length, this.plain);
+        this.announcement = null;
+        moved++;
+      }
+    }
+    const r = this.queues[VIRTIO_NET_TXQ];
+    if (!r) return moved;
     let answered = 0;
     try {
       for (;;) {
@@ -156,7 +183,7 @@ export class VirtioNet implements VirtioDevice {
           }
           r.host.began(c.head);
           r.host.completing(c.head);
-          r.q.push(c.head, 0);
+          r.q.push(c, 0);
           r.host.completed(c.head, r.q.usedIdx);
           answered++;
         }
@@ -217,7 +244,7 @@ export class VirtioNet implements VirtioDevice {
       }
       r.host.began(c.head);
       r.host.completing(c.head);
-      r.q.push(c.head, written);
+      r.q.push(c, written);
       r.host.completed(c.head, r.q.usedIdx);
       if (r.q.needsInterrupt()) r.host.interrupt();
       return written > 0;
@@ -250,3 +277,23 @@ export class VirtioNet implements VirtioDevice {
     return VIRTIO_NET_HDR_SIZE + len;
   }
 }
+
+/** RFC 903 reverse request (what QEMU's own announce sends): who am I, from `mac`, to everyone. */
+function rarpAnnouncement(mac: Uint8Array): Uint8Array {
+  const f = new Uint8Array(60); // the Ethernet minimum, zero-padded
+  const v = new DataView(f.buffer);
+  f.fill(0xff, 0, 6);
+  f.set(mac, 6);
+  v.setUint16(12, ETH_P_RARP);
+  v.setUint16(14, 1); // hardware: Ethernet
+  v.setUint16(16, 0x0800); // protocol: IPv4
+  f[18] = 6;
+  f[19] = 4;
+  v.setUint16(20, RARP_OP_REQUEST_REVERSE);
+  f.set(mac, 22); // sender hardware address; sender IP stays 0
+  f.set(mac, 32); // target hardware address; target IP stays 0
+  return f;
+}
+
+const ETH_P_RARP = 0x8035;
+const RARP_OP_REQUEST_REVERSE = 3;

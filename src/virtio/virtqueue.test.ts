@@ -92,7 +92,7 @@ describe('split virtqueue', () => {
     expect(r.chain.readableBytes).toBe(16);
     expect(r.chain.writableBytes).toBe(4097);
     expect(r.q.pop(r.chain)).toBe(false);
-    r.q.push(3, 4097);
+    r.q.push(r.chain, 4097);
     expect(r.bytes.getUint16(USED + VIRTQ_USED_IDX, true)).toBe(1);
     expect(r.bytes.getUint32(USED + VIRTQ_USED_RING, true)).toBe(3);
     expect(r.bytes.getUint32(USED + VIRTQ_USED_RING + 4, true)).toBe(4097);
@@ -154,6 +154,37 @@ describe('split virtqueue', () => {
     expect(mk(65536, UADDR)).toThrow(/not a power of two in 1\.\.32768/);
   });
 
+  it('dirty logging: answering a chain marks its writable buffers, the used entry and index, and avail_event; not the readable ones', () => {
+    const r = rig();
+    const marks: [number, number][] = [];
+    desc(r, DESC, 3, GPA + DATA, 16, VIRTQ_DESC_F_NEXT, 5);
+    desc(r, DESC, 5, GPA + DATA + 0x1000, 4096, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 1);
+    desc(r, DESC, 1, GPA + DATA + 0x3000, 1, VIRTQ_DESC_F_WRITE);
+    offer(r, 8, 3);
+    r.q.pop(r.chain);
+    r.q.push(r.chain, 4097); // not logging yet: no marks
+    expect(marks).toEqual([]);
+    r.q.logTo({ mark: (gpa, len) => marks.push([gpa, len]) }, GPA + USED);
+    offer(r, 8, 3);
+    r.q.pop(r.chain);
+    r.q.push(r.chain, 4097);
+    expect(marks).toEqual([
+      [GPA + DATA + 0x1000, 4096],
+      [GPA + DATA + 0x3000, 1],
+      [GPA + USED + VIRTQ_USED_RING + 8, 8], // slot 1
+      [GPA + USED + VIRTQ_USED_IDX, 2],
+    ]);
+    marks.length = 0;
+    r.q.armKick();
+    expect(marks).toEqual([[GPA + USED + usedAvailEvent(8), 2]]);
+    r.q.logTo(null, 0);
+    offer(r, 8, 3);
+    r.q.pop(r.chain);
+    r.q.push(r.chain, 1);
+    r.q.armKick();
+    expect(marks).toHaveLength(1);
+  });
+
   it('EVENT_IDX: interrupts only when used passes used_event, and asks for a kick at avail_event', () => {
     const r = rig();
     for (let i = 0; i < 4; i++) desc(r, DESC, i, GPA + DATA, 8, 0);
@@ -162,14 +193,14 @@ describe('split virtqueue', () => {
     for (let i = 0; i < 4; i++) r.q.pop(r.chain);
     expect(r.q.armKick()).toBe(false);
     expect(r.bytes.getUint16(USED + usedAvailEvent(8), true)).toBe(4);
-    r.q.push(0, 0);
+    r.q.push(r.chain, 0);
     expect(r.q.needsInterrupt()).toBe(true); // first after a start: never miss one
     r.bytes.setUint16(AVAIL + availUsedEvent(8), 2, true); // the driver wants one when used passes 2
-    r.q.push(1, 0);
+    r.q.push(r.chain, 0);
     expect(r.q.needsInterrupt()).toBe(false); // used went 1 -> 2: event 2 not passed yet
-    r.q.push(2, 0);
+    r.q.push(r.chain, 0);
     expect(r.q.needsInterrupt()).toBe(true); // 2 -> 3 passes event index 2
-    r.q.push(3, 0);
+    r.q.push(r.chain, 0);
     expect(r.q.needsInterrupt()).toBe(false);
   });
 

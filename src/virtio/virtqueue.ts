@@ -28,6 +28,7 @@ import {
   usedSize,
   vringNeedEvent,
 } from '../abi/virtio.js';
+import type { DirtyPages } from './device.js';
 import type { GuestMemory } from './guest-memory.js';
 
 export class VirtqueueError extends Error {
@@ -91,6 +92,10 @@ export class SplitQueue {
   /** used index at the last interrupt we sent (EVENT_IDX) */
   private signalledUsed: number;
   private signalledValid = false;
+  /** while a migration runs: where our writes to guest memory are logged */
+  private dirty: DirtyPages | null = null;
+  /** the used ring's guest-physical address, when its writes are logged too (VHOST_VRING_F_LOG) */
+  private usedGpa = -1;
 
   constructor(
     private readonly mem: GuestMemory,
@@ -189,12 +194,33 @@ export class SplitQueue {
     }
   }
 
-  /** Returns `head` to the driver, `written` bytes having been written into its buffers. */
-  push(head: number, written: number): void {
-    const o = VIRTQ_USED_RING + VIRTQ_USED_ELEM_SIZE * (this.usedIdx & this.mask);
-    this.used.setUint32(o, head, true);
+  /**
+   * Starts (or stops, with null) logging our writes: the buffers of every chain we answer, and
+   * the used ring's entries when `usedGpa` (its guest-physical address) is given.
+   */
+  logTo(dirty: DirtyPages | null, usedGpa: number): void {
+    this.dirty = dirty;
+    this.usedGpa = dirty ? usedGpa : -1;
+  }
+
+  /** Returns `chain` to the driver, `written` bytes having been written into its buffers. */
+  push(chain: DescChain, written: number): void {
+    const slot = this.usedIdx & this.mask;
+    const o = VIRTQ_USED_RING + VIRTQ_USED_ELEM_SIZE * slot;
+    this.used.setUint32(o, chain.head, true);
     this.used.setUint32(o + 4, written, true);
     this.usedIdx = (this.usedIdx + 1) & 0xffff;
+    // Whatever the device wrote is logged before the driver (and QEMU's next log sweep after
+    // this round) can see the head as done. Every writable buffer counts, not just `written`
+    // bytes of them: a page marked needlessly costs one copy, one missed loses data.
+    const d = this.dirty;
+    if (d) {
+      for (let i = chain.readable; i < chain.count; i++) d.mark(chain.addr[i], chain.len[i]);
+      if (this.usedGpa >= 0) {
+        d.mark(this.usedGpa + o, VIRTQ_USED_ELEM_SIZE);
+        d.mark(this.usedGpa + VIRTQ_USED_IDX, 2);
+      }
+    }
     // The element is visible before the index that publishes it (a seq-cst store orders them).
     Atomics.store(this.usedIdxWord, 0, this.usedIdx);
   }
@@ -220,6 +246,7 @@ export class SplitQueue {
     if (!this.opts.eventIdx) return this.pending() > 0;
     // seq-cst: the store is visible before we look at the avail index again, or a kick is lost
     Atomics.store(this.availEvent, 0, this.lastAvail);
+    if (this.usedGpa >= 0) this.dirty?.mark(this.usedGpa + usedAvailEvent(this.size), 2);
     return this.pending() > 0;
   }
 }

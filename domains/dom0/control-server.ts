@@ -3,7 +3,10 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { rmSync } from 'node:fs';
 import { encodeFrame, FrameReader, type ControlReply } from '../../src/control/wire.js';
+import { isAbsolute } from 'node:path';
+import { MAX_CONFIG_BYTES } from '../../src/config/xlcfg.js';
 import type { Toolstack } from './toolstack.js';
+import { abortIncoming, finishIncoming, migrateOut, receiveIncoming } from './migrate.js';
 
 export function startControlServer(path: string, ts: Toolstack, log: (l: string) => void): Promise<Server> {
   rmSync(path, { force: true });
@@ -22,7 +25,10 @@ function serve(sock: Socket, ts: Toolstack, log: (l: string) => void): void {
   sock.on('error', () => undefined);
   sock.on('data', (chunk: Buffer) => {
     try {
-      reader.push(chunk, (req) => void handle(req, ts).then(reply, (e: Error) => reply({ ok: false, error: e.message })));
+      const progress = (line: string) => {
+        if (!sock.destroyed) sock.write(encodeFrame({ progress: line }));
+      };
+      reader.push(chunk, (req) => void handle(req, ts, progress).then(reply, (e: Error) => reply({ ok: false, error: e.message })));
     } catch (e) {
       log(`dom0: control client sent a bad frame (${(e as Error).message}): disconnected`);
       sock.destroy();
@@ -30,7 +36,7 @@ function serve(sock: Socket, ts: Toolstack, log: (l: string) => void): void {
   });
 }
 
-async function handle(req: unknown, ts: Toolstack): Promise<ControlReply> {
+async function handle(req: unknown, ts: Toolstack, progress: (line: string) => void): Promise<ControlReply> {
   if (typeof req !== 'object' || req === null || typeof (req as { op?: unknown }).op !== 'string') return { ok: false, error: 'request must be an object with an op' };
   const r = req as Record<string, unknown>;
   const name = () => {
@@ -64,6 +70,28 @@ async function handle(req: unknown, ts: Toolstack): Promise<ControlReply> {
       if (r.action === 'assignable-remove') return { ok: true, warnings: (await ts.hypercall('pci_assignable_remove', { bdf: bdf() })).warnings, message: `${r.bdf} is no longer assignable` };
       return { ok: false, error: `unknown pci action ${JSON.stringify(String(r.action).slice(0, 32))}` };
     }
+    case 'migrate': {
+      if (typeof r.dest !== 'string' || !isAbsolute(r.dest) || r.dest.length > 4096) throw new Error('dest must be the absolute path of the destination host\'s state directory');
+      const bw = r.bandwidthMiB;
+      if (bw !== undefined && (typeof bw !== 'number' || !Number.isInteger(bw) || bw < 1 || bw > 1 << 20)) throw new Error('bandwidthMiB must be a whole number of MiB/s in 1..1048576');
+      return { ok: true, migration: await migrateOut(ts, name(), r.dest, progress, bw) };
+    }
+    case 'migrate-incoming': {
+      // From another host's dom0: the config is parsed and checked here as any config file is.
+      if (typeof r.text !== 'string' || r.text.length > MAX_CONFIG_BYTES) throw new Error(`text must be a config file of at most ${MAX_CONFIG_BYTES} bytes`);
+      for (const k of ['file', 'base'] as const) {
+        const v = r[k];
+        if (typeof v !== 'string' || !isAbsolute(v) || v.length > 4096 || v.includes('\0')) throw new Error(`${k} must be an absolute path`);
+      }
+      if (r.accel !== 'tcg' && r.accel !== 'kvm') throw new Error('accel must be "tcg" or "kvm"');
+      const got = await receiveIncoming(ts, name(), { file: r.file as string, text: r.text, base: r.base as string, accel: r.accel });
+      return { ok: true, incoming: got.incoming, domid: got.domid };
+    }
+    case 'migrate-finish':
+      return { ok: true, domid: await finishIncoming(ts, name()) };
+    case 'migrate-abort':
+      await abortIncoming(ts, name());
+      return { ok: true, message: 'dropped' };
     case 'down':
       setImmediate(() => void ts.down());
       return { ok: true, message: 'shutting down' };

@@ -2,10 +2,11 @@
 // driver domains before the guests they serve, and restarts a crashed driver domain under the
 // same domid so its frontends reconnect to the same backend paths. It holds no device and maps
 // no guest memory (hv's policy would refuse it anyway).
-import { existsSync, mkdirSync, rmSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { pack } from 'msgpackr';
 import { XenbusState, parseXenbusState } from '../../src/abi/xenbus.js';
-import { loadSystem, type SystemConfig, type SystemDomain } from '../../src/config/system.js';
+import { admitDomain, loadSystem, type SystemConfig, type SystemDomain } from '../../src/config/system.js';
 import type { Domain } from '../../src/domain/runtime.js';
 import type { HvEvent, HypercallOps, OpName } from '../../src/hypercall/protocol.js';
 import { XenstoreClient, type XsOps } from '../../src/xenstore/client.js';
@@ -24,6 +25,7 @@ import type { VifSpec } from '../../src/config/vif.js';
 import { confineFor, exportLink, guestExportDir } from './confine.js';
 import { vifNetns } from '../../src/config/vif.js';
 import { NetnsRecords, createGuestNetns, deleteGuestNetns } from '../../src/netns/netns.js';
+import { checkMemory, type MigrationHost, type VmSource } from './migrate.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** How long a domain gets to stop cleanly before it is destroyed. */
@@ -52,6 +54,10 @@ interface Managed {
   dead: boolean;
   /** a VM: the accelerator chosen at its first start */
   accel?: AccelChoice;
+  /** a VM that arrived by migration: its config file as it came (a migration onwards sends it again) */
+  source?: { file: string; text: string; base: string };
+  /** going for good (migrated away): its death removes it instead of restarting it */
+  leaving?: boolean;
 }
 
 /** How long blkdom gets to open a VM disk's medium and listen before the VM starts anyway. */
@@ -64,7 +70,7 @@ export function ioFramesFor(memoryMiB: number): number {
   return Math.max(64, Math.min(4096, memoryMiB * 12));
 }
 
-export class Toolstack {
+export class Toolstack implements MigrationHost {
   readonly state: StatePaths;
   private sys!: SystemConfig;
   private xs!: XenstoreClient;
@@ -75,6 +81,7 @@ export class Toolstack {
   private readonly cleanups = new Set<Promise<void>>();
   private built: Promise<void> | null = null;
   private buildError: Error | null = null;
+  readonly arriving = new Set<string>();
   /** the namespaces this system made: only those are ever deleted */
   private readonly netns: NetnsRecords;
 
@@ -82,7 +89,7 @@ export class Toolstack {
     private readonly dom: Domain,
     stateDir: string,
     private readonly systemDir: string,
-    private readonly log: (l: string) => void,
+    readonly log: (l: string) => void,
   ) {
     this.state = statePaths(stateDir);
     this.netns = new NetnsRecords(this.state.dir);
@@ -179,9 +186,12 @@ export class Toolstack {
     }
   }
 
-  /** Driver domains that serve a VM's disk or vif, and so listen for vhost-user frontends. */
+  /**
+   * Driver domains that may serve VMs, and so listen for vhost-user frontends: every blk and net
+   * domain, since a VM may arrive by migration that no config of this host names.
+   */
   private servesVms(cfg: SystemDomain): boolean {
-    return this.sys.domains.some((d) => d.role === 'vm' && [...d.disks, ...d.vifs].some((k) => k.backend === cfg.name));
+    return cfg.role === 'blk' || cfg.role === 'net';
   }
 
   private async startDomainOnce(cfg: SystemDomain, domid?: number, previous?: Managed, beforeUnpause?: () => Promise<void>): Promise<Managed> {
@@ -233,7 +243,7 @@ export class Toolstack {
    * disks are vbds under blkdom's backend directory like any guest's, marked vhost-user; QEMU
    * starts once blkdom listens on each socket, and reconnects to it after a blkdom restart.
    */
-  private async startVm(cfg: SystemDomain, domid?: number, previous?: Managed): Promise<Managed> {
+  private async startVm(cfg: SystemDomain, domid?: number, previous?: Managed, incoming?: string): Promise<Managed> {
     const boot = cfg.vm;
     if (!boot) throw new Error(`${cfg.name}: a VM without boot settings`);
     for (const [what, p] of [['kernel', boot.kernel], ['ramdisk', boot.ramdisk]] as const)
@@ -259,6 +269,7 @@ export class Toolstack {
       nics: cfg.vifs.map((v) => ({ socket: nicSocket(v), mac: v.mac, mtu: v.mtu, reconnectS: VHOST_RECONNECT_S })),
       consoleSocket: vmConsoleSocket(this.state, cfg.name),
       qmpSocket: vmQmpSocket(this.state, cfg.name),
+      ...(incoming !== undefined ? { incoming } : {}),
     });
     const { result } = await this.dom.hc.call('domain_create', {
       name: cfg.name,
@@ -297,6 +308,7 @@ export class Toolstack {
     }
     for (const d of m.devices) await this.waitListening(cfg.name, d);
     await this.dom.hc.call('domain_unpause', { domid: m.domid, bootArgs: new Uint8Array(0) });
+    if (incoming !== undefined) return m;
     this.log(`dom0: started VM '${cfg.name}' as dom${m.domid} (${accel.accel}, ${cfg.disks.length} disk(s) and ${cfg.vifs.length} vif(s) over vhost-user; console: ringside console ${cfg.name})`);
     return m;
   }
@@ -391,6 +403,15 @@ export class Toolstack {
     const m = [...this.managed.values()].find((x) => x.domid === ev.domid && !x.dead);
     if (!m) return;
     m.dead = true;
+    if (m.leaving) {
+      void this.xs
+        .release(ev.domid)
+        .catch(() => undefined)
+        .then(() => this.removeDomainNodes(m))
+        .then(() => this.track(this.cleanupHost(m)))
+        .finally(() => this.managed.delete(m.cfg.name));
+      return;
+    }
     this.log(`dom0: ${m.cfg.name} (dom${ev.domid}) died: ${ev.reason}`);
     // Release first: xenstored strips the dead domid from every permission, and that must be
     // over before a restart writes the domain's nodes afresh.
@@ -491,6 +512,52 @@ export class Toolstack {
       m.cfg = { ...m.cfg, onCrash };
     } else await this.restart(m, 'requested');
     return `restarted ${name} as dom${m.domid}`;
+  }
+
+  // ---- migration (MigrationHost) ----
+
+  vmConfig(name: string): VmSource {
+    const m = this.managed.get(name);
+    if (!m || m.dead) throw new Error(`no running domain named '${name}'; see 'ringside list'`);
+    if (m.cfg.role !== 'vm' || !m.accel) throw new Error(`'${name}' is a ${m.cfg.role} domain; only VMs (type = "hvm") migrate`);
+    if (m.source) return { ...m.source, accel: m.accel.accel };
+    try {
+      return { file: m.cfg.file, text: readFileSync(m.cfg.file, 'utf8'), base: dirname(m.cfg.file), accel: m.accel.accel };
+    } catch (e) {
+      throw new Error(`cannot read ${name}'s config ${m.cfg.file} to send it: ${(e as Error).message}`);
+    }
+  }
+
+  async startIncoming(name: string, src: VmSource, incoming: string): Promise<number> {
+    if (!this.sys) throw new Error('this host is still building its system');
+    const cfg = admitDomain(this.sys, src.text, src.file, src.base);
+    if (cfg.name !== name) throw new Error(`the config sent for '${name}' names '${cfg.name}'`);
+    if (cfg.role !== 'vm' || !cfg.vm) throw new Error(`'${cfg.name}' is not a VM (type = "hvm"): only VMs migrate`);
+    checkMemory(cfg.name, cfg.memoryMiB);
+    // The guest's CPU and devices must be what it had at the source: the same accelerator.
+    const m = await this.startVm({ ...cfg, vm: { ...cfg.vm, accel: src.accel } }, undefined, undefined, incoming);
+    m.source = { file: src.file, text: src.text, base: src.base };
+    return m.domid;
+  }
+
+  async dropVm(name: string, why: string): Promise<void> {
+    const m = this.managed.get(name);
+    if (!m) return;
+    m.leaving = true;
+    this.log(`dom0: ${name} (dom${m.domid}) goes: ${why}`);
+    if (m.dead) {
+      await this.removeDomainNodes(m);
+      await this.track(this.cleanupHost(m));
+      this.managed.delete(name);
+      return;
+    }
+    await this.dom.hc.call('domain_destroy', { domid: m.domid }).catch(() => undefined);
+    await this.waitFor(() => this.managed.get(name) !== m, 30_000).catch(() => this.log(`dom0: ${name} was not cleaned up within 30 s`));
+  }
+
+  domidOf(name: string): number | undefined {
+    const m = this.managed.get(name);
+    return m && !m.dead ? m.domid : undefined;
   }
 
   private async waitFor(pred: () => boolean, ms: number): Promise<void> {

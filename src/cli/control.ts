@@ -17,10 +17,10 @@ export async function connectControl(stateDir: string): Promise<Socket> {
   });
 }
 
-export async function control(stateDir: string, req: ControlRequest): Promise<ControlReply & { ok: true }> {
+export async function control(stateDir: string, req: ControlRequest, onProgress?: (line: string) => void): Promise<ControlReply & { ok: true }> {
   const s = await connectControl(stateDir);
   try {
-    const r = await request(s, req);
+    const r = await request(s, req, onProgress);
     if (!r.ok) throw new CliError(r.error);
     return r;
   } finally {

@@ -1,5 +1,6 @@
 // ringside: the command line. Every command validates its arguments before doing anything and
 // answers a mistake with what was wrong and what to type instead.
+import { resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { up, down } from './lifecycle.js';
 import { control } from './control.js';
@@ -22,6 +23,9 @@ const USAGE = `usage: ringside <command> [options]
   top [--state DIR] [--interval S] [--count N]    live CPU, memory, grants and event channels per domain
   destroy NAME [--state DIR]                      kill one domain (a driver domain is restarted by dom0)
   restart NAME [--state DIR]                      restart a driver domain; its frontends reconnect
+  migrate NAME DEST [--bandwidth MIB] [--state DIR] [--json]
+                                                  live-migrate a VM to the host whose state directory is DEST
+                                                  (--bandwidth caps the stream in MiB/s, like virsh's)
   down [--state DIR]                              stop everything and clean up
   tcb [--json]                                    measure the trusted computing base (hv + dom0 + hw)
   bench ring|blk|net|iommu [options] [--json]     measure ('ringside bench help' lists the options)
@@ -137,6 +141,22 @@ async function main(argv: string[]): Promise<number> {
       if (!positionals[0]) throw new CliError(`ringside ${cmd}: name the domain, e.g. 'ringside ${cmd} blkdom'`, 2);
       const r = await control(String(values.state), { op: cmd, name: positionals[0] });
       process.stdout.write((values.json ? JSON.stringify(r) : r.message ?? 'done') + '\n');
+      return 0;
+    }
+    case 'migrate': {
+      const { values, positionals } = parse(rest, { ...STATE, bandwidth: { type: 'string' } }, 2, 'migrate');
+      const bw = values.bandwidth === undefined ? undefined : Number(values.bandwidth);
+      if (bw !== undefined && !(Number.isInteger(bw) && bw >= 1 && bw <= 1 << 20)) throw new CliError(`ringside migrate: --bandwidth must be whole MiB/s in 1..1048576, got '${values.bandwidth}'`, 2);
+      if (positionals.length !== 2) throw new CliError(`ringside migrate: name the VM and the destination host's state directory, e.g. 'ringside migrate vm1 /var/lib/ringside-b --state /var/lib/ringside-a'`, 2);
+      const [name, dest] = positionals;
+      const r = await control(String(values.state), { op: 'migrate', name, dest: resolve(dest), ...(bw !== undefined ? { bandwidthMiB: bw } : {}) }, (line) => process.stderr.write(`ringside: ${line}\n`));
+      const m = r.migration;
+      if (!m) throw new CliError('ringside migrate: the control domain answered without a migration report');
+      process.stdout.write(
+        values.json
+          ? JSON.stringify(m) + '\n'
+          : `${m.name} migrated to ${m.to} as dom${m.domid}: total ${m.totalMs} ms, downtime ${m.downtimeMs} ms (QEMU's), ${m.rounds} rounds, ${(m.transferredBytes / (1 << 20)).toFixed(1)} MiB sent, ${m.convergence}${m.throttlePct ? ` (guest throttled up to ${m.throttlePct}%)` : ' (not needed)'}\n`,
+      );
       return 0;
     }
     case 'down': {

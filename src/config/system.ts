@@ -54,6 +54,19 @@ export function loadSystemFromFiles(files: Record<string, string | Uint8Array>, 
   return { dir, host, domains: crossCheck(domains, host) };
 }
 
+/**
+ * A domain that arrives at a running system (an incoming migration): its file, parsed with its
+ * relative paths resolved against `base`, checked together with the system's own domains (its
+ * backends must be here, its PCI functions free). A domain of the same name in the system's files
+ * is the one arriving: it is checked in that one's place.
+ */
+export function admitDomain(sys: SystemConfig, text: string, file: string, base: string): SystemDomain {
+  const d = parseDomain(parseXlCfg(text, file, base));
+  const others: DomainConfig[] = sys.domains.filter((x) => x.name !== d.name).map((x) => ({ ...x, role: x.role === 'blk' || x.role === 'net' ? x.role : undefined }));
+  const all = crossCheck([...others, d], sys.host);
+  return all.find((x) => x.name === d.name) as SystemDomain;
+}
+
 /** One domain file on its own (e.g. for `ringside pci check guest.cfg`); no cross-file checks. */
 export function loadDomainFile(path: string): DomainConfig {
   return parseDomain(parseXlCfg(readCfg(path) as Uint8Array, path));

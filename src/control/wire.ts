@@ -1,6 +1,7 @@
 // The toolstack's control protocol (CLI <-> dom0): length-prefixed msgpackr frames over a Unix
 // stream socket. Control plane only; every frame is size-checked before decoding.
 import type { PciDeviceView, PciFault } from '../hypercall/pci.js';
+import type { MigrationSummary } from '../vm/migration.js';
 import { Packr } from 'msgpackr';
 import type { Socket } from 'node:net';
 
@@ -46,7 +47,24 @@ export type ControlRequest =
   | { op: 'restart'; name: string }
   | { op: 'down' }
   | { op: 'pci'; action: 'assignable-list' | 'list' | 'faults' }
-  | { op: 'pci'; action: 'assignable-add' | 'assignable-remove'; bdf: string };
+  | { op: 'pci'; action: 'assignable-add' | 'assignable-remove'; bdf: string }
+  /** the CLI asks the source host's dom0 to move a VM to the host whose state directory is `dest` */
+  | { op: 'migrate'; name: string; dest: string; bandwidthMiB?: number }
+  /** source dom0 to destination dom0: take this VM (its config file, and where its relative paths start) */
+  | { op: 'migrate-incoming'; name: string; file: string; text: string; base: string; accel: 'tcg' | 'kvm' }
+  /** the stream is through: is the VM running here? (then the source lets its copy go) */
+  | { op: 'migrate-finish'; name: string }
+  /** the migration failed before the switch-over: drop the copy that was being received */
+  | { op: 'migrate-abort'; name: string };
+
+/** A finished migration as `ringside migrate` reports it. */
+export interface MigrationReport extends MigrationSummary {
+  name: string;
+  from: string;
+  to: string;
+  /** the VM's domid on the destination (a new one, as in Xen) */
+  domid: number;
+}
 
 export type ControlReply =
   | {
@@ -63,8 +81,21 @@ export type ControlReply =
       /** pci faults: the faults hv attributed, oldest first */
       faults?: PciFault[];
       warnings?: string[];
+      /** migrate-incoming: where the destination's QEMU listens for the stream */
+      incoming?: string;
+      domid?: number;
+      migration?: MigrationReport;
     }
   | { ok: false; error: string };
+
+/** Sent ahead of a long request's reply: one line of how it is going. */
+export interface ControlProgress {
+  progress: string;
+}
+
+export function isProgress(v: unknown): v is ControlProgress {
+  return typeof v === 'object' && v !== null && typeof (v as { progress?: unknown }).progress === 'string' && !('ok' in v);
+}
 
 export function encodeFrame(v: unknown): Buffer {
   const body = packr.pack(v);
@@ -89,13 +120,17 @@ export class FrameReader {
   }
 }
 
-/** One request, one reply, on a connected socket. */
-export function request(sock: Socket, req: ControlRequest): Promise<ControlReply> {
+/** One request, one reply, on a connected socket; progress frames before the reply go to `onProgress`. */
+export function request(sock: Socket, req: ControlRequest, onProgress?: (line: string) => void): Promise<ControlReply> {
   return new Promise((resolve, reject) => {
     const reader = new FrameReader();
+    let done = false;
     const onData = (d: Buffer) => {
       try {
         reader.push(d, (v) => {
+          if (done) return;
+          if (isProgress(v)) return onProgress?.(v.progress.slice(0, 1000));
+          done = true;
           cleanup();
           resolve(v as ControlReply);
         });

@@ -32,6 +32,11 @@ export interface QemuSpec {
   qmpSocket: string;
   /** Guest RAM as a shared memfd even without a vhost-user disk. */
   sharedMemory?: boolean;
+  /**
+   * A migration's destination: QEMU listens on this Unix socket for the source's stream and runs
+   * the guest once it has arrived. Everything else must match the source's command line.
+   */
+  incoming?: string;
 }
 
 /** QEMU splits -chardev/-device values at commas: a path holding one would be misread. */
@@ -78,5 +83,6 @@ export function qemuArgv(s: QemuSpec): string[] {
   }
   a.push('-chardev', `socket,id=con0,path=${optionValue(s.consoleSocket, 'console socket')},server=on,wait=off`, '-serial', 'chardev:con0');
   a.push('-qmp', `unix:${optionValue(s.qmpSocket, 'QMP socket')},server=on,wait=off`, '-nic', 'none');
+  if (s.incoming !== undefined) a.push('-incoming', `unix:${optionValue(s.incoming, 'incoming migration socket')}`);
   return a;
 }

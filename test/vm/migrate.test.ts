@@ -1,7 +1,9 @@
 // Live migration of a real Linux VM between two ringside hosts on this machine: two `ringside up`
-// with their own hv, dom0, xenstored and blkdom, one shared medium. QEMU's own migration moves
-// memory while blkdom logs the pages it writes; a write-and-verify loop inside the guest runs
-// across A -> B -> A and must see zero errors, and the medium must hold whole blocks afterwards.
+// with their own hv, dom0, xenstored, blkdom and netdom, one shared medium, and the two netdoms'
+// uplink NICs cabled through a bridge (one L2 segment). QEMU's own migration moves memory while
+// blkdom and netdom log the pages they write; a write-and-verify loop inside the guest and an
+// iperf3 stream to a Xen-ABI guest on host A run across A -> B -> A: zero errors, the same TCP
+// connection throughout, and whole blocks on the medium afterwards.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { closeSync, mkdtempSync, openSync, readFileSync, readSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,15 +18,38 @@ const BLOCK = 256 << 10;
 const SLOTS = 64;
 const LINE = 32; // '%010d %020d\n'
 
-function hostCfg(medium: string): string {
+const TAPS = { a: 'rs-miga0', b: 'rs-migb0' };
+/** where the two hosts' uplink TAPs meet on a bridge (one cable between the hosts) */
+const WIRE_NS = 'rs-mig-wire';
+const G1_NS = 'rs-mig-g1';
+const G1_IP = '10.139.0.1';
+const VM_IP = '10.139.0.2';
+
+function hostCfg(medium: string, tap: string): string {
   return `iommu = "vtd"
 devices = [
     "bdf=00:00.0, type=host-bridge",
     "bdf=00:01.0, type=root-port, acs=1",
+    "bdf=00:02.0, type=root-port, acs=1",
     "bdf=01:00.0, type=nvme, parent=00:01.0, medium=${medium}, size=64M",
+    "bdf=02:00.0, type=nic, parent=00:02.0, wire=tap:${tap}",
 ]
 `;
 }
+
+const NETDOM = `name = "netdom"
+memory = 128
+driver_domain = 1
+role = "net"
+pci = [ "02:00.0" ]
+pci_seize = 1
+on_crash = "restart"
+`;
+
+const GUEST1 = `name = "guest1"
+memory = 128
+vif = [ 'backend=netdom, mac=00:16:3e:00:0b:01, ip=${G1_IP}/24, netns=${G1_NS}' ]
+`;
 
 const BLKDOM = `name = "blkdom"
 memory = 128
@@ -45,7 +70,31 @@ ramdisk = "${image.initrd}"
 extra = "console=ttyS0 panic=-1 quiet"
 accel = "tcg"
 disk = [ 'backend=blkdom, vdev=xvda, target=pci:01:00.0, access=rw' ]
+vif = [ 'backend=netdom, mac=00:16:3e:00:0b:02' ]
 `;
+}
+
+/** The cable: both uplink TAPs (hv made them) on one bridge in a namespace of the test's. */
+async function cable(): Promise<void> {
+  const steps = [
+    ['netns', 'add', WIRE_NS],
+    ['-n', WIRE_NS, 'link', 'add', 'br0', 'type', 'bridge'],
+    ...Object.values(TAPS).flatMap((t) => [
+      ['link', 'set', t, 'netns', WIRE_NS],
+      ['-n', WIRE_NS, 'link', 'set', t, 'master', 'br0'],
+      ['-n', WIRE_NS, 'link', 'set', t, 'up'],
+    ]),
+    ['-n', WIRE_NS, 'link', 'set', 'br0', 'up'],
+  ];
+  for (const a of steps) {
+    const x = await run('ip', a);
+    if (x.code !== 0) throw new Error(`ip ${a.join(' ')}: ${x.stderr}`);
+  }
+}
+
+/** bytes the VM's NIC has sent */
+async function txBytes(con: VmConsole): Promise<number> {
+  return Number((await con.run('cat /sys/class/net/eth0/statistics/tx_bytes')).output.trim());
 }
 
 /**
@@ -118,20 +167,24 @@ describe('live migration of a VM between two ringside hosts (shared medium)', ()
     const image = await ensureVmImage();
     shared = mkdtempSync(join(tmpdir(), 'rs-mig-medium-'));
     medium = join(shared, 'vm1-disk.img');
-    a = new SystemUnderTest('rs-mig-a-', { 'host.cfg': hostCfg(medium), 'blkdom.cfg': BLKDOM, 'vm1.cfg': vmCfg(image) });
-    b = new SystemUnderTest('rs-mig-b-', { 'host.cfg': hostCfg(medium), 'blkdom.cfg': BLKDOM });
+    a = new SystemUnderTest('rs-mig-a-', { 'host.cfg': hostCfg(medium, TAPS.a), 'blkdom.cfg': BLKDOM, 'netdom.cfg': NETDOM, 'guest1.cfg': GUEST1, 'vm1.cfg': vmCfg(image) });
+    b = new SystemUnderTest('rs-mig-b-', { 'host.cfg': hostCfg(medium, TAPS.b), 'blkdom.cfg': BLKDOM, 'netdom.cfg': NETDOM });
     await a.up();
     await b.up();
+    await cable();
     const r = await a.waitList(allConnected, VM_BOOT_TIMEOUT_MS);
     if (!r.ok) throw new Error(`devices did not connect: ${deviceStates(r.rows)}\n${a.logTail()}`);
     con = await VmConsole.connect(consoleOf(a));
     await con.waitReady();
+    const up = await con.run(`ip addr add ${VM_IP}/24 dev eth0 && ip link set eth0 up`);
+    expect(up.code, up.output).toBe(0);
   }, VM_BOOT_TIMEOUT_MS + 120_000);
 
   afterAll(async () => {
     con?.close();
     await a?.teardown();
     await b?.teardown();
+    await run('ip', ['netns', 'del', WIRE_NS]);
     if (shared) rmSync(shared, { recursive: true, force: true });
   }, 120_000);
 
@@ -151,7 +204,19 @@ describe('live migration of a VM between two ringside hosts (shared medium)', ()
     expect((await vmOn(a))?.state).toBe('running');
   });
 
-  it('moves the VM A -> B -> A under a write-and-verify loop: zero errors, the loop goes on at each end, the medium holds whole blocks', async () => {
+  it('moves the VM A -> B -> A under a write-and-verify loop and an iperf3 stream to guest1: zero errors, one TCP connection throughout, whole blocks on the medium', async () => {
+    const ping = await until('the VM to ping guest1', () => con!.run(`ping -c 2 -W 5 ${G1_IP}`, { timeoutMs: 30_000 }), (r) => r.code === 0, 60);
+    expect(ping.output).toMatch(/2 packets received/);
+    const server = await run('ip', ['netns', 'exec', G1_NS, 'iperf3', '-s', '-1', '-D', '--logfile', join(shared, 'iperf3-server.log')]);
+    expect(server.code, server.stderr).toBe(0);
+    // one connection, far longer than the test: it must still be the same process at the end
+    const client = await con!.run(`iperf3 -c ${G1_IP} -t 3600 -i 0 > /tmp/iperf.out 2>&1 & echo $! > /tmp/iperf.pid`);
+    expect(client.code).toBe(0);
+    const sending = (past: number) =>
+      until('the VM to keep sending to guest1', () => txBytes(con!), (n) => n > past + (4 << 20), 300);
+    const iperfAlive = async () => (await con!.run('kill -0 $(cat /tmp/iperf.pid)')).code === 0;
+    let tx = await sending(0);
+
     expect((await con!.run(LOOP)).code).toBe(0);
     let seen = (await advances(a, 1)).iterations;
 
@@ -171,14 +236,23 @@ describe('live migration of a VM between two ringside hosts (shared medium)', ()
     expect(a.socketsUnderState().filter((f) => f.includes('vm1'))).toEqual([]);
     const xs = await run('env', [`XENSTORED_PATH=${join(a.state, 'xenstored.sock')}`, 'xenstore-ls', '/local/domain'], { timeoutMs: 10_000 });
     expect(xs.stdout).not.toMatch(/vm1/);
-    expect(a.log()).toMatch(/dirty logging on/);
+    expect(a.log()).toMatch(/blkdom#\d+\] .*dirty logging on/);
+    expect(a.log()).toMatch(/netdom#\d+\] .*dirty logging on/);
     seen = (await advances(b, seen)).iterations;
+    tx = await sending(tx);
+    expect(await iperfAlive(), 'the iperf3 client survived the move to B').toBe(true);
 
     const back = await migrate(b, a);
     expect(back.code, back.stderr).toBe(0);
     expect(await vmOn(b)).toBeUndefined();
     expect((await vmOn(a))?.state).toBe('running');
     seen = (await advances(a, seen)).iterations;
+    tx = await sending(tx);
+    expect(await iperfAlive(), 'the iperf3 client survived the move back to A').toBe(true);
+    await con!.run('kill -INT $(cat /tmp/iperf.pid); sleep 1');
+    const out = await con!.run('cat /tmp/iperf.out');
+    expect(out.output).not.toMatch(/error|unable|refused/i);
+    process.stderr.write(`iperf3 VM -> guest1 across A -> B -> A: ${out.output.trim().split('\n').filter((l) => /sender|receiver/.test(l)).join(' | ')}\n`);
 
     expect((await con!.run('touch /tmp/stop')).code).toBe(0);
     await until('the loop to finish', () => con!.run('cat /tmp/finished 2>/dev/null; true'), (r) => r.output.includes('finished'), 300);

@@ -85,7 +85,7 @@ async function handle(req: unknown, ts: Toolstack, progress: (line: string) => v
       }
       if (r.accel !== 'tcg' && r.accel !== 'kvm') throw new Error('accel must be "tcg" or "kvm"');
       const got = await receiveIncoming(ts, name(), { file: r.file as string, text: r.text, base: r.base as string, accel: r.accel });
-      return { ok: true, incoming: got.incoming, domid: got.domid };
+      return { ok: true, incoming: got.incoming, domid: got.domid, host: ts.hostName };
     }
     case 'migrate-finish':
       return { ok: true, domid: await finishIncoming(ts, name()) };

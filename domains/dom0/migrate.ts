@@ -24,6 +24,8 @@ export interface VmSource {
 /** What the toolstack lends a migration, either side. */
 export interface MigrationHost {
   readonly state: StatePaths;
+  /** host.cfg's `host` */
+  readonly hostName: string;
   log(line: string): void;
   /** a running VM's config file as it was started, and the accelerator it runs under (the destination's must match) */
   vmConfig(name: string): VmSource;
@@ -63,7 +65,7 @@ export async function migrateOut(h: MigrationHost, name: string, dest: string, p
   sock.on('error', () => undefined);
   try {
     const started = Date.now();
-    progress(`${name}: asking ${to.dir} to take it`);
+    progress(`${name}: asking the host at ${to.dir} to take it`);
     const prep = ok(await request(sock, { op: 'migrate-incoming', name, ...src }), `the destination refused ${name}`);
     const incoming = prep.incoming;
     // The destination is another host: its answer is checked before QEMU is pointed at it.
@@ -95,8 +97,8 @@ export async function migrateOut(h: MigrationHost, name: string, dest: string, p
       }
       qmp.close();
       await h.dropVm(name, `migrated to ${to.dir}`);
-      const report: MigrationReport = { ...summary, name, from: h.state.dir, to: to.dir, domid: fin.domid ?? prep.domid };
-      h.log(`dom0: ${name} migrated to ${to.dir} as dom${report.domid}: ${summary.totalMs} ms total, ${summary.downtimeMs} ms downtime, ${summary.rounds} rounds, ${(summary.transferredBytes / (1 << 20)).toFixed(1)} MiB sent (${Date.now() - started} ms end to end)`);
+      const report: MigrationReport = { ...summary, name, from: h.state.dir, to: to.dir, fromHost: h.hostName, toHost: typeof prep.host === 'string' ? prep.host.slice(0, 63) : '?', domid: fin.domid ?? prep.domid };
+      h.log(`dom0: ${name} migrated to host ${report.toHost} (${to.dir}) as dom${report.domid}: ${summary.totalMs} ms total, ${summary.downtimeMs} ms downtime, ${summary.rounds} rounds, ${(summary.transferredBytes / (1 << 20)).toFixed(1)} MiB sent (${Date.now() - started} ms end to end)`);
       return report;
     } finally {
       qmp.close();

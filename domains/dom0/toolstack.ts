@@ -516,6 +516,10 @@ export class Toolstack implements MigrationHost {
 
   // ---- migration (MigrationHost) ----
 
+  get hostName(): string {
+    return this.sys?.host.name ?? 'localhost';
+  }
+
   vmConfig(name: string): VmSource {
     const m = this.managed.get(name);
     if (!m || m.dead) throw new Error(`no running domain named '${name}'; see 'ringside list'`);

@@ -155,7 +155,7 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write(
         values.json
           ? JSON.stringify(m) + '\n'
-          : `${m.name} migrated to ${m.to} as dom${m.domid}: total ${m.totalMs} ms, downtime ${m.downtimeMs} ms (QEMU's), ${m.rounds} rounds, ${(m.transferredBytes / (1 << 20)).toFixed(1)} MiB sent, ${m.convergence}${m.throttlePct ? ` (guest throttled up to ${m.throttlePct}%)` : ' (not needed)'}\n`,
+          : `${m.name} migrated from host ${m.fromHost} to host ${m.toHost} (${m.to}) as dom${m.domid}: total ${m.totalMs} ms, downtime ${m.downtimeMs} ms (QEMU's), ${m.rounds} rounds, ${(m.transferredBytes / (1 << 20)).toFixed(1)} MiB sent, ${m.convergence}${m.throttlePct ? ` (guest throttled up to ${m.throttlePct}%)` : ' (not needed)'}\n`,
       );
       return 0;
     }

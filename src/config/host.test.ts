@@ -108,7 +108,10 @@ describe('host.cfg', () => {
     expect(configError(() => host([], 'iommu_aw = 57')).message).toMatch(/out of range/);
     expect(configError(() => host([], 'iommu = "none"\niommu_aw = 48')).message).toMatch(/has no effect with iommu = "none"/);
     expect(configError(() => host([], 'devics = []')).message).toMatch(/unknown setting in host\.cfg; did you mean 'devices'\?/);
-    expect(configError(() => host([], 'name = "host"')).message).toMatch(/known: iommu, iommu_aw, iommu_caching_mode, devices/);
+    expect(configError(() => host([], 'name = "host"')).message).toMatch(/known: host, iommu, iommu_aw, iommu_caching_mode, devices/);
+    expect(configError(() => host([], 'host = "a b"')).message).toMatch(/key 'host': "a b" is not a host name/);
+    expect(host([], 'host = "a"').name).toBe('a');
+    expect(host([]).name).toBe('localhost');
     const many = Array.from({ length: 1025 }, (_, i) => `bdf=${(i >> 5).toString(16)}:${(i & 31).toString(16)}.0, type=nic`);
     expect(configError(() => host(many)).message).toMatch(/1025 entries; at most 1024/);
   });

@@ -15,22 +15,28 @@ export type { HostDevice, HostDeviceType, NicWire, RmrrRegion, ResetMethod } fro
 
 export interface HostConfig {
   file: string;
+  /** the host's name (`host = "a"`): what migrations and `ringside list` call it */
+  name: string;
   iommu: { enabled: boolean; addressWidth: 39 | 48; cachingMode: boolean };
   devices: HostDevice[];
 }
 
-export const HOST_KEYS = ['iommu', 'iommu_aw', 'iommu_caching_mode', 'devices'] as const;
+export const HOST_KEYS = ['host', 'iommu', 'iommu_aw', 'iommu_caching_mode', 'devices'] as const;
 /** 256 buses x 32 slots x 8 functions is the architectural limit; this is plenty for a test platform. */
 export const MAX_HOST_DEVICES = 1024;
 
+export const DEFAULT_HOST_NAME = 'localhost';
+
 /** The platform when a system has no host.cfg: an IOMMU and no devices. */
 export function emptyHost(file = ''): HostConfig {
-  return { file, iommu: { enabled: true, addressWidth: 48, cachingMode: false }, devices: [] };
+  return { file, name: DEFAULT_HOST_NAME, iommu: { enabled: true, addressWidth: 48, cachingMode: false }, devices: [] };
 }
 
 export function parseHost(cfg: XlCfg): HostConfig {
   const r = new CfgReader(cfg);
   r.rejectUnknown(HOST_KEYS, 'host.cfg');
+  const name = r.string('host', 'a') ?? DEFAULT_HOST_NAME;
+  if (!/^[A-Za-z0-9][A-Za-z0-9.-]{0,62}$/.test(name)) r.fail('host', `${JSON.stringify(name)} is not a host name`, 'use 1-63 letters, digits, . and - (a hostname label), e.g. host = "a"');
   const kind = r.oneOf('iommu', ['vtd', 'none'] as const) ?? 'vtd';
   const aw = r.int('iommu_aw', { min: 39, max: 48, what: 'an address width of 39 or 48 bits', example: 48 }) ?? 48;
   if (aw !== 39 && aw !== 48) r.fail('iommu_aw', `${aw} is not a supported address width`, 'write iommu_aw = 39 (3-level tables) or iommu_aw = 48 (4-level tables)');
@@ -45,6 +51,7 @@ export function parseHost(cfg: XlCfg): HostConfig {
   checkTopology(parsed);
   return {
     file: cfg.file,
+    name,
     iommu: { enabled: kind === 'vtd', addressWidth: aw as 39 | 48, cachingMode },
     devices: parsed.map((p) => p.dev),
   };

@@ -60,8 +60,11 @@ export type ControlRequest =
 /** A finished migration as `ringside migrate` reports it. */
 export interface MigrationReport extends MigrationSummary {
   name: string;
+  /** state directories, and the hosts' names (host.cfg's `host`) */
   from: string;
   to: string;
+  fromHost: string;
+  toHost: string;
   /** the VM's domid on the destination (a new one, as in Xen) */
   domid: number;
 }
@@ -84,6 +87,8 @@ export type ControlReply =
       /** migrate-incoming: where the destination's QEMU listens for the stream */
       incoming?: string;
       domid?: number;
+      /** the answering host's name */
+      host?: string;
       migration?: MigrationReport;
     }
   | { ok: false; error: string };

@@ -108,10 +108,16 @@ export async function migrate(qmp: Qmp, uri: string, o: MigrateOptions): Promise
   await qmp.execute('migrate-set-parameters', { 'max-bandwidth': o.maxBandwidth, 'downtime-limit': o.downtimeLimitMs });
   await qmp.execute('migrate', { uri });
   let throttle = 0;
+  let settling = 0;
   const poll = o.pollMs ?? 100;
   for (;;) {
     const q = parseQueryMigrate(await qmp.execute('query-migrate'));
     throttle = Math.max(throttle, q.throttlePct);
+    // QEMU sets the state before it fills in the times: a poll in between sees 'completed' at 0 ms.
+    if (q.status === 'completed' && q.totalMs === 0 && ++settling <= 50) {
+      await new Promise((r) => setTimeout(r, 10));
+      continue;
+    }
     if (q.status === 'completed') {
       return { totalMs: q.totalMs, downtimeMs: q.downtimeMs, setupMs: q.setupMs, transferredBytes: q.transferredBytes, rounds: q.round, throttlePct: throttle, convergence: 'auto-converge' };
     }

@@ -25,8 +25,9 @@ const G1_NS = 'rs-mig-g1';
 const G1_IP = '10.139.0.1';
 const VM_IP = '10.139.0.2';
 
-function hostCfg(medium: string, tap: string): string {
-  return `iommu = "vtd"
+function hostCfg(host: string, medium: string, tap: string): string {
+  return `host = "${host}"
+iommu = "vtd"
 devices = [
     "bdf=00:00.0, type=host-bridge",
     "bdf=00:01.0, type=root-port, acs=1",
@@ -167,8 +168,8 @@ describe('live migration of a VM between two ringside hosts (shared medium)', ()
     const image = await ensureVmImage();
     shared = mkdtempSync(join(tmpdir(), 'rs-mig-medium-'));
     medium = join(shared, 'vm1-disk.img');
-    a = new SystemUnderTest('rs-mig-a-', { 'host.cfg': hostCfg(medium, TAPS.a), 'blkdom.cfg': BLKDOM, 'netdom.cfg': NETDOM, 'guest1.cfg': GUEST1, 'vm1.cfg': vmCfg(image) });
-    b = new SystemUnderTest('rs-mig-b-', { 'host.cfg': hostCfg(medium, TAPS.b), 'blkdom.cfg': BLKDOM, 'netdom.cfg': NETDOM });
+    a = new SystemUnderTest('rs-mig-a-', { 'host.cfg': hostCfg('a', medium, TAPS.a), 'blkdom.cfg': BLKDOM, 'netdom.cfg': NETDOM, 'guest1.cfg': GUEST1, 'vm1.cfg': vmCfg(image) });
+    b = new SystemUnderTest('rs-mig-b-', { 'host.cfg': hostCfg('b', medium, TAPS.b), 'blkdom.cfg': BLKDOM, 'netdom.cfg': NETDOM });
     await a.up();
     await b.up();
     await cable();
@@ -224,8 +225,10 @@ describe('live migration of a VM between two ringside hosts (shared medium)', ()
     expect(there.code, there.stderr).toBe(0);
     expect(there.stderr).toMatch(/vm1: active: round \d+, [\d.]+ of [\d.]+ MiB left/);
     const r1 = there.report as MigrationReport;
-    expect(r1).toMatchObject({ name: 'vm1', from: a.state, to: b.state, convergence: 'auto-converge' });
-    expect(r1.downtimeMs).toBeGreaterThan(0);
+    expect(r1).toMatchObject({ name: 'vm1', from: a.state, to: b.state, fromHost: 'a', toHost: 'b', convergence: 'auto-converge' });
+    expect(r1.totalMs, JSON.stringify(r1)).toBeGreaterThan(0);
+    expect(r1.downtimeMs, JSON.stringify(r1)).toBeLessThanOrEqual(r1.totalMs);
+    expect(r1.rounds, JSON.stringify(r1)).toBeGreaterThanOrEqual(2);
     expect(r1.transferredBytes).toBeGreaterThan(1 << 20);
     process.stderr.write(`migrate A -> B: total ${r1.totalMs} ms, downtime ${r1.downtimeMs} ms, ${r1.rounds} rounds, ${(r1.transferredBytes / (1 << 20)).toFixed(1)} MiB\n`);
     // B runs it (a new domid), A has let it go: no domain, no vbd, no socket

@@ -81,6 +81,7 @@ export class Toolstack implements MigrationHost {
   private readonly cleanups = new Set<Promise<void>>();
   private built: Promise<void> | null = null;
   private buildError: Error | null = null;
+  /** VMs whose migration to this host has not finished (only these may be called off) */
   readonly arriving = new Set<string>();
   /** the namespaces this system made: only those are ever deleted */
   private readonly netns: NetnsRecords;
@@ -409,7 +410,9 @@ export class Toolstack implements MigrationHost {
         .catch(() => undefined)
         .then(() => this.removeDomainNodes(m))
         .then(() => this.track(this.cleanupHost(m)))
-        .finally(() => this.managed.delete(m.cfg.name));
+        .finally(() => {
+          if (this.managed.get(m.cfg.name) === m) this.managed.delete(m.cfg.name);
+        });
       return;
     }
     this.log(`dom0: ${m.cfg.name} (dom${ev.domid}) died: ${ev.reason}`);
@@ -552,7 +555,7 @@ export class Toolstack implements MigrationHost {
     if (m.dead) {
       await this.removeDomainNodes(m);
       await this.track(this.cleanupHost(m));
-      this.managed.delete(name);
+      if (this.managed.get(name) === m) this.managed.delete(name);
       return;
     }
     await this.dom.hc.call('domain_destroy', { domid: m.domid }).catch(() => undefined);

@@ -123,6 +123,8 @@ export class VhostUserBackend {
   private inflight: InflightRegion | null = null;
   /** the migration's dirty log (SET_LOG_BASE); marks go to it while LOG_ALL is acked */
   private dirtyLog: DirtyLog | null = null;
+  /** what the log last said about logging (it reports the switches, not every message) */
+  private loggedOn = false;
   private ended = false;
   /** messages are handled one at a time; some wait for in-flight I/O */
   private chain: Promise<void> = Promise.resolve();
@@ -163,8 +165,14 @@ export class VhostUserBackend {
 
   /** Points every running queue at the log, or at nothing, as LOG_ALL and the ring flags say. */
   private applyLog(): void {
-    const log = this.logging ? this.dirtyLog : null;
-    for (const v of this.vrings) v.queue?.logTo(log, v.logUsed ? v.logGpa : -1);
+    for (const v of this.vrings) if (v.queue) this.logRing(v, v.queue);
+    const on = this.logging;
+    if (on !== this.loggedOn) this.ev.log(`${this.device.name}: vhost-user: dirty logging ${on ? `on (${this.dirtyLog?.size}-byte log)` : 'off'}`);
+    this.loggedOn = on;
+  }
+
+  private logRing(v: Vring, q: SplitQueue): void {
+    q.logTo(this.logging ? this.dirtyLog : null, v.logUsed ? v.logGpa : -1);
   }
 
   private onReadable(): void {
@@ -235,15 +243,11 @@ export class VhostUserBackend {
         if ((f ^ this.acked) & ~bit(VHOST_F_LOG_ALL) && this.vrings.some((v) => v.running)) throw new VhostUserError('features changed while a queue runs');
         const stopsLogging = (this.acked & bit(VHOST_F_LOG_ALL)) !== 0n && (f & bit(VHOST_F_LOG_ALL)) === 0n;
         this.acked = f;
+        this.applyLog();
         if (stopsLogging) {
           // QEMU frees its log once logging ends; a new one comes with the next SET_LOG_BASE.
-          this.applyLog();
           this.dirtyLog?.close();
           this.dirtyLog = null;
-          this.ev.log(`${this.device.name}: vhost-user: dirty logging off`);
-        } else {
-          this.applyLog();
-          if (this.logging) this.ev.log(`${this.device.name}: vhost-user: dirty logging on (${this.dirtyLog!.size}-byte log)`);
         }
         return true;
       }
@@ -539,7 +543,7 @@ export class VhostUserBackend {
     };
     v.running = true;
     v.queue = q;
-    q.logTo(this.logging ? this.dirtyLog : null, v.logUsed ? v.logGpa : -1);
+    this.logRing(v, q);
     v.watcher = new native.Watcher(v.kick, 'eventfd', () => this.device.kick(index));
     this.device.startQueue(index, q, this.mem, host);
     this.ev.queueStarted?.(index);

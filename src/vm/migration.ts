@@ -44,6 +44,9 @@ export interface MigrateOptions {
   pollMs?: number;
 }
 
+/** how long QEMU gets to fill in a completed migration's times */
+const SETTLE_MS = 10_000;
+
 export class MigrationError extends Error {
   constructor(message: string) {
     super(message);
@@ -108,13 +111,13 @@ export async function migrate(qmp: Qmp, uri: string, o: MigrateOptions): Promise
   await qmp.execute('migrate-set-parameters', { 'max-bandwidth': o.maxBandwidth, 'downtime-limit': o.downtimeLimitMs });
   await qmp.execute('migrate', { uri });
   let throttle = 0;
-  let settling = 0;
+  let settleBy: number | undefined;
   const poll = o.pollMs ?? 100;
   for (;;) {
     const q = parseQueryMigrate(await qmp.execute('query-migrate'));
     throttle = Math.max(throttle, q.throttlePct);
     // QEMU sets the state before it fills in the times: a poll in between sees 'completed' at 0 ms.
-    if (q.status === 'completed' && q.totalMs === 0 && ++settling <= 50) {
+    if (q.status === 'completed' && q.totalMs === 0 && Date.now() < (settleBy ??= Date.now() + SETTLE_MS)) {
       await new Promise((r) => setTimeout(r, 10));
       continue;
     }

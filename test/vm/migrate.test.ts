@@ -38,28 +38,22 @@ devices = [
 `;
 }
 
-const NETDOM = `name = "netdom"
-memory = 128
-driver_domain = 1
-role = "net"
-pci = [ "02:00.0" ]
-pci_seize = 1
-on_crash = "restart"
-`;
-
 const GUEST1 = `name = "guest1"
 memory = 128
 vif = [ 'backend=netdom, mac=00:16:3e:00:0b:01, ip=${G1_IP}/24, netns=${G1_NS}' ]
 `;
 
-const BLKDOM = `name = "blkdom"
+/** a driver domain owning one PCI function */
+const driverDomain = (name: string, role: 'blk' | 'net', bdf: string) => `name = "${name}"
 memory = 128
 driver_domain = 1
-role = "blk"
-pci = [ "01:00.0" ]
+role = "${role}"
+pci = [ "${bdf}" ]
 pci_seize = 1
 on_crash = "restart"
 `;
+const BLKDOM = driverDomain('blkdom', 'blk', '01:00.0');
+const NETDOM = driverDomain('netdom', 'net', '02:00.0');
 
 function vmCfg(image: { kernel: string; initrd: string }): string {
   return `name = "vm1"
@@ -252,7 +246,8 @@ describe('live migration of a VM between two ringside hosts (shared medium)', ()
     seen = (await advances(a, seen)).iterations;
     tx = await sending(tx);
     expect(await iperfAlive(), 'the iperf3 client survived the move back to A').toBe(true);
-    await con!.run('kill -INT $(cat /tmp/iperf.pid); sleep 1');
+    // iperf3 prints its summary as it exits on SIGINT: wait for the exit, not for a time
+    await con!.run('p=$(cat /tmp/iperf.pid); kill -INT $p; while kill -0 $p 2>/dev/null; do sleep 0.1; done', { timeoutMs: 60_000 });
     const out = await con!.run('cat /tmp/iperf.out');
     expect(out.output).not.toMatch(/error|unable|refused/i);
     process.stderr.write(`iperf3 VM -> guest1 across A -> B -> A: ${out.output.trim().split('\n').filter((l) => /sender|receiver/.test(l)).join(' | ')}\n`);

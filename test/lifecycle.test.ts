@@ -84,6 +84,22 @@ describe('ringside up / down', () => {
     expect(JSON.stringify(decodeReply(await hostile(notAnObject)))).toMatch(/request must be an object with an op/);
     expect(JSON.stringify(decodeReply(await hostile(encodeFrame({ op: 'destroy', name: '../../etc' }))))).toMatch(/name must be a domain name/);
     expect(JSON.stringify(decodeReply(await hostile(encodeFrame({ op: 'reboot-the-world' }))))).toMatch(/unknown op/);
+    // The migration ops: from the CLI, and from another host's dom0 (a peer, so as hostile as a file).
+    const refused = async (req: Record<string, unknown>) => JSON.stringify(decodeReply(await hostile(encodeFrame(req))));
+    const incoming = { op: 'migrate-incoming', name: 'lc-vm', file: '/x/lc-vm.cfg', base: '/x', accel: 'tcg' };
+    expect(await refused({ op: 'migrate', name: 'lc-alpha', dest: 'relative/dir' })).toMatch(/dest must be the absolute path/);
+    expect(await refused({ op: 'migrate', name: 'lc-alpha', dest: '/tmp', bandwidthMiB: -1 })).toMatch(/bandwidthMiB must be a whole number/);
+    expect(await refused({ op: 'migrate', name: 'lc-alpha', dest: '/tmp' })).toMatch(/'lc-alpha' is a guest domain; only VMs/);
+    expect(await refused({ ...incoming, text: 42 })).toMatch(/text must be a config file/);
+    expect(await refused({ ...incoming, text: 'name = "lc-vm"', base: 'x' })).toMatch(/base must be an absolute path/);
+    expect(await refused({ ...incoming, text: 'name = "lc-vm"', accel: 'xen' })).toMatch(/accel must be \\"tcg\\" or \\"kvm\\"/);
+    expect(await refused({ ...incoming, text: 'name = = "lc-vm"' })).toMatch(/lc-vm\.cfg:1/);
+    expect(await refused({ ...incoming, text: 'name = "lc-vm"\ntype = "hvm"\nkernel = "/k"\ndisk = [ \'backend=nosuch, vdev=xvda, target=/tmp/d.img\' ]' })).toMatch(/nosuch/);
+    expect(await refused({ ...incoming, name: 'lc-other', text: 'name = "lc-vm"\ntype = "hvm"\nkernel = "/k"' })).toMatch(/the config sent for 'lc-other' names 'lc-vm'/);
+    expect(await refused({ ...incoming, name: 'lc-beta', text: 'name = "lc-beta"\ntype = "hvm"\nkernel = "/k"' })).toMatch(/a domain named 'lc-beta' already runs on this host/);
+    // only a VM still arriving can be called off or finished: a running domain is not a peer's to drop
+    expect(await refused({ op: 'migrate-abort', name: 'lc-alpha' })).toMatch(/only a VM still arriving can be called off/);
+    expect(await refused({ op: 'migrate-finish', name: 'lc-alpha' })).toMatch(/no incoming VM named 'lc-alpha'/);
     expect(JSON.parse((await run(process.execPath, [CLI, 'list', '--state', state, '--json'])).stdout).length).toBe(4);
 
     await run(process.execPath, [CLI, 'destroy', 'lc-beta', '--state', state]);

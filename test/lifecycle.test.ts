@@ -87,7 +87,7 @@ describe('ringside up / down', () => {
     expect(JSON.stringify(decodeReply(await hostile(encodeFrame({ op: 'reboot-the-world' }))))).toMatch(/unknown op/);
     // The migration ops: from the CLI, and from another host's dom0 (a peer, so as hostile as a file).
     const refused = async (req: Record<string, unknown>) => JSON.stringify(decodeReply(await hostile(encodeFrame(req))));
-    const incoming = { op: 'migrate-incoming', name: 'lc-vm', file: '/x/lc-vm.cfg', base: '/x', accel: 'tcg' };
+    const incoming = { op: 'migrate-incoming', name: 'lc-vm', file: '/x/lc-vm.cfg', base: '/x', accel: 'tcg', cpu: 'qemu64' };
     expect(await refused({ op: 'migrate', name: 'lc-alpha', dest: 'relative/dir' })).toMatch(/dest must be the absolute path/);
     expect(await refused({ op: 'migrate', name: 'lc-alpha', dest: '/tmp', bandwidthMiB: -1 })).toMatch(/bandwidthMiB must be a whole number/);
     expect(await refused({ op: 'migrate', name: 'lc-alpha', dest: '/tmp' })).toMatch(/'lc-alpha' is a guest domain; only VMs/);
@@ -95,6 +95,12 @@ describe('ringside up / down', () => {
     expect(await refused({ ...incoming, text: 'name = "lc-vm"', base: 'x' })).toMatch(/base must be an absolute path/);
     expect(await refused({ ...incoming, text: 'name = "lc-vm"', accel: 'xen' })).toMatch(/accel must be \\"tcg\\" or \\"kvm\\"/);
     expect(await refused({ ...incoming, text: 'name = = "lc-vm"' })).toMatch(/lc-vm\.cfg:1/);
+    for (const cpu of [undefined, 'baseline', 'host', 'a,b', 7]) expect(await refused({ ...incoming, text: 'name = "lc-vm"', cpu })).toMatch(/cpu must be the CPU model the VM runs/);
+    expect(await refused({ ...incoming, text: 'name = "lc-vm"\ntype = "hvm"\nkernel = "/bin/sh"', cpu: 'Pentium9' })).toMatch(/no migration-safe CPU model 'Pentium9'/);
+    expect(await refused({ op: 'cpu-check', accel: 'tcg', models: ['qemu64', 'x y'] })).toMatch(/models must be a list of at most 512 CPU model names/);
+    expect(await refused({ op: 'cpu-check', accel: 'tcg', models: Array(513).fill('qemu64') })).toMatch(/at most 512/);
+    expect(await refused({ op: 'cpu-check', accel: 'arm', models: [] })).toMatch(/accel must be/);
+    expect(await refused({ op: 'cpu-check', accel: 'tcg', models: ['qemu64', 'Skylake-Client'] })).toMatch(/"qemu64":\[\],"Skylake-Client":\[[^\]]*"x2apic"/);
     expect(await refused({ ...incoming, text: 'name = "lc-vm"\ntype = "hvm"\nkernel = "/k"\ndisk = [ \'backend=nosuch, vdev=xvda, target=/tmp/d.img\' ]' })).toMatch(/nosuch/);
     expect(await refused({ ...incoming, name: 'lc-other', text: 'name = "lc-vm"\ntype = "hvm"\nkernel = "/k"' })).toMatch(/the config sent for 'lc-other' names 'lc-vm'/);
     expect(await refused({ ...incoming, name: 'lc-beta', text: 'name = "lc-beta"\ntype = "hvm"\nkernel = "/k"' })).toMatch(/a domain named 'lc-beta' already runs on this host/);

@@ -5,6 +5,7 @@ import { rmSync } from 'node:fs';
 import { encodeFrame, FrameReader, type ControlReply } from '../../src/control/wire.js';
 import { isAbsolute } from 'node:path';
 import { MAX_CONFIG_BYTES } from '../../src/config/xlcfg.js';
+import { CPU_NAME, HOST_DEPENDENT_MODELS } from '../../src/config/domain.js';
 import type { Toolstack } from './toolstack.js';
 import { abortIncoming, finishIncoming, migrateOut, receiveIncoming } from './migrate.js';
 
@@ -34,6 +35,13 @@ function serve(sock: Socket, ts: Toolstack, log: (l: string) => void): void {
       sock.destroy();
     }
   });
+}
+
+const MAX_CPU_MODELS = 512;
+
+function accelOf(r: Record<string, unknown>): 'tcg' | 'kvm' {
+  if (r.accel !== 'tcg' && r.accel !== 'kvm') throw new Error('accel must be "tcg" or "kvm"');
+  return r.accel;
 }
 
 async function handle(req: unknown, ts: Toolstack, progress: (line: string) => void): Promise<ControlReply> {
@@ -83,9 +91,16 @@ async function handle(req: unknown, ts: Toolstack, progress: (line: string) => v
         const v = r[k];
         if (typeof v !== 'string' || !isAbsolute(v) || v.length > 4096 || v.includes('\0')) throw new Error(`${k} must be an absolute path`);
       }
-      if (r.accel !== 'tcg' && r.accel !== 'kvm') throw new Error('accel must be "tcg" or "kvm"');
-      const got = await receiveIncoming(ts, name(), { file: r.file as string, text: r.text, base: r.base as string, accel: r.accel });
+      const accel = accelOf(r);
+      if (typeof r.cpu !== 'string' || !CPU_NAME.test(r.cpu) || r.cpu === 'baseline' || HOST_DEPENDENT_MODELS.has(r.cpu)) throw new Error('cpu must be the CPU model the VM runs (a fixed QEMU model name)');
+      const got = await receiveIncoming(ts, name(), { file: r.file as string, text: r.text, base: r.base as string, accel, cpu: r.cpu });
       return { ok: true, incoming: got.incoming, domid: got.domid, host: ts.hostName };
+    }
+    case 'cpu-check': {
+      const models = r.models;
+      if (!Array.isArray(models) || models.length > MAX_CPU_MODELS || !models.every((m): m is string => typeof m === 'string' && CPU_NAME.test(m)))
+        throw new Error(`models must be a list of at most ${MAX_CPU_MODELS} CPU model names`);
+      return { ok: true, cpuMissing: await ts.cpu.check(accelOf(r), models), host: ts.hostName };
     }
     case 'migrate-finish':
       return { ok: true, domid: await finishIncoming(ts, name()) };

@@ -19,6 +19,8 @@ export interface VmSource {
   text: string;
   base: string;
   accel: Accelerator;
+  /** the CPU model it runs: the destination must offer it, and runs it as it is */
+  cpu: string;
 }
 
 /** What the toolstack lends a migration, either side. */
@@ -97,7 +99,7 @@ export async function migrateOut(h: MigrationHost, name: string, dest: string, p
       }
       qmp.close();
       await h.dropVm(name, `migrated to ${to.dir}`);
-      const report: MigrationReport = { ...summary, name, from: h.state.dir, to: to.dir, fromHost: h.hostName, toHost: typeof prep.host === 'string' ? prep.host.slice(0, 63) : '?', domid: fin.domid ?? prep.domid };
+      const report: MigrationReport = { ...summary, name, from: h.state.dir, to: to.dir, fromHost: h.hostName, toHost: typeof prep.host === 'string' ? prep.host.slice(0, 63) : '?', domid: fin.domid ?? prep.domid, cpu: src.cpu };
       h.log(`dom0: ${name} migrated to host ${report.toHost} (${to.dir}) as dom${report.domid}: ${summary.totalMs} ms total, ${summary.downtimeMs} ms downtime, ${summary.rounds} rounds, ${(summary.transferredBytes / (1 << 20)).toFixed(1)} MiB sent (${Date.now() - started} ms end to end)`);
       return report;
     } finally {

@@ -26,6 +26,7 @@ import { confineFor, exportLink, guestExportDir } from './confine.js';
 import { vifNetns } from '../../src/config/vif.js';
 import { NetnsRecords, createGuestNetns, deleteGuestNetns } from '../../src/netns/netns.js';
 import { checkMemory, type MigrationHost, type VmSource } from './migrate.js';
+import { CpuPolicy, type CpuChoice } from './cpu-policy.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** How long a domain gets to stop cleanly before it is destroyed. */
@@ -54,6 +55,8 @@ interface Managed {
   dead: boolean;
   /** a VM: the accelerator chosen at its first start */
   accel?: AccelChoice;
+  /** a VM: its CPU model, chosen at its first start (or brought by its migration) and kept */
+  cpu?: CpuChoice;
   /** a VM that arrived by migration: its config file as it came (a migration onwards sends it again) */
   source?: { file: string; text: string; base: string };
   /** going for good (migrated away): its death removes it instead of restarting it */
@@ -73,6 +76,7 @@ export function ioFramesFor(memoryMiB: number): number {
 export class Toolstack implements MigrationHost {
   readonly state: StatePaths;
   private sys!: SystemConfig;
+  private cpuPolicy: CpuPolicy | undefined;
   private xs!: XenstoreClient;
   private xenstoredDomid = -1;
   private readonly managed = new Map<string, Managed>();
@@ -116,6 +120,7 @@ export class Toolstack implements MigrationHost {
 
   private async build(): Promise<void> {
     this.sys = loadSystem(this.systemDir);
+    this.cpuPolicy = new CpuPolicy(this.sys.host, this.state.dir);
     mkdirSync(this.state.xenstoreDomains, { recursive: true, mode: 0o700 });
     mkdirSync(this.state.nbd, { recursive: true, mode: 0o700 });
     mkdirSync(this.state.vm, { recursive: true, mode: 0o700 });
@@ -251,6 +256,8 @@ export class Toolstack implements MigrationHost {
       if (p !== undefined && !existsSync(p)) throw new Error(`${cfg.name}: ${what} ${p} does not exist (\`ringside vm-image\` builds a kernel and initramfs)`);
     const accel = previous?.accel ?? (await chooseAccel(boot.accel));
     if (!previous) this.log(`dom0: ${cfg.name}: ${accel.accel.toUpperCase()} (${accel.why})`);
+    const cpu = previous?.cpu ?? (await this.cpu.choose(cfg.name, boot.cpu, accel.accel));
+    if (!previous) this.log(`dom0: ${cfg.name}: CPU model ${cpu.model} (${cpu.why})`);
     const dir = vmDir(this.state, cfg.name);
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -261,6 +268,7 @@ export class Toolstack implements MigrationHost {
       if (Buffer.byteLength(p) > 107) throw new Error(`${cfg.name}: socket path ${p} is ${Buffer.byteLength(p)} bytes, more than the 107 a Unix socket address holds: use a shorter --state directory`);
     const argv = qemuArgv({
       accel: accel.accel,
+      cpu: cpu.model,
       memoryMiB: cfg.memoryMiB,
       vcpus: cfg.vcpus,
       kernel: boot.kernel,
@@ -282,7 +290,7 @@ export class Toolstack implements MigrationHost {
       ...(domid !== undefined ? { domid } : {}),
       ...(cfg.seccomp ? { confine: confineFor(cfg, this.sys, this.state.nbd, { vm: { dir, kvm: accel.accel === 'kvm' } }) } : {}),
     });
-    const m: Managed = previous ?? { cfg, domid: result.domid, restarts: 0, devices: [], lastStart: Date.now(), dead: false, accel };
+    const m: Managed = previous ?? { cfg, domid: result.domid, restarts: 0, devices: [], lastStart: Date.now(), dead: false, accel, cpu };
     m.domid = result.domid;
     m.dead = false;
     m.lastStart = Date.now();
@@ -519,6 +527,12 @@ export class Toolstack implements MigrationHost {
 
   // ---- migration (MigrationHost) ----
 
+  /** which CPU models this host offers VMs */
+  get cpu(): CpuPolicy {
+    if (!this.cpuPolicy) throw new Error('this host is still building its system');
+    return this.cpuPolicy;
+  }
+
   get hostName(): string {
     return this.sys?.host.name ?? 'localhost';
   }
@@ -526,10 +540,11 @@ export class Toolstack implements MigrationHost {
   vmConfig(name: string): VmSource {
     const m = this.managed.get(name);
     if (!m || m.dead) throw new Error(`no running domain named '${name}'; see 'ringside list'`);
-    if (m.cfg.role !== 'vm' || !m.accel) throw new Error(`'${name}' is a ${m.cfg.role} domain; only VMs (type = "hvm") migrate`);
-    if (m.source) return { ...m.source, accel: m.accel.accel };
+    if (m.cfg.role !== 'vm' || !m.accel || !m.cpu) throw new Error(`'${name}' is a ${m.cfg.role} domain; only VMs (type = "hvm") migrate`);
+    const runs = { accel: m.accel.accel, cpu: m.cpu.model };
+    if (m.source) return { ...m.source, ...runs };
     try {
-      return { file: m.cfg.file, text: readFileSync(m.cfg.file, 'utf8'), base: dirname(m.cfg.file), accel: m.accel.accel };
+      return { file: m.cfg.file, text: readFileSync(m.cfg.file, 'utf8'), base: dirname(m.cfg.file), ...runs };
     } catch (e) {
       throw new Error(`cannot read ${name}'s config ${m.cfg.file} to send it: ${(e as Error).message}`);
     }
@@ -541,8 +556,9 @@ export class Toolstack implements MigrationHost {
     if (cfg.name !== name) throw new Error(`the config sent for '${name}' names '${cfg.name}'`);
     if (cfg.role !== 'vm' || !cfg.vm) throw new Error(`'${cfg.name}' is not a VM (type = "hvm"): only VMs migrate`);
     checkMemory(cfg.name, cfg.memoryMiB);
-    // The guest's CPU and devices must be what it had at the source: the same accelerator.
-    const m = await this.startVm({ ...cfg, vm: { ...cfg.vm, accel: src.accel } }, undefined, undefined, incoming);
+    // The guest's CPU and devices must be what it had at the source: the same accelerator and
+    // CPU model, which startVm refuses naming the features if this host cannot offer it.
+    const m = await this.startVm({ ...cfg, vm: { ...cfg.vm, accel: src.accel, cpu: src.cpu } }, undefined, undefined, incoming);
     m.source = { file: src.file, text: src.text, base: src.base };
     return m.domid;
   }
@@ -598,6 +614,7 @@ export class Toolstack implements MigrationHost {
         uptimeS: (now - d.startedAt) / 1000, pid: d.pid, restarts: m?.restarts ?? 0,
         grantsMapped: d.grantsMapped, evtchns: d.evtchns, devices,
         ...(m?.accel ? { accel: m.accel } : {}),
+        ...(m?.cpu ? { cpu: m.cpu } : {}),
       });
     }
     return out.sort((a, b) => a.domid - b.domid);

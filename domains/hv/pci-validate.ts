@@ -59,7 +59,7 @@ export function parsePlatformInit(a: Record<string, unknown>): HostConfig {
       seen.add(formatBdf(b));
     }
   }
-  return { file: 'platform_init', name: 'platform_init', iommu, devices };
+  return { file: 'platform_init', name: 'platform_init', iommu, devices, cpuMask: [], peers: [] };
 }
 
 function device(o: Record<string, unknown>, i: number): HostDevice {

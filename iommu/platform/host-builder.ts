@@ -48,5 +48,5 @@ export function hostDev(at: string, type: HostDeviceType, o: HostDevOptions = {}
 }
 
 export function hostConfig(devices: HostDevice[], iommu: Partial<HostConfig['iommu']> = {}): HostConfig {
-  return { file: 'host.cfg', name: 'localhost', iommu: { enabled: true, addressWidth: 48, cachingMode: false, ...iommu }, devices };
+  return { file: 'host.cfg', name: 'localhost', iommu: { enabled: true, addressWidth: 48, cachingMode: false, ...iommu }, devices, cpuMask: [], peers: [] };
 }

@@ -55,7 +55,7 @@ const STATE = { state: { type: 'string' as const, default: '.ringside' }, json: 
 export function formatDomains(rows: DomainRow[]): string {
   const main = table(
     ['Name', 'ID', 'Role', 'Mem(MiB)', 'State', 'Uptime(s)', 'PID', 'Restarts'],
-    rows.map((d) => [d.name, d.domid, d.accel ? `${d.role} (${d.accel.accel})` : d.role, d.memoryMiB, d.state, d.uptimeS.toFixed(1), d.pid ?? '-', d.restarts]),
+    rows.map((d) => [d.name, d.domid, d.accel ? `${d.role} (${d.accel.accel}${d.cpu ? `, ${d.cpu.model}` : ''})` : d.role, d.memoryMiB, d.state, d.uptimeS.toFixed(1), d.pid ?? '-', d.restarts]),
     new Set([1, 3, 5, 6, 7]),
   );
   const devs = rows.flatMap((d) => d.devices.map((v) => ({ d, v })));

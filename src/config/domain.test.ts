@@ -43,7 +43,9 @@ describe('domain config', () => {
   it('parses a VM: direct kernel boot as xl composes it, paths against the config directory', () => {
     const d = dom(`name = "vm1"\ntype = "hvm"\nkernel = "vm/vmlinuz"\nramdisk = "/boot/initrd.gz"\nroot = "/dev/vda"\nextra = "console=ttyS0 quiet"\nvcpus = 2\ndisk = ['backend=blkdom, vdev=xvda, target=vm.img']`);
     expect(d).toMatchObject({ type: 'hvm', vcpus: 2, onCrash: 'destroy', vm: { kernel: '/srv/sys/vm/vmlinuz', ramdisk: '/boot/initrd.gz', cmdline: 'root=/dev/vda console=ttyS0 quiet', accel: 'auto' } });
-    expect(dom('name = "v"\ntype = "hvm"\nkernel = "/k"\ncmdline = "console=ttyS0"\naccel = "tcg"').vm).toEqual({ kernel: '/k', ramdisk: undefined, cmdline: 'console=ttyS0', accel: 'tcg' });
+    expect(dom('name = "v"\ntype = "hvm"\nkernel = "/k"\ncmdline = "console=ttyS0"\naccel = "tcg"').vm).toEqual({ kernel: '/k', ramdisk: undefined, cmdline: 'console=ttyS0', accel: 'tcg', cpu: 'qemu64' });
+    expect(dom('name = "v"\ntype = "hvm"\nkernel = "/k"\ncpu = "Westmere-v1"').vm?.cpu).toBe('Westmere-v1');
+    expect(dom('name = "v"\ntype = "hvm"\nkernel = "/k"\ncpu = "baseline"').vm?.cpu).toBe('baseline');
     expect(dom('name = "g"').vm).toBeUndefined();
   });
 
@@ -80,6 +82,10 @@ describe('domain config', () => {
     [`name = "g"\ntype = "hvm"\nkernel = "k"\nextra = "${'x'.repeat(3000)}"`, 4, 'extra', /3000 characters, more than 2048/],
     ['name = "g"\ntype = "hvm"\nkernel = "k"\naccel = "xen"', 4, 'accel', /"xen" is not one of "kvm", "tcg", "auto"/],
     ['name = "g"\ntype = "hvm"\nkernel = ""', 3, 'kernel', /kernel must name a file/],
+    ['name = "g"\ntype = "hvm"\nkernel = "k"\ncpu = "host"', 4, 'cpu', /"host" is whatever CPU the host has, which no other host can be checked against/],
+    ['name = "g"\ntype = "hvm"\nkernel = "k"\ncpu = "max"', 4, 'cpu', /"max" is whatever CPU/],
+    ['name = "g"\ntype = "hvm"\nkernel = "k"\ncpu = "Westmere,+aes"', 4, 'cpu', /"Westmere,\+aes" is not a CPU model name/],
+    ['name = "g"\ncpu = "Westmere"', 2, 'cpu', /cpu applies only to type = "hvm"/],
     ['name = "g"\non_crash = "coredump-restart"', 2, 'on_crash', /not one of "restart", "destroy", "preserve"/],
     ['name = "g"\non_crash = "restrat"', 2, 'on_crash', /did you mean "restart"\?/],
     ['name = "g"\ndisk = "backend=b, vdev=xvda, target=x"', 2, 'disk', /expected a list, got "backend=b/],

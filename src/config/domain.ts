@@ -22,6 +22,8 @@ export interface VmBoot {
   ramdisk: string | undefined;
   cmdline: string;
   accel: Accel;
+  /** a QEMU CPU model name, or 'baseline': the most capable model every host of the pool offers */
+  cpu: string;
 }
 
 export interface Uplink {
@@ -84,10 +86,18 @@ export const DOMAIN_KEYS = [
   'extra',
   'root',
   'accel',
+  'cpu',
 ] as const;
 
 /** Keys only a VM's config may carry. */
-const VM_KEYS = ['kernel', 'ramdisk', 'cmdline', 'extra', 'root', 'accel'] as const;
+const VM_KEYS = ['kernel', 'ramdisk', 'cmdline', 'extra', 'root', 'accel', 'cpu'] as const;
+
+/** the CPU model a VM gets unless its config names one: every x86-64 host QEMU runs on offers it */
+export const DEFAULT_CPU_MODEL = 'qemu64';
+/** how QEMU's CPU model and feature names are spelt */
+export const CPU_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+/** models that are whatever the host has rather than a fixed feature set: no host can check them for another */
+export const HOST_DEPENDENT_MODELS = new Set(['host', 'max', 'base']);
 export const MAX_CMDLINE = 2048;
 
 // Names the control plane uses for itself; a domain called that would be ambiguous in `list` and logs.
@@ -202,5 +212,9 @@ function parseVmBoot(r: CfgReader, dir: string): VmBoot {
   // eslint-disable-next-line no-control-regex
   if (/[\x00-\x1f\x7f]/.test(cmdline)) r.fail(key, 'the kernel command line holds a control character', 'use plain spaces between options');
   const accel = r.oneOf('accel', ['kvm', 'tcg', 'auto'] as const) ?? 'auto';
-  return { kernel, ramdisk, cmdline, accel };
+  const cpu = r.string('cpu', 'Westmere') ?? DEFAULT_CPU_MODEL;
+  if (!CPU_NAME.test(cpu)) r.fail('cpu', `${JSON.stringify(cpu.slice(0, 80))} is not a CPU model name`, 'write a QEMU model (qemu-system-x86_64 -cpu help lists them), e.g. cpu = "Westmere", or cpu = "baseline"');
+  if (HOST_DEPENDENT_MODELS.has(cpu))
+    r.fail('cpu', `"${cpu}" is whatever CPU the host has, which no other host can be checked against`, 'name a fixed model, e.g. cpu = "Westmere", or write cpu = "baseline" for the most capable model every host of the pool offers');
+  return { kernel, ramdisk, cmdline, accel, cpu };
 }

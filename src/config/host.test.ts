@@ -108,10 +108,16 @@ describe('host.cfg', () => {
     expect(configError(() => host([], 'iommu_aw = 57')).message).toMatch(/out of range/);
     expect(configError(() => host([], 'iommu = "none"\niommu_aw = 48')).message).toMatch(/has no effect with iommu = "none"/);
     expect(configError(() => host([], 'devics = []')).message).toMatch(/unknown setting in host\.cfg; did you mean 'devices'\?/);
-    expect(configError(() => host([], 'name = "host"')).message).toMatch(/known: host, iommu, iommu_aw, iommu_caching_mode, devices/);
+    expect(configError(() => host([], 'name = "host"')).message).toMatch(/known: host, iommu, iommu_aw, iommu_caching_mode, devices, cpu_mask, peers/);
     expect(configError(() => host([], 'host = "a b"')).message).toMatch(/key 'host': "a b" is not a host name/);
     expect(host([], 'host = "a"').name).toBe('a');
     expect(host([]).name).toBe('localhost');
+    expect(host([], 'cpu_mask = [ "aes", "avx2" ]\npeers = [ "/var/lib/rs-b/" ]')).toMatchObject({ cpuMask: ['aes', 'avx2'], peers: ['/var/lib/rs-b'] });
+    expect(host([])).toMatchObject({ cpuMask: [], peers: [] });
+    expect(configError(() => host([], 'cpu_mask = "aes"')).message).toMatch(/key 'cpu_mask': expected a list/);
+    expect(configError(() => host([], 'cpu_mask = [ "aes", "-avx" ]')).message).toMatch(/cpu_mask\[1\].*"-avx" is not a CPU feature name/);
+    expect(configError(() => host([], 'peers = [ "rs-b" ]')).message).toMatch(/"rs-b" is not an absolute state directory/);
+    expect(configError(() => host([], `peers = [ ${Array(17).fill('"/a"').join(', ')} ]`)).message).toMatch(/17 entries; at most 16/);
     const many = Array.from({ length: 1025 }, (_, i) => `bdf=${(i >> 5).toString(16)}:${(i & 31).toString(16)}.0, type=nic`);
     expect(configError(() => host(many)).message).toMatch(/1025 entries; at most 1024/);
   });

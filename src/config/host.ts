@@ -3,10 +3,14 @@
 //   iommu_aw = 48            # 39 (3-level) or 48 (4-level) address width
 //   iommu_caching_mode = 0
 //   devices = [ "bdf=00:01.0, type=root-port", "bdf=01:00.0, type=nvme, parent=00:01.0, medium=disk0.img" ]
+//   cpu_mask = [ "aes" ]     # CPU features this host does not offer VMs (pose as an older CPU)
+//   peers = [ "/var/lib/ringside-b" ]  # hosts VMs migrate between: cpu = "baseline" levels across them
 // The topology is checked here so the PCI platform and group computation can trust it.
 
 import { formatBdf, type Bdf } from './bdf.js';
-import { ConfigError, type ErrorWhere } from './errors.js';
+import { isAbsolute, resolve } from 'node:path';
+import { CPU_NAME } from './domain.js';
+import { ConfigError, quote, type ErrorWhere } from './errors.js';
 import { CfgReader } from './fields.js';
 import { BRIDGE_TYPES, parseHostDevice, type HostDevice, type ParsedHostDevice } from './hostdev.js';
 import type { XlCfg } from './xlcfg.js';
@@ -19,9 +23,14 @@ export interface HostConfig {
   name: string;
   iommu: { enabled: boolean; addressWidth: 39 | 48; cachingMode: boolean };
   devices: HostDevice[];
+  /** QEMU feature names VMs here may not use, whatever the CPU has */
+  cpuMask: string[];
+  /** the other hosts of this one's migration pool, by state directory */
+  peers: string[];
 }
 
-export const HOST_KEYS = ['host', 'iommu', 'iommu_aw', 'iommu_caching_mode', 'devices'] as const;
+export const HOST_KEYS = ['host', 'iommu', 'iommu_aw', 'iommu_caching_mode', 'devices', 'cpu_mask', 'peers'] as const;
+export const MAX_PEERS = 16;
 /** 256 buses x 32 slots x 8 functions is the architectural limit; this is plenty for a test platform. */
 export const MAX_HOST_DEVICES = 1024;
 
@@ -29,7 +38,7 @@ export const DEFAULT_HOST_NAME = 'localhost';
 
 /** The platform when a system has no host.cfg: an IOMMU and no devices. */
 export function emptyHost(file = ''): HostConfig {
-  return { file, name: DEFAULT_HOST_NAME, iommu: { enabled: true, addressWidth: 48, cachingMode: false }, devices: [] };
+  return { file, name: DEFAULT_HOST_NAME, iommu: { enabled: true, addressWidth: 48, cachingMode: false }, devices: [], cpuMask: [], peers: [] };
 }
 
 export function parseHost(cfg: XlCfg): HostConfig {
@@ -49,11 +58,21 @@ export function parseHost(cfg: XlCfg): HostConfig {
     .stringList('devices', 'bdf=00:01.0, type=root-port', MAX_HOST_DEVICES)
     .map((it) => parseHostDevice(it.value, it.where, cfg.dir));
   checkTopology(parsed);
+  const cpuMask = r.stringList('cpu_mask', 'aes', 512).map((it) => {
+    if (!CPU_NAME.test(it.value)) throw new ConfigError(it.where, `${quote(it.value.slice(0, 80))} is not a CPU feature name`, 'use QEMU\'s feature names (qemu-system-x86_64 -cpu help lists them), e.g. "aes"');
+    return it.value;
+  });
+  const peers = r.stringList('peers', '/var/lib/ringside-b', MAX_PEERS).map((it) => {
+    if (!isAbsolute(it.value) || it.value.includes('\0')) throw new ConfigError(it.where, `${quote(it.value.slice(0, 200))} is not an absolute state directory`, "name each peer host by the state directory its 'ringside up --state DIR' uses");
+    return resolve(it.value);
+  });
   return {
     file: cfg.file,
     name,
     iommu: { enabled: kind === 'vtd', addressWidth: aw as 39 | 48, cachingMode },
     devices: parsed.map((p) => p.dev),
+    cpuMask,
+    peers,
   };
 }
 

@@ -23,6 +23,8 @@ export interface DomainRow {
   devices: DeviceRow[];
   /** a VM: the accelerator it runs under, and why that one */
   accel?: { accel: string; why: string };
+  /** a VM: the CPU model it runs for its whole life, and why that one */
+  cpu?: { model: string; why: string };
 }
 
 export interface DeviceRow {
@@ -51,7 +53,9 @@ export type ControlRequest =
   /** the CLI asks the source host's dom0 to move a VM to the host whose state directory is `dest` */
   | { op: 'migrate'; name: string; dest: string; bandwidthMiB?: number }
   /** source dom0 to destination dom0: take this VM (its config file, and where its relative paths start) */
-  | { op: 'migrate-incoming'; name: string; file: string; text: string; base: string; accel: 'tcg' | 'kvm' }
+  | { op: 'migrate-incoming'; name: string; file: string; text: string; base: string; accel: 'tcg' | 'kvm'; cpu: string }
+  /** another host's dom0: which of these CPU models can this host run under `accel`? */
+  | { op: 'cpu-check'; accel: 'tcg' | 'kvm'; models: string[] }
   /** the stream is through: is the VM running here? (then the source lets its copy go) */
   | { op: 'migrate-finish'; name: string }
   /** the migration failed before the switch-over: drop the copy that was being received */
@@ -67,6 +71,8 @@ export interface MigrationReport extends MigrationSummary {
   toHost: string;
   /** the VM's domid on the destination (a new one, as in Xen) */
   domid: number;
+  /** the CPU model it runs on both hosts */
+  cpu: string;
 }
 
 export type ControlReply =
@@ -90,6 +96,8 @@ export type ControlReply =
       /** the answering host's name */
       host?: string;
       migration?: MigrationReport;
+      /** cpu-check: per model asked about, the features this host lacks for it ([] = it can run it) */
+      cpuMissing?: Record<string, string[]>;
     }
   | { ok: false; error: string };
 

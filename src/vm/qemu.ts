@@ -21,6 +21,8 @@ export interface VmNic {
 
 export interface QemuSpec {
   accel: Accelerator;
+  /** the CPU model; by default the host's own under KVM and qemu64 under TCG */
+  cpu?: string;
   memoryMiB: number;
   vcpus: number;
   kernel: string;
@@ -49,7 +51,7 @@ function optionValue(v: string, what: string): string {
 export function qemuArgv(s: QemuSpec): string[] {
   const shared = s.sharedMemory === true || s.disks.some((d) => d.kind === 'vhost-user') || (s.nics ?? []).length > 0;
   // Nested KVM rejects -cpu host here (MSR 0x10a); on a real KVM host it is what users expect.
-  const a = ['-accel', s.accel, '-cpu', s.accel === 'kvm' ? 'host' : 'qemu64', '-m', `${s.memoryMiB}M`, '-smp', String(s.vcpus)];
+  const a = ['-accel', s.accel, '-cpu', optionValue(s.cpu ?? (s.accel === 'kvm' ? 'host' : 'qemu64'), 'CPU model'), '-m', `${s.memoryMiB}M`, '-smp', String(s.vcpus)];
   a.push('-display', 'none', '-no-reboot', '-nodefaults', '-no-user-config');
   if (shared) a.push('-object', `memory-backend-memfd,id=mem,size=${s.memoryMiB}M,share=on`, '-machine', 'q35,memory-backend=mem');
   else a.push('-machine', 'q35');

@@ -1,0 +1,79 @@
+// The CPU check before a migration, the way Xen's toolstack levelling and libvirt's cpu-compare
+// work: host B's host.cfg masks AES-NI (posing as a host whose CPU lacks it), so a VM running
+// QEMU's Westmere model (which has aes) is refused there before anything is created, naming the
+// feature, while a VM with cpu = "baseline" on host A (whose host.cfg lists B as a peer) got a
+// model both offer at boot and moves. The guests' own /proc/cpuinfo shows the models are real.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { requireBuilt } from '../support/platform.js';
+import { ensureVmImage, VmConsole, VM_BOOT_TIMEOUT_MS } from '../support/vm.js';
+import { SystemUnderTest } from '../system/support.js';
+import type { MigrationReport } from '../../src/control/wire.js';
+
+const vm = (name: string, cpu: string, image: { kernel: string; initrd: string }) => `name = "${name}"
+type = "hvm"
+memory = 128
+kernel = "${image.kernel}"
+ramdisk = "${image.initrd}"
+extra = "console=ttyS0 panic=-1 quiet"
+accel = "tcg"
+cpu = "${cpu}"
+`;
+
+describe('the CPU check before a migration: a masked feature refuses the move, cpu = "baseline" levels the pool', () => {
+  requireBuilt();
+  let a: SystemUnderTest;
+  let b: SystemUnderTest;
+  const consoles: VmConsole[] = [];
+
+  /** whether the guest's kernel sees AES-NI */
+  const guestHasAes = async (s: SystemUnderTest, name: string) => {
+    const con = await VmConsole.connect(join(s.state, 'vm', name, 'console.sock'));
+    consoles.push(con);
+    await con.waitReady();
+    const r = await con.run("grep -c -w aes /proc/cpuinfo || true");
+    return Number(r.output.trim()) > 0;
+  };
+  const row = async (s: SystemUnderTest, name: string) => (await s.list()).find((d) => d.name === name);
+
+  beforeAll(async () => {
+    const image = await ensureVmImage();
+    b = new SystemUnderTest('rs-cpu-b-', { 'host.cfg': 'host = "b"\ncpu_mask = [ "aes" ]\n', 'idle.cfg': 'name = "idle"\nmemory = 64\n' });
+    a = new SystemUnderTest('rs-cpu-a-', {
+      'host.cfg': `host = "a"\npeers = [ "${b.state}" ]\n`,
+      'westmere.cfg': vm('westmere', 'Westmere', image),
+      'level.cfg': vm('level', 'baseline', image),
+    });
+    // B first: A's baseline VM asks its peers at boot
+    await b.up();
+    await a.up();
+  }, VM_BOOT_TIMEOUT_MS + 120_000);
+
+  afterAll(async () => {
+    for (const c of consoles) c.close();
+    await a?.teardown();
+    await b?.teardown();
+  }, 120_000);
+
+  it('refuses Westmere on the host that masks aes, naming it, with nothing created there; the VM runs on at A', async () => {
+    expect(await guestHasAes(a, 'westmere'), 'a Westmere guest sees AES-NI').toBe(true);
+    expect((await row(a, 'westmere'))?.cpu?.model).toBe('Westmere');
+    const r = await a.cli(['migrate', 'westmere', b.state], 120_000);
+    expect(r.code, r.stderr).not.toBe(0);
+    expect(r.stderr).toMatch(/host b cannot run it: CPU model Westmere needs features this host lacks: aes \(masked by host\.cfg cpu_mask\)/);
+    expect(await row(b, 'westmere')).toBeUndefined();
+    expect((await row(a, 'westmere'))?.state).toBe('running');
+  });
+
+  it('cpu = "baseline" boots a model without aes, and that VM moves to B keeping it', async () => {
+    const model = (await row(a, 'level'))?.cpu?.model as string;
+    expect(a.log()).toMatch(new RegExp(`level: CPU model ${model} \\(cpu = "baseline": ${model}, the most capable model host a and its 1 peer\\(s\\) in host\\.cfg all offer\\)`));
+    expect(model).not.toBe('Westmere');
+    expect(await guestHasAes(a, 'level'), 'the baseline guest sees no AES-NI').toBe(false);
+    const r = await a.cli(['migrate', 'level', b.state, '--json'], 300_000);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout) as MigrationReport).toMatchObject({ name: 'level', toHost: 'b', cpu: model });
+    expect(await row(b, 'level')).toMatchObject({ state: 'running', cpu: { model } });
+    expect(await guestHasAes(b, 'level')).toBe(false);
+  });
+});

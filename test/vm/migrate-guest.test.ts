@@ -1,8 +1,10 @@
-// The CPU check before a migration, the way Xen's toolstack levelling and libvirt's cpu-compare
-// work: host B's host.cfg masks AES-NI (posing as a host whose CPU lacks it), so a VM running
+// What the guest brings to a migration: its CPU model, and memory it dirties faster than the link.
+// The CPU check works the way Xen's toolstack levelling and libvirt's cpu-compare do: host B's host.cfg masks AES-NI (posing as a host whose CPU lacks it), so a VM running
 // QEMU's Westmere model (which has aes) is refused there before anything is created, naming the
 // feature, while a VM with cpu = "baseline" on host A (whose host.cfg lists B as a peer) got a
 // model both offer at boot and moves. The guests' own /proc/cpuinfo shows the models are real.
+// Then that VM comes back while it rewrites 32 MiB of its memory in a loop (not with zeros, which QEMU sends as markers) over a link capped
+// below its dirty rate: auto-converge must throttle it until the migration finishes.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { requireBuilt } from '../support/platform.js';
@@ -20,20 +22,23 @@ accel = "tcg"
 cpu = "${cpu}"
 `;
 
-describe('the CPU check before a migration: a masked feature refuses the move, cpu = "baseline" levels the pool', () => {
+describe('what the guest brings to a migration: the CPU check (a masked feature refuses the move, cpu = "baseline" levels the pool), and memory dirtied faster than the link', () => {
   requireBuilt();
   let a: SystemUnderTest;
   let b: SystemUnderTest;
-  const consoles: VmConsole[] = [];
 
-  /** whether the guest's kernel sees AES-NI */
-  const guestHasAes = async (s: SystemUnderTest, name: string) => {
+  /** runs `cmd` in the guest (`booting`: wait for its shell first); QEMU's console serves one client at a time */
+  const inGuest = async (s: SystemUnderTest, name: string, cmd: string, booting = false) => {
     const con = await VmConsole.connect(join(s.state, 'vm', name, 'console.sock'));
-    consoles.push(con);
-    await con.waitReady();
-    const r = await con.run("grep -c -w aes /proc/cpuinfo || true");
-    return Number(r.output.trim()) > 0;
+    try {
+      if (booting) await con.waitReady();
+      return await con.run(cmd);
+    } finally {
+      con.close();
+    }
   };
+  /** whether the guest's kernel sees AES-NI */
+  const guestHasAes = async (s: SystemUnderTest, name: string, booting = true) => Number((await inGuest(s, name, 'grep -c -w aes /proc/cpuinfo || true', booting)).output.trim()) > 0;
   const row = async (s: SystemUnderTest, name: string) => (await s.list()).find((d) => d.name === name);
 
   beforeAll(async () => {
@@ -50,7 +55,6 @@ describe('the CPU check before a migration: a masked feature refuses the move, c
   }, VM_BOOT_TIMEOUT_MS + 120_000);
 
   afterAll(async () => {
-    for (const c of consoles) c.close();
     await a?.teardown();
     await b?.teardown();
   }, 120_000);
@@ -74,6 +78,23 @@ describe('the CPU check before a migration: a masked feature refuses the move, c
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout) as MigrationReport).toMatchObject({ name: 'level', toHost: 'b', cpu: model });
     expect(await row(b, 'level')).toMatchObject({ state: 'running', cpu: { model } });
-    expect(await guestHasAes(b, 'level')).toBe(false);
-  });
+    expect(await guestHasAes(b, 'level', false)).toBe(false);
+  }, 300_000);
+
+  it('a guest dirtying memory faster than the link still converges: auto-converge throttles it, and the VM runs at A afterwards', async () => {
+    const dirty = await inGuest(b, 'level', "(while :; do tr '\\0' x < /dev/zero | dd of=/tmp/dirty bs=1M count=32 iflag=fullblock conv=notrunc 2>/dev/null; echo x >> /tmp/rounds; done) > /dev/null 2>&1 & echo $! > /tmp/dirty.pid");
+    expect(dirty.code).toBe(0);
+    const r = await b.cli(['migrate', 'level', a.state, '--json', '--bandwidth', '8'], 600_000);
+    expect(r.code, r.stderr).toBe(0);
+    const rep = JSON.parse(r.stdout) as MigrationReport;
+    process.stderr.write(`dirtying guest B -> A at 8 MiB/s: total ${rep.totalMs} ms, downtime ${rep.downtimeMs} ms, ${rep.rounds} rounds, throttled up to ${rep.throttlePct}%\n`);
+    expect(rep.throttlePct, 'auto-converge had to throttle the guest').toBeGreaterThan(0);
+    expect(r.stderr).toMatch(/guest CPU throttled \d+%/);
+    expect(await row(a, 'level')).toMatchObject({ state: 'running', cpu: { model: rep.cpu } });
+    // the dirtier was moved with the guest and runs on at A
+    const before = (await inGuest(a, 'level', 'wc -l < /tmp/rounds')).output.trim();
+    const alive = await inGuest(a, 'level', 'kill -0 $(cat /tmp/dirty.pid) && kill $(cat /tmp/dirty.pid)');
+    expect(alive.code, `the dirtier after ${before} rounds`).toBe(0);
+    process.stderr.write(`the dirtier rewrote its 32 MiB ${before} times by the end\n`);
+  }, 660_000);
 });

@@ -1,7 +1,7 @@
 // `ringside bench ring|blk|net|iommu`: the measurements, each one self-contained. Progress goes to
 // stderr so stdout stays the table (or, with --json, one JSON document a script can read).
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
@@ -15,9 +15,11 @@ import { buildVmImage } from '../vm/image.js';
 import { VM_CMDLINE } from '../vm/init.js';
 import { vmConsoleSocket } from '../control/paths.js';
 import { statePaths } from './paths.js';
+import { control } from './control.js';
+import { MIGRATE_BENCH_SHAPE, formatMigrateBench, runMigrateBench } from '../bench/migrate.js';
 import { CliError } from './errors.js';
 
-export const BENCH_USAGE = `usage: ringside bench <ring|blk|net|iommu|vm> [options]
+export const BENCH_USAGE = `usage: ringside bench <ring|blk|net|iommu|vm|migrate> [options]
 
   ring [options] [--json] [--html FILE]   ring throughput lab: TypeScript ring vs Xen's ring.h in C and
                                           Node transports ('ringside bench ring --help' lists options)
@@ -34,14 +36,18 @@ export const BENCH_USAGE = `usage: ringside bench <ring|blk|net|iommu|vm> [optio
                                           fio inside one VM booted three ways on the same image: disk
                                           from ringside's blkdom over vhost-user, from qemu-storage-daemon
                                           over vhost-user, and QEMU's built-in virtio-blk
+  migrate [--image DIR] [--timeout S] [--json]
+                                          one VM live-migrated idle and under a write loop, with QEMU's
+                                          built-in virtio-blk/net between two QEMUs and with blkdom/netdom
+                                          between two ringside hosts: total, downtime, guest-seen gap
 
   --seconds N     blk: seconds per fio run (1..600, default 5); net: seconds per measurement (1..600, default 5)
   --jobs LIST     blk: comma-separated jobs (default all): ${BLK_BENCH_JOBS.map(jobSlug).join(', ')}
                   vm: ${VM_BENCH_JOBS.map(jobSlug).join(', ')}
-  --image DIR     vm: where the guest kernel and initramfs are built or found (default .ringside/vm-image)
+  --image DIR     vm, migrate: where the guest kernel and initramfs are built or found (default .ringside/vm-image)
   --path P        blk: file (raw image served by blkback), device (NVMe controller behind the IOMMU)
                   or both, side by side with their ratio (default file)
-  --timeout S     blk, iommu --fio: seconds the bench system may take to come up (1..3600, default 60)
+  --timeout S     blk, iommu --fio, vm, migrate: seconds the bench system may take to come up (1..3600, default 60)
   --duration MS   iommu: time per figure (20..60000; default 300 for translation, 1000 for the block path)
   --fio S         iommu: seconds per fio run over NBD, file path vs device path (0..600, default 3; 0: not run)`;
 
@@ -110,15 +116,17 @@ export async function benchCommand(args: string[]): Promise<number> {
       return benchIommuCommand(rest);
     case 'vm':
       return benchVmCommand(rest);
+    case 'migrate':
+      return benchMigrateCommand(rest);
     case undefined:
-      throw new CliError(`ringside bench: say what to measure: ring, blk, net, iommu or vm\n\n${BENCH_USAGE}`, 2);
+      throw new CliError(`ringside bench: say what to measure: ring, blk, net, iommu, vm or migrate\n\n${BENCH_USAGE}`, 2);
     case 'help':
     case '--help':
     case '-h':
       process.stdout.write(BENCH_USAGE + '\n');
       return 0;
     default:
-      throw new CliError(`ringside bench: unknown benchmark '${sub}'; choose ring, blk, net, iommu or vm\n\n${BENCH_USAGE}`, 2);
+      throw new CliError(`ringside bench: unknown benchmark '${sub}'; choose ring, blk, net, iommu, vm or migrate\n\n${BENCH_USAGE}`, 2);
   }
 }
 
@@ -178,6 +186,87 @@ export function writeVmBenchSystem(dir: string, disk: string, image: { kernel: s
       `disk = [ 'backend=benchblk, vdev=xvda, target=${disk}, format=raw, access=rw' ]`, '',
     ].join('\n'),
   );
+}
+
+// ---- migrate ----
+
+async function benchMigrateCommand(args: string[]): Promise<number> {
+  const v = parse('migrate', args, { image: { type: 'string' }, timeout: { type: 'string' }, json: { type: 'boolean', default: false } });
+  const timeoutS = intOption('migrate', 'timeout', v.timeout, 1, 3600, 120);
+  if (!(await hasTool('qemu-system-x86_64'))) throw new CliError('ringside bench migrate: needs qemu-system-x86_64 on PATH (apt-get install qemu-system-x86)');
+  const image = await buildVmImage({ outDir: String(v.image ?? '.ringside/vm-image'), progress });
+  const work = mkdtempSync(join(tmpdir(), 'ringside-benchmig-'));
+  try {
+    const disk = join(work, 'disk.img');
+    writeFileSync(disk, '');
+    truncateSync(disk, MIGRATE_BENCH_SHAPE.diskMiB << 20);
+    const report = await runMigrateBench(
+      {
+        image,
+        workdir: work,
+        progress,
+        ringside: async (medium) => {
+          const hosts = ['a', 'b'].map((h) => ({ name: h, sys: join(work, `sys-${h}`), state: join(work, `state-${h}`) }));
+          writeMigrateBenchHosts(hosts, medium, image);
+          const started: string[] = [];
+          const stop = async () => {
+            for (const st of started.splice(0)) for (const n of await down(st)) progress(n);
+          };
+          try {
+            for (const h of hosts) {
+              await up({ system: h.sys, stateDir: h.state, detach: true, timeoutMs: timeoutS * 1000, progress });
+              started.push(h.state);
+            }
+          } catch (e) {
+            await stop();
+            throw e;
+          }
+          let [from, to] = hosts.map((h) => h.state) as [string, string];
+          const vm = {
+            consolePath: vmConsoleSocket(statePaths(from), 'benchvm'),
+            move: async () => {
+              const dest = to;
+              const done = control(from, { op: 'migrate', name: 'benchvm', dest }).then((r) => {
+                if (!r.migration) throw new Error('the control domain answered without a migration report');
+                [from, to] = [to, from];
+                vm.consolePath = vmConsoleSocket(statePaths(from), 'benchvm');
+                return r.migration;
+              });
+              return { destConsole: vmConsoleSocket(statePaths(dest), 'benchvm'), done };
+            },
+            stop,
+          };
+          return vm;
+        },
+      },
+      disk,
+    );
+    process.stdout.write((v.json ? JSON.stringify(report, null, 2) : formatMigrateBench(report)) + '\n');
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+  return 0;
+}
+
+/** Two hosts, each with a blkdom serving the shared image and a netdom; the VM starts on the first. */
+export function writeMigrateBenchHosts(hosts: { name: string; sys: string }[], disk: string, image: { kernel: string; initrd: string }): void {
+  const head = '# written by ringside bench migrate; removed when it ends';
+  for (const [i, h] of hosts.entries()) {
+    mkdirSync(h.sys, { recursive: true });
+    writeFileSync(join(h.sys, 'host.cfg'), [head, `host = "${h.name}"`, ''].join('\n'));
+    writeFileSync(join(h.sys, 'benchblk.cfg'), [head, 'name = "benchblk"', 'memory = 128', 'driver_domain = 1', 'role = "blk"', ''].join('\n'));
+    writeFileSync(join(h.sys, 'benchnet.cfg'), [head, 'name = "benchnet"', 'memory = 128', 'driver_domain = 1', 'role = "net"', ''].join('\n'));
+    if (i > 0) continue;
+    writeFileSync(
+      join(h.sys, 'benchvm.cfg'),
+      [
+        head, 'name = "benchvm"', 'type = "hvm"', `memory = ${MIGRATE_BENCH_SHAPE.memoryMiB}`, `vcpus = ${MIGRATE_BENCH_SHAPE.vcpus}`, 'accel = "tcg"',
+        `kernel = "${image.kernel}"`, `ramdisk = "${image.initrd}"`, `cmdline = "${VM_CMDLINE}"`,
+        `disk = [ 'backend=benchblk, vdev=xvda, target=${disk}, format=raw, access=rw' ]`,
+        `vif = [ 'backend=benchnet, mac=${MIGRATE_BENCH_SHAPE.mac}' ]`, '',
+      ].join('\n'),
+    );
+  }
 }
 
 // ---- blk ----

@@ -56,6 +56,7 @@ export class VmConsole {
   private queue: Promise<unknown> = Promise.resolve();
   private seq = 0;
   private readonly nonce = randomBytes(3).toString('hex');
+  private readonly listeners = new Set<(chunk: string) => void>();
 
   private constructor(
     private readonly sock: Socket,
@@ -63,7 +64,9 @@ export class VmConsole {
   ) {
     sock.setEncoding('utf8');
     sock.on('data', (d: string) => {
-      this.output += d.replace(/\r/g, '');
+      const chunk = d.replace(/\r/g, '');
+      this.output += chunk;
+      for (const l of this.listeners) l(chunk);
       for (const w of [...this.waiters]) if (w.test()) this.waiters.delete(w);
     });
     sock.on('error', (e) => this.closed(`console socket error: ${e.message}`));
@@ -72,6 +75,12 @@ export class VmConsole {
 
   static async connect(path: string, opts: { timeoutMs?: number; abandon?: () => string | undefined } = {}): Promise<VmConsole> {
     return new VmConsole(await connectUnix(path, opts.timeoutMs ?? VM_BOOT_TIMEOUT_MS, 'VM console', opts.abandon), path);
+  }
+
+  /** Calls `fn` with each piece of output as it arrives (when it arrived matters, not just what); returns the unsubscribe. */
+  onOutput(fn: (chunk: string) => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
   }
 
   private closed(why: string): void {

@@ -20,6 +20,8 @@ export interface BootQemuOptions {
   /** Guest RAM as a shared memfd (always on when a vhost-user disk is given). */
   sharedMemory?: boolean;
   extraArgs?: string[];
+  /** A migration's destination: QEMU waits for the stream on this Unix socket (then waitReady is ignored). */
+  incoming?: string;
   /** Wait for the guest's ready line before returning (default true). */
   waitReady?: boolean;
   bootTimeoutMs?: number;
@@ -157,6 +159,7 @@ export async function bootQemu(opts: BootQemuOptions): Promise<QemuVm> {
       consoleSocket: join(dir, 'console.sock'),
       qmpSocket: join(dir, 'qmp.sock'),
       sharedMemory: opts.sharedMemory,
+      ...(opts.incoming !== undefined ? { incoming: opts.incoming } : {}),
     }),
     ...(opts.extraArgs ?? []),
   ];
@@ -169,7 +172,7 @@ export async function bootQemu(opts: BootQemuOptions): Promise<QemuVm> {
     const abandon = () => vm.deadReason();
     vm.console = await VmConsole.connect(vm.consolePath, { timeoutMs, abandon });
     vm.qmp = await Qmp.connect(vm.qmpPath, { timeoutMs, abandon });
-    if (opts.waitReady !== false) {
+    if (opts.waitReady !== false && opts.incoming === undefined) {
       await Promise.race([
         vm.console.waitReady({ timeoutMs }),
         vm.exited.then(() => {

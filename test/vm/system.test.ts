@@ -56,7 +56,7 @@ describe('a VM under ringside up beside a Xen-ABI guest on one blkdom', () => {
     expect(cmd.join(' ')).toMatch(/memory-backend-memfd,id=mem,size=256M,share=on/);
     expect(procStatus(pid)).toMatchObject({ capEff: '0000000000000000', nnp: '1', seccomp: '2' });
     const text = await s.cli(['list']);
-    expect(text.stdout).toMatch(/vm1\s+\d+\s+vm \((tcg|kvm)\)/);
+    expect(text.stdout).toMatch(/vm1\s+\d+\s+vm \((tcg|kvm), qemu64\)/);
     // The guest's view: a virtio-blk disk whose serial is the vdev dom0 gave it.
     const serial = await con.run('cat /sys/block/vda/serial; echo; ls -1 /sys/block/vda/mq');
     expect(serial.code, serial.output).toBe(0);

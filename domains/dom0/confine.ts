@@ -45,7 +45,23 @@ export function confineFor(cfg: SystemDomain, sys: SystemConfig, nbdDir: string,
   }
   for (const p of rw) ro.delete(p);
   if (cfg.uplink) rw.add('/dev/net/tun');
-  return { ro: [...ro], rw: [...rw], netAdmin: cfg.uplink !== undefined, ...(dirs.vhostDir !== undefined ? { sockDir: dirs.vhostDir } : {}) };
+  return {
+    ro: [...ro],
+    rw: [...rw],
+    netAdmin: cfg.uplink !== undefined,
+    ...(dirs.vhostDir !== undefined ? { sockDir: dirs.vhostDir } : {}),
+    ...(cfg.storage.length > 0 ? { rwTrees: [...cfg.storage] } : {}),
+  };
+}
+
+/**
+ * Whether a running blk driver domain's confinement lets it open `target`: one of the images it
+ * was started for, or a file under its storage directories. A VM migrating in brings disks the
+ * destination's blkdom was not started for; this says so before anything is created.
+ */
+export function mayServe(backend: SystemDomain, sys: SystemConfig, target: string, access: 'r' | 'w'): boolean {
+  if (backend.storage.some((dir) => target.startsWith(dir.endsWith('/') ? dir : dir + '/'))) return true;
+  return sys.domains.some((d) => d.disks.some((x) => x.backend === backend.name && x.device === undefined && x.target === target && (access === 'r' || x.access === 'w')));
 }
 
 function guestConfine(cfg: SystemDomain, nbdDir: string): ConfineSpec {

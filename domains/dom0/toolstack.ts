@@ -22,7 +22,7 @@ import type { DomainBootArgs } from '../../src/domain/bootargs.js';
 import { dompath, restorePerms, writeDomainNodes, writeVbd, writeVif, type DevicePaths, type Ends } from './xsnodes.js';
 import type { DiskSpec } from '../../src/config/disk.js';
 import type { VifSpec } from '../../src/config/vif.js';
-import { confineFor, exportLink, guestExportDir } from './confine.js';
+import { confineFor, exportLink, guestExportDir, mayServe } from './confine.js';
 import { vifNetns } from '../../src/config/vif.js';
 import { NetnsRecords, createGuestNetns, deleteGuestNetns } from '../../src/netns/netns.js';
 import { checkMemory, type MigrationHost, type VmSource } from './migrate.js';
@@ -556,6 +556,11 @@ export class Toolstack implements MigrationHost {
     if (cfg.name !== name) throw new Error(`the config sent for '${name}' names '${cfg.name}'`);
     if (cfg.role !== 'vm' || !cfg.vm) throw new Error(`'${cfg.name}' is not a VM (type = "hvm"): only VMs migrate`);
     checkMemory(cfg.name, cfg.memoryMiB);
+    for (const disk of cfg.disks) {
+      const be = this.sys.domains.find((d) => d.name === disk.backend);
+      if (be && disk.device === undefined && !mayServe(be, this.sys, disk.target, disk.access))
+        throw new Error(`${cfg.name}: disk ${disk.vdev}: ${disk.backend} on host ${this.hostName} may not open ${disk.target} (it was started for other images): add its directory to ${disk.backend}'s storage = [ ... ] on this host`);
+    }
     // The guest's CPU and devices must be what it had at the source: the same accelerator and
     // CPU model, which startVm refuses naming the features if this host cannot offer it.
     const m = await this.startVm({ ...cfg, vm: { ...cfg.vm, accel: src.accel, cpu: src.cpu } }, undefined, undefined, incoming);

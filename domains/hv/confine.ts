@@ -28,7 +28,7 @@ function plainPath(p: unknown, field: string): string {
 
 export function parseConfine(v: unknown): ConfineSpec {
   const o = obj(v, 'confine');
-  const paths = (key: 'ro' | 'rw'): string[] => {
+  const paths = (key: 'ro' | 'rw' | 'rwTrees'): string[] => {
     const a = o[key];
     if (!Array.isArray(a)) throw new ArgError(`confine.${key} must be an array of absolute paths`);
     if (a.length > MAX_PATHS) throw new ArgError(`confine.${key} holds ${a.length} paths, at most ${MAX_PATHS}`);
@@ -38,6 +38,7 @@ export function parseConfine(v: unknown): ConfineSpec {
   if (typeof netAdmin !== 'boolean') throw new ArgError('confine.netAdmin must be true or false');
   const spec: ConfineSpec = { ro: paths('ro'), rw: paths('rw'), netAdmin };
   if (o.sockDir !== undefined) spec.sockDir = plainPath(o.sockDir, 'confine.sockDir');
+  if (o.rwTrees !== undefined) spec.rwTrees = paths('rwTrees');
   if (o.netns !== undefined) {
     const ns = o.netns;
     if (typeof ns !== 'string' || !NETNS_RE.test(ns) || ns === '.' || ns === '..')
@@ -94,6 +95,7 @@ export function confineArgs(spec: ConfineSpec, bundleDirs: readonly string[]): s
     // the toolstack's paths: single files or devices, symlinks refused by the launcher
     ...spec.ro.map((p): [string, string] => ['--ro-file', p]),
     ...spec.rw.map((p): [string, string] => ['--rw-file', p]),
+    ...(spec.rwTrees ?? []).map((p): [string, string] => ['--rw-tree', p]),
   ];
   // the directory itself: only sockets may be made and names removed there
   if (spec.sockDir !== undefined) base.push(['--sock-dir', spec.sockDir]);

@@ -13,6 +13,9 @@
 //   --rw PATH       read and write one file or device, never a directory  (hv's base set)
 //   --ro-file PATH  read one file or device; PATH must not be a symlink   (the toolstack's)
 //   --rw-file PATH  read, write, truncate one file or device; no symlink  (the toolstack's)
+//   --rw-tree DIR   read, write, truncate the files that exist beneath DIR, but make, remove or
+//                   list nothing there: a blk domain's shared storage, whose images VMs bring
+//                   in by migration. DIR must be a directory and not a symlink (the toolstack's)
 //   --sock-dir DIR  create and remove names beneath DIR, nothing else: a guest's NBD export
 //                   sockets. DIR must be a directory and not a symlink     (the toolstack's)
 //   --netns PATH    join the network namespace bound at PATH (no symlink) and, first, the user
@@ -93,7 +96,7 @@ struct path_beneath_attr {
 
 #define MAX_RULES 256
 
-enum kind { RO, RX, RW, RO_FILE, RW_FILE, SOCK_DIR };
+enum kind { RO, RX, RW, RO_FILE, RW_FILE, SOCK_DIR, RW_TREE };
 struct rule {
   enum kind kind;
   const char* path;
@@ -134,6 +137,7 @@ static uint64_t rights(const struct rule* r, int is_dir, uint64_t handled) {
     // Neither read nor write: bind() makes the socket, unlink() clears a stale one. Listing,
     // opening or making anything else there stays refused.
     case SOCK_DIR: a = FS_MAKE_SOCK | FS_REMOVE_FILE; break;
+    case RW_TREE: a = FS_READ_FILE | FS_WRITE_FILE | FS_TRUNCATE; break;
     default: a = FS_READ_FILE | FS_WRITE_FILE | FS_TRUNCATE | FS_IOCTL_DEV; break;
   }
   if (!is_dir) a &= file_rights;
@@ -157,7 +161,7 @@ static void apply_landlock(const struct rule* rules, int n, int abi) {
   for (int i = 0; i < n; i++) {
     // The toolstack's paths are taken literally: a symlink there could widen a rule for one
     // image into a rule for the tree it points at.
-    int toolstack = rules[i].kind == RO_FILE || rules[i].kind == RW_FILE || rules[i].kind == SOCK_DIR;
+    int toolstack = rules[i].kind == RO_FILE || rules[i].kind == RW_FILE || rules[i].kind == SOCK_DIR || rules[i].kind == RW_TREE;
     int fd = open(rules[i].path, O_PATH | O_CLOEXEC | (toolstack ? O_NOFOLLOW : 0));
     if (fd < 0) {
       // A path that does not exist cannot be reached either: nothing to allow.
@@ -167,9 +171,9 @@ static void apply_landlock(const struct rule* rules, int n, int abi) {
     struct stat st;
     if (fstat(fd, &st) < 0) die_errno("fstat", rules[i].path);
     int is_file = S_ISREG(st.st_mode) || S_ISBLK(st.st_mode) || S_ISCHR(st.st_mode);
-    if (rules[i].kind == SOCK_DIR) {
+    if (rules[i].kind == SOCK_DIR || rules[i].kind == RW_TREE) {
       if (!S_ISDIR(st.st_mode))
-        die(S_ISLNK(st.st_mode) ? "a socket directory rule names a symlink; give the directory itself" : "a socket directory rule names something that is not a directory", rules[i].path);
+        die(S_ISLNK(st.st_mode) ? "a directory rule names a symlink; give the directory itself" : "a directory rule names something that is not a directory", rules[i].path);
     } else if (rules[i].kind != RO && rules[i].kind != RX && !is_file)
       die(S_ISLNK(st.st_mode) ? "a file rule names a symlink; give the file itself" : "a file rule names something that is not a file or device", rules[i].path);
     struct path_beneath_attr pb = {rights(&rules[i], S_ISDIR(st.st_mode), attr.handled_access_fs), fd};
@@ -404,7 +408,8 @@ int main(int argc, char** argv) {
     else if (strcmp(a, "--ro-file") == 0) k = RO_FILE;
     else if (strcmp(a, "--rw-file") == 0) k = RW_FILE;
     else if (strcmp(a, "--sock-dir") == 0) k = SOCK_DIR;
-    else die("unknown option (expected --ro, --rx, --rw, --ro-file, --rw-file, --sock-dir, --netns, --keep-cap, --abi or --)", a);
+    else if (strcmp(a, "--rw-tree") == 0) k = RW_TREE;
+    else die("unknown option (expected --ro, --rx, --rw, --ro-file, --rw-file, --sock-dir, --rw-tree, --netns, --keep-cap, --abi or --)", a);
     if (i + 1 >= argc) die("option needs a path", a);
     const char* p = argv[++i];
     if (p[0] != '/') die("rule paths must be absolute", p);

@@ -39,7 +39,9 @@ export interface MigrateFigures extends MigrationSummary {
 
 export interface MigrateBenchLine {
   workload: MigrateWorkload;
+  /** each figure's median over the runs */
   figures: Record<MigrateWay, MigrateFigures>;
+  runs: Record<MigrateWay, MigrateFigures[]>;
   /** ringside over built-in: total time, QEMU's downtime, the guest-seen gap */
   totalRatio: number;
   downtimeRatio: number;
@@ -49,6 +51,8 @@ export interface MigrateBenchLine {
 export interface MigrateBenchReport {
   accel: 'tcg';
   memoryMiB: number;
+  /** moves per way and workload */
+  runs: number;
   lines: MigrateBenchLine[];
   goal: { downtimeRatio: number; totalRatio: number };
 }
@@ -100,28 +104,44 @@ async function measuredMove(vm: MigratingVm, con: VmConsole, ticks: TickLog): Pr
   return { figures: { ...summary, guestGapMs: ticks.longestGap(started, performance.now()) }, con: there };
 }
 
-/** One way: boot, start the ticker, move idle, start the writer, move under it, check the writer saw no error. */
-async function runWay(way: MigrateWay, vm: MigratingVm, progress: (l: string) => void): Promise<Record<MigrateWorkload, MigrateFigures>> {
+/** Each figure's median over the runs (the throttle's highest): one slow move on a shared machine does not make the line. */
+export function medianFigures(runs: readonly MigrateFigures[]): MigrateFigures {
+  if (runs.length === 0) throw new Error('no runs to take the median of');
+  const med = (k: 'totalMs' | 'downtimeMs' | 'setupMs' | 'transferredBytes' | 'rounds' | 'guestGapMs') => {
+    const v = runs.map((r) => r[k]).sort((a, b) => a - b);
+    return v.length % 2 ? (v[v.length >> 1] as number) : ((v[v.length / 2 - 1] as number) + (v[v.length / 2] as number)) / 2;
+  };
+  return {
+    totalMs: med('totalMs'), downtimeMs: med('downtimeMs'), setupMs: med('setupMs'), transferredBytes: med('transferredBytes'), rounds: med('rounds'), guestGapMs: med('guestGapMs'),
+    throttlePct: Math.max(...runs.map((r) => r.throttlePct)), convergence: runs[0]!.convergence,
+  };
+}
+
+/** One way: boot, start the ticker, move idle `runs` times, start the writer, move under it `runs` times, check the writer lived through it all. */
+async function runWay(way: MigrateWay, vm: MigratingVm, runs: number, progress: (l: string) => void): Promise<Record<MigrateWorkload, MigrateFigures[]>> {
   let con = await VmConsole.connect(vm.consolePath, { timeoutMs: 60_000 });
   await con.waitReady();
   const started = await con.run(TICKER);
   if (started.code !== 0) throw new Error(`the guest's ticker did not start: ${started.output.slice(-300)}`);
   const ticks = new TickLog();
-  const out: Partial<Record<MigrateWorkload, MigrateFigures>> = {};
+  const out: Partial<Record<MigrateWorkload, MigrateFigures[]>> = {};
   for (const w of MIGRATE_BENCH_WORKLOADS) {
     if (w === 'write') {
       const r = await con.run(WRITER);
       if (r.code !== 0) throw new Error(`the guest's write loop did not start: ${r.output.slice(-300)}`);
     }
-    progress(`bench migrate: ${way}: ${w}`);
-    const m = await measuredMove(vm, con, ticks);
-    con = m.con;
-    out[w] = m.figures;
+    out[w] = [];
+    for (let i = 0; i < runs; i++) {
+      progress(`bench migrate: ${way}: ${w} (${i + 1} of ${runs})`);
+      const m = await measuredMove(vm, con, ticks);
+      con = m.con;
+      out[w].push(m.figures);
+    }
   }
   const alive = await con.run('kill $(cat /tmp/write.pid) && kill $(cat /tmp/tick.pid)');
   con.close();
   if (alive.code !== 0) throw new Error(`${way}: the guest's write loop did not survive the moves: ${alive.output.slice(-300)}`);
-  return out as Record<MigrateWorkload, MigrateFigures>;
+  return out as Record<MigrateWorkload, MigrateFigures[]>;
 }
 
 export interface MigrateBenchOptions {
@@ -129,6 +149,7 @@ export interface MigrateBenchOptions {
   workdir: string;
   /** the ringside way: two hosts with the VM on the first, its disk on `disk` */
   ringside: (disk: string) => Promise<MigratingVm>;
+  runs: number;
   progress: (line: string) => void;
 }
 
@@ -177,32 +198,34 @@ async function builtinVm(o: MigrateBenchOptions, disk: string): Promise<Migratin
 
 /** Both ways, one after the other on the same image, and their ratios. */
 export async function runMigrateBench(o: MigrateBenchOptions, disk: string): Promise<MigrateBenchReport> {
-  const figures: Partial<Record<MigrateWay, Record<MigrateWorkload, MigrateFigures>>> = {};
+  const figures: Partial<Record<MigrateWay, Record<MigrateWorkload, MigrateFigures[]>>> = {};
   for (const way of MIGRATE_BENCH_WAYS) {
     o.progress(`bench migrate: ${way}: starting the VM`);
     const vm = way === 'builtin' ? await builtinVm(o, disk) : await o.ringside(disk);
     try {
-      figures[way] = await runWay(way, vm, o.progress);
+      figures[way] = await runWay(way, vm, o.runs, o.progress);
     } finally {
       await vm.stop();
     }
   }
-  const f = figures as Record<MigrateWay, Record<MigrateWorkload, MigrateFigures>>;
-  const ratio = (a: number, b: number) => Math.round((a / Math.max(b, 1)) * 100) / 100;
+  const f = figures as Record<MigrateWay, Record<MigrateWorkload, MigrateFigures[]>>;
+  // a figure of 0 ms (QEMU rounds) counts as 1 ms, so a ratio is always a number
+  const ratio = (a: number, b: number) => Math.max(a, 1) / Math.max(b, 1);
   return {
     accel: 'tcg',
     memoryMiB: MIGRATE_BENCH_SHAPE.memoryMiB,
+    runs: o.runs,
     goal: { downtimeRatio: 1.2, totalRatio: 1.5 },
     lines: MIGRATE_BENCH_WORKLOADS.map((workload) => {
-      const b = f.builtin[workload];
-      const r = f.ringside[workload];
-      return { workload, figures: { builtin: b, ringside: r }, totalRatio: ratio(r.totalMs, b.totalMs), downtimeRatio: ratio(r.downtimeMs, b.downtimeMs), gapRatio: ratio(r.guestGapMs, b.guestGapMs) };
+      const b = medianFigures(f.builtin[workload]);
+      const r = medianFigures(f.ringside[workload]);
+      return { workload, figures: { builtin: b, ringside: r }, runs: { builtin: f.builtin[workload], ringside: f.ringside[workload] }, totalRatio: ratio(r.totalMs, b.totalMs), downtimeRatio: ratio(r.downtimeMs, b.downtimeMs), gapRatio: ratio(r.guestGapMs, b.guestGapMs) };
     }),
   };
 }
 
 export function formatMigrateBench(r: MigrateBenchReport): string {
-  const rows = [`live migration of a ${r.memoryMiB} MiB TCG VM on this machine: QEMU's built-in virtio-blk/net vs ringside's blkdom/netdom over vhost-user`];
+  const rows = [`live migration of a ${r.memoryMiB} MiB TCG VM on this machine, median of ${r.runs} move(s) each: QEMU's built-in virtio-blk/net vs ringside's blkdom/netdom over vhost-user`];
   rows.push('workload  way        total ms  downtime ms  guest gap ms  rounds  MiB sent');
   for (const l of r.lines) {
     for (const way of MIGRATE_BENCH_WAYS) {

@@ -3,7 +3,7 @@
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ringBenchMain } from '../bench/ring/index.js';
 import { BLK_BENCH_JOBS, benchBlk, fio, formatBlkBench, type BlkBenchJob, type FioFigures } from '../bench/blk.js';
@@ -36,7 +36,7 @@ export const BENCH_USAGE = `usage: ringside bench <ring|blk|net|iommu|vm|migrate
                                           fio inside one VM booted three ways on the same image: disk
                                           from ringside's blkdom over vhost-user, from qemu-storage-daemon
                                           over vhost-user, and QEMU's built-in virtio-blk
-  migrate [--image DIR] [--timeout S] [--json]
+  migrate [--runs N] [--image DIR] [--timeout S] [--json]
                                           one VM live-migrated idle and under a write loop, with QEMU's
                                           built-in virtio-blk/net between two QEMUs and with blkdom/netdom
                                           between two ringside hosts: total, downtime, guest-seen gap
@@ -44,6 +44,7 @@ export const BENCH_USAGE = `usage: ringside bench <ring|blk|net|iommu|vm|migrate
   --seconds N     blk: seconds per fio run (1..600, default 5); net: seconds per measurement (1..600, default 5)
   --jobs LIST     blk: comma-separated jobs (default all): ${BLK_BENCH_JOBS.map(jobSlug).join(', ')}
                   vm: ${VM_BENCH_JOBS.map(jobSlug).join(', ')}
+  --runs N        migrate: moves per way and workload, the median reported (1..50, default 5)
   --image DIR     vm, migrate: where the guest kernel and initramfs are built or found (default .ringside/vm-image)
   --path P        blk: file (raw image served by blkback), device (NVMe controller behind the IOMMU)
                   or both, side by side with their ratio (default file)
@@ -191,8 +192,9 @@ export function writeVmBenchSystem(dir: string, disk: string, image: { kernel: s
 // ---- migrate ----
 
 async function benchMigrateCommand(args: string[]): Promise<number> {
-  const v = parse('migrate', args, { image: { type: 'string' }, timeout: { type: 'string' }, json: { type: 'boolean', default: false } });
+  const v = parse('migrate', args, { runs: { type: 'string' }, image: { type: 'string' }, timeout: { type: 'string' }, json: { type: 'boolean', default: false } });
   const timeoutS = intOption('migrate', 'timeout', v.timeout, 1, 3600, 120);
+  const runs = intOption('migrate', 'runs', v.runs, 1, 50, 5);
   if (!(await hasTool('qemu-system-x86_64'))) throw new CliError('ringside bench migrate: needs qemu-system-x86_64 on PATH (apt-get install qemu-system-x86)');
   const image = await buildVmImage({ outDir: String(v.image ?? '.ringside/vm-image'), progress });
   const work = mkdtempSync(join(tmpdir(), 'ringside-benchmig-'));
@@ -205,17 +207,19 @@ async function benchMigrateCommand(args: string[]): Promise<number> {
         image,
         workdir: work,
         progress,
+        runs,
         ringside: async (medium) => {
           const hosts = ['a', 'b'].map((h) => ({ name: h, sys: join(work, `sys-${h}`), state: join(work, `state-${h}`) }));
           writeMigrateBenchHosts(hosts, medium, image);
           const started: string[] = [];
           const stop = async () => {
-            for (const st of started.splice(0)) for (const n of await down(st)) progress(n);
+            for (const st of started.splice(0)) for (const n of await down(st).catch((e: Error) => [e.message])) progress(n);
           };
           try {
             for (const h of hosts) {
-              await up({ system: h.sys, stateDir: h.state, detach: true, timeoutMs: timeoutS * 1000, progress });
+              // down first if up fails half-way: what it started must not outlive the bench
               started.push(h.state);
+              await up({ system: h.sys, stateDir: h.state, detach: true, timeoutMs: timeoutS * 1000, progress });
             }
           } catch (e) {
             await stop();
@@ -254,7 +258,8 @@ export function writeMigrateBenchHosts(hosts: { name: string; sys: string }[], d
   for (const [i, h] of hosts.entries()) {
     mkdirSync(h.sys, { recursive: true });
     writeFileSync(join(h.sys, 'host.cfg'), [head, `host = "${h.name}"`, ''].join('\n'));
-    writeFileSync(join(h.sys, 'benchblk.cfg'), [head, 'name = "benchblk"', 'memory = 128', 'driver_domain = 1', 'role = "blk"', ''].join('\n'));
+    // the shared image's directory: the blkdom of the host the VM moves to was not started for it
+    writeFileSync(join(h.sys, 'benchblk.cfg'), [head, 'name = "benchblk"', 'memory = 128', 'driver_domain = 1', 'role = "blk"', `storage = [ "${dirname(disk)}" ]`, ''].join('\n'));
     writeFileSync(join(h.sys, 'benchnet.cfg'), [head, 'name = "benchnet"', 'memory = 128', 'driver_domain = 1', 'role = "net"', ''].join('\n'));
     if (i > 0) continue;
     writeFileSync(

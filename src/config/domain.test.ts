@@ -86,6 +86,8 @@ describe('domain config', () => {
     ['name = "g"\ntype = "hvm"\nkernel = "k"\ncpu = "max"', 4, 'cpu', /"max" is whatever CPU/],
     ['name = "g"\ntype = "hvm"\nkernel = "k"\ncpu = "Westmere,+aes"', 4, 'cpu', /"Westmere,\+aes" is not a CPU model name/],
     ['name = "g"\ncpu = "Westmere"', 2, 'cpu', /cpu applies only to type = "hvm"/],
+    ['name = "g"\nstorage = [ "/srv" ]', 2, 'storage', /storage applies only to blk driver domains/],
+    ['name = "g"\ndriver_domain = 1\nrole = "net"\nstorage = [ "/srv" ]', 4, 'storage', /storage applies only to blk driver domains/],
     ['name = "g"\non_crash = "coredump-restart"', 2, 'on_crash', /not one of "restart", "destroy", "preserve"/],
     ['name = "g"\non_crash = "restrat"', 2, 'on_crash', /did you mean "restart"\?/],
     ['name = "g"\ndisk = "backend=b, vdev=xvda, target=x"', 2, 'disk', /expected a list, got "backend=b/],

@@ -56,6 +56,8 @@ export interface DomainConfig {
    */
   seccomp: boolean;
   uplink: Uplink | undefined;
+  /** a blk driver domain: directories whose images it may serve besides the targets named at start (shared storage a VM may migrate in on) */
+  storage: string[];
   /** set exactly when type = "hvm" */
   vm: VmBoot | undefined;
   /** Where each top-level key was written, for cross-file messages. */
@@ -80,6 +82,7 @@ export const DOMAIN_KEYS = [
   'on_crash',
   'seccomp',
   'uplink',
+  'storage',
   'kernel',
   'ramdisk',
   'cmdline',
@@ -99,6 +102,7 @@ export const CPU_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 /** models that are whatever the host has rather than a fixed feature set: no host can check them for another */
 export const HOST_DEPENDENT_MODELS = new Set(['host', 'max', 'base']);
 export const MAX_CMDLINE = 2048;
+const MAX_STORAGE_DIRS = 16;
 
 // Names the control plane uses for itself; a domain called that would be ambiguous in `list` and logs.
 const RESERVED_NAMES = ['dom0', 'domain-0', 'hv', 'xenstored'];
@@ -155,6 +159,12 @@ export function parseDomain(cfg: XlCfg): DomainConfig {
     uplink = { kind: 'tap', name: checkIfName(r.where('uplink'), 'uplink TAP', uplinkText.slice(4)) };
   }
 
+  const storage = r.stringList('storage', '/srv/ringside/images', MAX_STORAGE_DIRS).map((it) => {
+    if (!isAbsolute(it.value) || it.value.includes('\0')) throw new ConfigError(it.where, `${quote(it.value.slice(0, 200))} is not an absolute directory`, 'write e.g. storage = [ "/srv/ringside/images" ]');
+    return resolve(it.value);
+  });
+  if (storage.length > 0 && role !== 'blk') r.fail('storage', 'storage applies only to blk driver domains', 'add driver_domain = 1 and role = "blk", or remove storage');
+
   // A VM's interface is inside the VM: it has no TAP or namespace on the host, and one queue pair so far.
   for (const v of type === 'hvm' ? vifs : []) {
     if (v.netns !== undefined) throw new ConfigError(v.where, 'netns applies to Xen-ABI guests: a VM configures its interface inside itself', 'remove netns= from this vif');
@@ -185,6 +195,7 @@ export function parseDomain(cfg: XlCfg): DomainConfig {
     onCrash: r.oneOf('on_crash', ['restart', 'destroy', 'preserve'] as const) ?? (driverDomain ? 'restart' : 'destroy'),
     seccomp: r.flag('seccomp') ?? true,
     uplink,
+    storage,
     vm,
     at,
   };

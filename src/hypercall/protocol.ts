@@ -80,6 +80,8 @@ export interface ConfineSpec {
   netAdmin: boolean;
   /** a guest: the directory where it may create and remove its NBD export sockets, nothing else */
   sockDir?: string;
+  /** a blk domain: directories whose existing files it may read and write (shared storage), making and removing nothing */
+  rwTrees?: string[];
   /**
    * a guest: the name under /run/netns of the network namespace it lives in. The namespace must
    * belong to a user namespace of its own, so the kept CAP_NET_ADMIN governs only it.

@@ -93,7 +93,7 @@ async function run(c: Command): Promise<unknown> {
     // Confinement checks: what the kernel lets this process reach.
     case 'tryOpen':
       try {
-        closeSync(openSync(String(c.path), c.write ? 'r+' : 'r'));
+        closeSync(openSync(String(c.path), c.create ? 'wx' : c.write ? 'r+' : 'r'));
         return { ok: true };
       } catch (e) {
         return { ok: false, code: (e as NodeJS.ErrnoException).code };

@@ -7,7 +7,7 @@ import { isAbsolute } from 'node:path';
 import { MAX_CONFIG_BYTES } from '../../src/config/xlcfg.js';
 import { CPU_NAME, HOST_DEPENDENT_MODELS } from '../../src/config/domain.js';
 import type { Toolstack } from './toolstack.js';
-import { abortIncoming, finishIncoming, migrateOut, receiveIncoming } from './migrate.js';
+import { abortIncoming, finishIncoming, migrateOut, receiveIncoming, sourceGone } from './migrate.js';
 
 export function startControlServer(path: string, ts: Toolstack, log: (l: string) => void): Promise<Server> {
   rmSync(path, { force: true });
@@ -24,12 +24,18 @@ function serve(sock: Socket, ts: Toolstack, log: (l: string) => void): void {
     if (!sock.destroyed) sock.write(encodeFrame(r));
   };
   sock.on('error', () => undefined);
+  // VMs another host's dom0 is bringing in over this connection: if it closes before they are
+  // finished or called off, QEMU decides whether they stay
+  const arriving = new Set<string>();
+  sock.on('close', () => {
+    for (const name of arriving) void sourceGone(ts, name).catch((e: Error) => log(`dom0: ${name}: after its source went away: ${e.message}`));
+  });
   sock.on('data', (chunk: Buffer) => {
     try {
       const progress = (line: string) => {
         if (!sock.destroyed) sock.write(encodeFrame({ progress: line }));
       };
-      reader.push(chunk, (req) => void handle(req, ts, progress).then(reply, (e: Error) => reply({ ok: false, error: e.message })));
+      reader.push(chunk, (req) => void handle(req, ts, progress, arriving).then(reply, (e: Error) => reply({ ok: false, error: e.message })));
     } catch (e) {
       log(`dom0: control client sent a bad frame (${(e as Error).message}): disconnected`);
       sock.destroy();
@@ -44,7 +50,7 @@ function accelOf(r: Record<string, unknown>): 'tcg' | 'kvm' {
   return r.accel;
 }
 
-async function handle(req: unknown, ts: Toolstack, progress: (line: string) => void): Promise<ControlReply> {
+async function handle(req: unknown, ts: Toolstack, progress: (line: string) => void, arriving: Set<string>): Promise<ControlReply> {
   if (typeof req !== 'object' || req === null || typeof (req as { op?: unknown }).op !== 'string') return { ok: false, error: 'request must be an object with an op' };
   const r = req as Record<string, unknown>;
   const name = () => {
@@ -94,6 +100,7 @@ async function handle(req: unknown, ts: Toolstack, progress: (line: string) => v
       const accel = accelOf(r);
       if (typeof r.cpu !== 'string' || !CPU_NAME.test(r.cpu) || r.cpu === 'baseline' || HOST_DEPENDENT_MODELS.has(r.cpu)) throw new Error('cpu must be the CPU model the VM runs (a fixed QEMU model name)');
       const got = await receiveIncoming(ts, name(), { file: r.file as string, text: r.text, base: r.base as string, accel, cpu: r.cpu });
+      arriving.add(name());
       return { ok: true, incoming: got.incoming, domid: got.domid, host: ts.hostName };
     }
     case 'cpu-check': {

@@ -147,13 +147,17 @@ export async function receiveIncoming(h: MigrationHost, name: string, src: VmSou
   return { incoming, domid };
 }
 
-/** Destination side, once the stream is through: the guest must be running here. */
-export async function finishIncoming(h: MigrationHost, name: string): Promise<number> {
+/**
+ * Destination side, once the stream is through: the guest must be running here. `waitMs` bounds
+ * how long QEMU may still be loading the stream ('inmigrate'); without a source to say the stream
+ * is through, only QEMU itself can end that wait, by running the guest or by failing.
+ */
+export async function finishIncoming(h: MigrationHost, name: string, waitMs = DEST_START_MS): Promise<number> {
   const domid = h.domidOf(name);
   if (domid === undefined || !h.arriving.has(name)) throw new Error(`no incoming VM named '${name}' here`);
   const qmp = await Qmp.connect(vmQmpSocket(h.state, name), { timeoutMs: 10_000 });
   try {
-    const end = Date.now() + DEST_START_MS;
+    const end = Date.now() + waitMs;
     for (;;) {
       const st = (await qmp.execute('query-status')) as { status?: unknown };
       if (st.status === 'running') break;
@@ -167,6 +171,24 @@ export async function finishIncoming(h: MigrationHost, name: string): Promise<nu
   h.arriving.delete(name);
   h.log(`dom0: ${name}: migration received; running as dom${domid}`);
   return domid;
+}
+
+/**
+ * Destination side: the source's dom0 went away (its host died, or its connection broke) with
+ * the VM still arriving. Whether the switch-over happened is QEMU's to say: if the guest runs
+ * here it stays (the source's copy was paused for good at the switch-over), and if the stream
+ * broke first QEMU fails and the copy goes, the VM running on at the source.
+ */
+export async function sourceGone(h: MigrationHost, name: string): Promise<void> {
+  if (!h.arriving.has(name)) return;
+  h.log(`dom0: ${name}: the source host went away while the VM was arriving; waiting for QEMU to run it or give up`);
+  try {
+    const domid = await finishIncoming(h, name, Number.POSITIVE_INFINITY);
+    h.log(`dom0: ${name}: the switch-over had happened: it runs here as dom${domid}`);
+  } catch (e) {
+    if (!h.arriving.delete(name)) return;
+    await h.dropVm(name, `the source host went away before the switch-over (${(e as Error).message})`);
+  }
 }
 
 /** Destination side: the source gave up before the switch-over; the copy being received goes. */

@@ -10,7 +10,12 @@ import { join } from 'node:path';
 import { requireBuilt } from '../support/platform.js';
 import { ensureVmImage, VmConsole, VM_BOOT_TIMEOUT_MS } from '../support/vm.js';
 import { SystemUnderTest } from '../system/support.js';
-import type { MigrationReport } from '../../src/control/wire.js';
+import { readFileSync } from 'node:fs';
+import { request, type MigrationReport } from '../../src/control/wire.js';
+import { tryConnect } from '../../src/control/unix.js';
+import { Qmp } from '../../src/vm/console.js';
+import { migrate } from '../../src/vm/migration.js';
+import { until } from '../support/until.js';
 
 const vm = (name: string, cpu: string, image: { kernel: string; initrd: string }) => `name = "${name}"
 type = "hvm"
@@ -97,4 +102,60 @@ describe('what the guest brings to a migration: the CPU check (a masked feature 
     expect(alive.code, `the dirtier after ${before} rounds`).toBe(0);
     process.stderr.write(`the dirtier rewrote its 32 MiB ${before} times by the end\n`);
   }, 660_000);
+
+  it("the source's dom0 vanishes and its stream breaks before the switch-over: the destination drops its copy, the VM runs on at the source", async () => {
+    const model = (await row(a, 'level'))?.cpu?.model as string;
+    const sock = await tryConnect(join(b.state, 'control.sock'));
+    const cfg = join(a.sys, 'level.cfg');
+    const prep = await request(sock!, { op: 'migrate-incoming', name: 'level', file: cfg, text: readFileSync(cfg, 'utf8'), base: a.sys, accel: 'tcg', cpu: model });
+    expect(prep.ok, JSON.stringify(prep)).toBe(true);
+    const qmp = await Qmp.connect(join(a.state, 'vm', 'level', 'qmp.sock'), { timeoutMs: 10_000 });
+    try {
+      // 1 MiB/s: the bulk round alone takes minutes; the stream is cut once it is under way
+      await qmp.execute('migrate-set-parameters', { 'max-bandwidth': 1 << 20 });
+      await qmp.execute('migrate', { uri: `unix:${(prep as { incoming: string }).incoming}` });
+      await until('the stream to be under way', async () => ((await qmp.execute('query-migrate')) as { ram?: { transferred?: number } }).ram?.transferred ?? 0, (n) => n > 1 << 20, 60);
+      sock!.destroy();
+      await qmp.execute('migrate_cancel');
+      await until("A's QEMU to run the guest again", async () => ((await qmp.execute('query-status')) as { status: string }).status, (st) => st === 'running', 60);
+    } finally {
+      qmp.close();
+    }
+    await until("B's dom0 to drop the copy", async () => b.log(), (l) => /level \(dom\d+\) goes: the source host went away before the switch-over/.test(l), 120);
+    await until('B to list no level', () => row(b, 'level'), (r) => r === undefined, 60);
+    expect((await inGuest(a, 'level', 'echo alive-on-a', true)).output).toMatch(/alive-on-a/);
+  }, 300_000);
+
+  it("the source's dom0 vanishes right after the switch-over: the destination keeps the VM running", async () => {
+    // The test is A's dom0 for this one move: it asks B to take the VM, streams it with A's QEMU,
+    // and is gone before it says migrate-finish.
+    const model = (await row(a, 'level'))?.cpu?.model as string;
+    const sock = await tryConnect(join(b.state, 'control.sock'));
+    expect(sock).not.toBeNull();
+    const cfg = join(a.sys, 'level.cfg');
+    const prep = await request(sock!, { op: 'migrate-incoming', name: 'level', file: cfg, text: readFileSync(cfg, 'utf8'), base: a.sys, accel: 'tcg', cpu: model });
+    expect(prep.ok, JSON.stringify(prep)).toBe(true);
+    const qmp = await Qmp.connect(join(a.state, 'vm', 'level', 'qmp.sock'), { timeoutMs: 10_000 });
+    try {
+      const s = await migrate(qmp, `unix:${(prep as { incoming: string }).incoming}`, { maxBandwidth: 1 << 30, downtimeLimitMs: 300 });
+      expect(s.totalMs).toBeGreaterThan(0);
+      expect(((await qmp.execute('query-status')) as { status: string }).status).toBe('postmigrate');
+    } finally {
+      qmp.close();
+    }
+    sock!.destroy();
+    await until("B's dom0 to keep the VM", async () => b.log(), (l) => /level: the switch-over had happened: it runs here as dom\d+/.test(l), 120);
+    expect(b.log()).toMatch(/level: the source host went away while the VM was arriving/);
+    expect(await row(b, 'level')).toMatchObject({ state: 'running', cpu: { model } });
+    expect((await inGuest(b, 'level', 'echo alive-on-b')).output).toMatch(/alive-on-b/);
+    // A's copy is paused for good; its operator clears it away (as after a host failure)
+    const gone = await a.cli(['destroy', 'level']);
+    expect(gone.code, gone.stderr).toBe(0);
+    // B still runs it, and it is B's to move on: no longer arriving, so a peer cannot call it off
+    const s2 = await tryConnect(join(b.state, 'control.sock'));
+    const abort = await request(s2!, { op: 'migrate-abort', name: 'level' });
+    s2!.destroy();
+    expect(JSON.stringify(abort)).toMatch(/only a VM still arriving can be called off/);
+    expect((await row(b, 'level'))?.state).toBe('running');
+  }, 300_000);
 });

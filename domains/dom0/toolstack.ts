@@ -2,7 +2,7 @@
 // driver domains before the guests they serve, and restarts a crashed driver domain under the
 // same domid so its frontends reconnect to the same backend paths. It holds no device and maps
 // no guest memory (hv's policy would refuse it anyway).
-import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, symlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { pack } from 'msgpackr';
 import { XenbusState, parseXenbusState } from '../../src/abi/xenbus.js';
@@ -57,7 +57,7 @@ interface Managed {
   accel?: AccelChoice;
   /** a VM: its CPU model, chosen at its first start (or brought by its migration) and kept */
   cpu?: CpuChoice;
-  /** a VM that arrived by migration: its config file as it came (a migration onwards sends it again) */
+  /** a VM: its config file as it was when the VM started here (or as a migration brought it), what a migration onwards sends */
   source?: { file: string; text: string; base: string };
   /** going for good (migrated away): its death removes it instead of restarting it */
   leaving?: boolean;
@@ -256,7 +256,8 @@ export class Toolstack implements MigrationHost {
       if (p !== undefined && !existsSync(p)) throw new Error(`${cfg.name}: ${what} ${p} does not exist (\`ringside vm-image\` builds a kernel and initramfs)`);
     const accel = previous?.accel ?? (await chooseAccel(boot.accel));
     if (!previous) this.log(`dom0: ${cfg.name}: ${accel.accel.toUpperCase()} (${accel.why})`);
-    const cpu = previous?.cpu ?? (await this.cpu.choose(cfg.name, boot.cpu, accel.accel));
+    const chosen = previous?.cpu ?? (await this.cpu.choose(cfg.name, boot.cpu, accel.accel));
+    const cpu = incoming !== undefined ? { model: chosen.model, why: 'the model it ran at the source, brought by its migration' } : chosen;
     if (!previous) this.log(`dom0: ${cfg.name}: CPU model ${cpu.model} (${cpu.why})`);
     const dir = vmDir(this.state, cfg.name);
     rmSync(dir, { recursive: true, force: true });
@@ -291,6 +292,8 @@ export class Toolstack implements MigrationHost {
       ...(cfg.seccomp ? { confine: confineFor(cfg, this.sys, this.state.nbd, { vm: { dir, kvm: accel.accel === 'kvm' } }) } : {}),
     });
     const m: Managed = previous ?? { cfg, domid: result.domid, restarts: 0, devices: [], lastStart: Date.now(), dead: false, accel, cpu };
+    // An edit to the file after the VM started must not change what a migration sends.
+    if (!previous && incoming === undefined) m.source = this.configAsStarted(cfg);
     m.domid = result.domid;
     m.dead = false;
     m.lastStart = Date.now();
@@ -542,12 +545,14 @@ export class Toolstack implements MigrationHost {
     if (!m || m.dead) throw new Error(`no running domain named '${name}'; see 'ringside list'`);
     if (m.cfg.role !== 'vm' || !m.accel || !m.cpu) throw new Error(`'${name}' is a ${m.cfg.role} domain; only VMs (type = "hvm") migrate`);
     const runs = { accel: m.accel.accel, cpu: m.cpu.model };
-    if (m.source) return { ...m.source, ...runs };
-    try {
-      return { file: m.cfg.file, text: readFileSync(m.cfg.file, 'utf8'), base: dirname(m.cfg.file), ...runs };
-    } catch (e) {
-      throw new Error(`cannot read ${name}'s config ${m.cfg.file} to send it: ${(e as Error).message}`);
-    }
+    if (!m.source) throw new Error(`${name}'s config as it started is not known here`);
+    return { ...m.source, ...runs };
+  }
+
+  /** The VM's config file as `up` parsed it. */
+  private configAsStarted(cfg: SystemDomain): { file: string; text: string; base: string } | undefined {
+    const text = this.sys.sources[cfg.file];
+    return text === undefined ? undefined : { file: cfg.file, text, base: dirname(cfg.file) };
   }
 
   async startIncoming(name: string, src: VmSource, incoming: string): Promise<number> {

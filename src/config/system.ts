@@ -17,6 +17,8 @@ export interface SystemConfig {
   host: HostConfig;
   /** In start order: every driver domain before the domains it serves. */
   domains: SystemDomain[];
+  /** each domain file's text as it was parsed, by path: what a migration sends, whatever the file says later */
+  sources: Record<string, string>;
 }
 
 export const HOST_FILE = 'host.cfg';
@@ -51,7 +53,9 @@ export function loadSystemFromFiles(files: Record<string, string | Uint8Array>, 
   }
   const host = HOST_FILE in files ? parseHost(parseXlCfg(files[HOST_FILE], join(dir, HOST_FILE), dir)) : emptyHost();
   const domains: DomainConfig[] = domainNames.map((n) => parseDomain(parseXlCfg(files[n], join(dir, n), dir)));
-  return { dir, host, domains: crossCheck(domains, host) };
+  const sources: Record<string, string> = {};
+  for (const n of domainNames) sources[join(dir, n)] = typeof files[n] === 'string' ? (files[n] as string) : Buffer.from(files[n] as Uint8Array).toString('utf8');
+  return { dir, host, domains: crossCheck(domains, host), sources };
 }
 
 /**

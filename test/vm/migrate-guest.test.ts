@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { requireBuilt } from '../support/platform.js';
 import { ensureVmImage, VmConsole, VM_BOOT_TIMEOUT_MS } from '../support/vm.js';
 import { SystemUnderTest } from '../system/support.js';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { request, type MigrationReport } from '../../src/control/wire.js';
 import { tryConnect } from '../../src/control/unix.js';
 import { Qmp } from '../../src/vm/console.js';
@@ -79,10 +79,14 @@ describe('what the guest brings to a migration: the CPU check (a masked feature 
     expect(a.log()).toMatch(new RegExp(`level: CPU model ${model} \\(cpu = "baseline": ${model}, the most capable model host a and its 1 peer\\(s\\) in host\\.cfg all offer\\)`));
     expect(model).not.toBe('Westmere');
     expect(await guestHasAes(a, 'level'), 'the baseline guest sees no AES-NI').toBe(false);
-    const r = await a.cli(['migrate', 'level', b.state, '--json'], 300_000);
+    // what moves is the config the VM started from, not the file as edited since
+    const file = join(a.sys, 'level.cfg');
+    const original = readFileSync(file, 'utf8');
+    writeFileSync(file, original.replace('memory = 128', 'memory = 60000'));
+    const r = await a.cli(['migrate', 'level', b.state, '--json'], 300_000).finally(() => writeFileSync(file, original));
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout) as MigrationReport).toMatchObject({ name: 'level', toHost: 'b', cpu: model });
-    expect(await row(b, 'level')).toMatchObject({ state: 'running', cpu: { model } });
+    expect(await row(b, 'level')).toMatchObject({ state: 'running', memoryMiB: 128, cpu: { model, why: 'the model it ran at the source, brought by its migration' } });
     expect(await guestHasAes(b, 'level', false)).toBe(false);
   }, 300_000);
 

@@ -104,19 +104,26 @@ describe.skipIf(why !== null)('net: hostile frontends', () => {
   it('a frontend that never posts rx buffers: netdom queues a bounded backlog, drops, counts, stalls (XSA-392)', async () => {
     await rig.cmd(bad, 'starveRx');
     await nsRun(a.ns, 'ip', ['neigh', 'replace', '10.213.0.99', 'lladdr', badMac, 'dev', 'eth0', 'nud', 'permanent']);
-    // 500 frames at it: more than the 256 rx buffers it had posted plus the 64-frame backlog
-    await nsRun(a.ns, 'ping', ['-c', '500', '-i', '0.002', '-s', '1000', '-W', '1', '-q', '10.213.0.99'], 30_000);
-    const end = Date.now() + 10_000;
+    // Bursts of 500 frames at it until some are dropped: more than the 256 rx buffers it had
+    // posted plus the backlog. On a loaded machine the honest pair's iperf3 crowds a burst out
+    // of a's own queues, so how many bursts that takes is not fixed; the bound is a count.
+    const drops = (x: typeof v) => Number(x.rxQueueDrops) + Number(x.rxStallDrops) + Number(x.rxDrainDrops);
     let v = await rig.vif(nd, bad);
+    for (let burst = 0; burst < 40 && drops(v) === 0; burst++) {
+      await nsRun(a.ns, 'ping', ['-c', '500', '-i', '0.002', '-s', '1000', '-W', '1', '-q', '10.213.0.99'], 30_000);
+      v = await rig.vif(nd, bad);
+    }
+    // with nothing posted, the stall timer (1.5 s here) flushes the backlog
+    const end = Date.now() + 60_000;
     while (!(Number(v.rxStalls) > 0) && Date.now() < end) {
       await sleep(100);
       v = await rig.vif(nd, bad);
     }
-    expect(Number(v.rxQueueDrops) + Number(v.rxStallDrops) + Number(v.rxDrainDrops)).toBeGreaterThan(0);
+    expect(drops(v)).toBeGreaterThan(0);
     expect(Number(v.rxStalls)).toBeGreaterThan(0);
     expect((v.backlog as unknown as number[])[0]).toBe(0);
     await rig.reaches(a, b.ip);
-  });
+  }, 240_000);
 
   // Whether one second of it moved no bytes is the scheduler's business on a shared machine. Ours:
   // the stream's connection survived every cut-off (rig.iperf throws on an iperf3 error), moved

@@ -5,7 +5,7 @@ import { rmSync } from 'node:fs';
 import { encodeFrame, FrameReader, type ControlReply } from '../../src/control/wire.js';
 import { isAbsolute } from 'node:path';
 import { MAX_CONFIG_BYTES } from '../../src/config/xlcfg.js';
-import { CPU_NAME, HOST_DEPENDENT_MODELS } from '../../src/config/domain.js';
+import { CPU_NAME, isFixedCpuModel } from '../../src/config/domain.js';
 import type { Toolstack } from './toolstack.js';
 import { abortIncoming, finishIncoming, migrateOut, receiveIncoming, sourceGone } from './migrate.js';
 
@@ -98,7 +98,7 @@ async function handle(req: unknown, ts: Toolstack, progress: (line: string) => v
         if (typeof v !== 'string' || !isAbsolute(v) || v.length > 4096 || v.includes('\0')) throw new Error(`${k} must be an absolute path`);
       }
       const accel = accelOf(r);
-      if (typeof r.cpu !== 'string' || !CPU_NAME.test(r.cpu) || r.cpu === 'baseline' || HOST_DEPENDENT_MODELS.has(r.cpu)) throw new Error('cpu must be the CPU model the VM runs (a fixed QEMU model name)');
+      if (typeof r.cpu !== 'string' || !isFixedCpuModel(r.cpu)) throw new Error('cpu must be the CPU model the VM runs (a fixed QEMU model name)');
       const got = await receiveIncoming(ts, name(), { file: r.file as string, text: r.text, base: r.base as string, accel, cpu: r.cpu });
       arriving.add(name());
       return { ok: true, incoming: got.incoming, domid: got.domid, host: ts.hostName };

@@ -11,7 +11,7 @@ import { request, type ControlReply, type MigrationReport } from '../../src/cont
 import { statePaths, vmDir, vmQmpSocket, type StatePaths } from '../../src/control/paths.js';
 import { tryConnect } from '../../src/control/unix.js';
 import { Qmp } from '../../src/vm/console.js';
-import { migrate, progressLine, type MigrationSummary } from '../../src/vm/migration.js';
+import { LOCAL_LINK, migrate, progressLine, type MigrationSummary } from '../../src/vm/migration.js';
 import type { Accelerator } from '../../src/vm/qemu.js';
 
 export interface VmSource {
@@ -41,10 +41,6 @@ export interface MigrationHost {
   readonly arriving: Set<string>;
 }
 
-/** QEMU may use most of a local link; its 128 MiB/s default is for a shared network. */
-const LOCAL_BANDWIDTH = 1 << 30;
-/** QEMU's own default: the stop-and-copy it aims for */
-const DOWNTIME_LIMIT_MS = 300;
 /** how long a destination's QEMU gets to listen, and then to run the guest it received */
 const DEST_START_MS = 30_000;
 
@@ -78,8 +74,8 @@ export async function migrateOut(h: MigrationHost, name: string, dest: string, p
       let summary: MigrationSummary;
       try {
         summary = await migrate(qmp, `unix:${incoming}`, {
-          maxBandwidth: bandwidthMiB !== undefined ? bandwidthMiB * (1 << 20) : LOCAL_BANDWIDTH,
-          downtimeLimitMs: DOWNTIME_LIMIT_MS,
+          ...LOCAL_LINK,
+          ...(bandwidthMiB !== undefined ? { maxBandwidth: bandwidthMiB * (1 << 20) } : {}),
           onProgress: (p) => progress(`${name}: ${progressLine(p)}`),
           abandon: () => destGone,
         });

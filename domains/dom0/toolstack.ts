@@ -544,9 +544,8 @@ export class Toolstack implements MigrationHost {
     const m = this.managed.get(name);
     if (!m || m.dead) throw new Error(`no running domain named '${name}'; see 'ringside list'`);
     if (m.cfg.role !== 'vm' || !m.accel || !m.cpu) throw new Error(`'${name}' is a ${m.cfg.role} domain; only VMs (type = "hvm") migrate`);
-    const runs = { accel: m.accel.accel, cpu: m.cpu.model };
     if (!m.source) throw new Error(`${name}'s config as it started is not known here`);
-    return { ...m.source, ...runs };
+    return { ...m.source, accel: m.accel.accel, cpu: m.cpu.model };
   }
 
   /** The VM's config file as `up` parsed it. */

@@ -7,7 +7,7 @@
 import { join } from 'node:path';
 import { VmConsole } from '../vm/console.js';
 import { bootQemu, type QemuVm } from '../vm/launch.js';
-import { migrate, type MigrationSummary } from '../vm/migration.js';
+import { LOCAL_LINK, migrate, type MigrationSummary } from '../vm/migration.js';
 import type { VmImage } from '../vm/image.js';
 
 export const MIGRATE_BENCH_SHAPE = { memoryMiB: 256, vcpus: 1, diskMiB: 64, mac: '52:54:00:12:34:56' } as const;
@@ -15,9 +15,6 @@ export const MIGRATE_BENCH_WORKLOADS = ['idle', 'write'] as const;
 export type MigrateWorkload = (typeof MIGRATE_BENCH_WORKLOADS)[number];
 export const MIGRATE_BENCH_WAYS = ['builtin', 'ringside'] as const;
 export type MigrateWay = (typeof MIGRATE_BENCH_WAYS)[number];
-
-/** The same settings dom0 gives QEMU, so the baseline migrates as ringside does. */
-export const BENCH_MIGRATE_PARAMS = { maxBandwidth: 1 << 30, downtimeLimitMs: 300 } as const;
 
 const TICK = 'RSTICK';
 /** the guest's tick loop and write loop; each leaves its pid in /tmp */
@@ -177,7 +174,7 @@ async function builtinVm(o: MigrateBenchOptions, disk: string): Promise<Migratin
       d.console.close();
       const done = (async () => {
         try {
-          const s = await migrate(cur.qmp, `unix:${incoming}`, BENCH_MIGRATE_PARAMS);
+          const s = await migrate(cur.qmp, `unix:${incoming}`, LOCAL_LINK);
           const old = cur;
           cur = d;
           vm.consolePath = d.consolePath;

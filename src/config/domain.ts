@@ -101,6 +101,8 @@ export const DEFAULT_CPU_MODEL = 'qemu64';
 export const CPU_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 /** models that are whatever the host has rather than a fixed feature set: no host can check them for another */
 export const HOST_DEPENDENT_MODELS = new Set(['host', 'max', 'base']);
+/** a model a VM can run and another host can check: a QEMU name, neither host-dependent nor the pool's "baseline" */
+export const isFixedCpuModel = (m: string): boolean => CPU_NAME.test(m) && m !== 'baseline' && !HOST_DEPENDENT_MODELS.has(m);
 export const MAX_CMDLINE = 2048;
 const MAX_STORAGE_DIRS = 16;
 

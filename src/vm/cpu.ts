@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CPU_NAME, HOST_DEPENDENT_MODELS } from '../config/domain.js';
+import { isFixedCpuModel } from '../config/domain.js';
 import { Qmp } from './console.js';
 import type { Accelerator } from './qemu.js';
 
@@ -59,7 +59,7 @@ export async function probeHostCpu(accel: Accelerator, opts: { qemu?: string } =
     const known = new Set(Object.keys(expansion(await qmp.execute('query-cpu-model-expansion', { type: 'full', model: { name: 'max' } }), 'max')));
     const models = new Map<string, CpuModel>();
     for (const d of defs as { name?: unknown; 'unavailable-features'?: unknown; 'migration-safe'?: unknown }[]) {
-      if (typeof d.name !== 'string' || !CPU_NAME.test(d.name) || HOST_DEPENDENT_MODELS.has(d.name) || d['migration-safe'] !== true) continue;
+      if (typeof d.name !== 'string' || !isFixedCpuModel(d.name) || d['migration-safe'] !== true) continue;
       const unavailable = Array.isArray(d['unavailable-features']) ? d['unavailable-features'].filter((f): f is string => typeof f === 'string') : [];
       models.set(d.name, { unavailable, features: trueProps(await qmp.execute('query-cpu-model-expansion', { type: 'full', model: { name: d.name } }), d.name) });
     }

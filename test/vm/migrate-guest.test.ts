@@ -14,7 +14,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { request, type MigrationReport } from '../../src/control/wire.js';
 import { tryConnect } from '../../src/control/unix.js';
 import { Qmp } from '../../src/vm/console.js';
-import { migrate } from '../../src/vm/migration.js';
+import { LOCAL_LINK, migrate } from '../../src/vm/migration.js';
 import { until } from '../support/until.js';
 
 const vm = (name: string, cpu: string, image: { kernel: string; initrd: string }) => `name = "${name}"
@@ -45,6 +45,20 @@ describe('what the guest brings to a migration: the CPU check (a masked feature 
   /** whether the guest's kernel sees AES-NI */
   const guestHasAes = async (s: SystemUnderTest, name: string, booting = true) => Number((await inGuest(s, name, 'grep -c -w aes /proc/cpuinfo || true', booting)).output.trim()) > 0;
   const row = async (s: SystemUnderTest, name: string) => (await s.list()).find((d) => d.name === name);
+  /**
+   * The test as A's dom0 for one move of 'level': B is asked to take it over a control connection
+   * the caller hangs up when it likes, and A's QEMU is the caller's to stream with.
+   */
+  const actAsSourceDom0 = async () => {
+    const model = (await row(a, 'level'))?.cpu?.model as string;
+    const sock = await tryConnect(join(b.state, 'control.sock'));
+    if (!sock) throw new Error("B's control socket does not answer");
+    const cfg = join(a.sys, 'level.cfg');
+    const prep = await request(sock, { op: 'migrate-incoming', name: 'level', file: cfg, text: readFileSync(cfg, 'utf8'), base: a.sys, accel: 'tcg', cpu: model });
+    expect(prep.ok, JSON.stringify(prep)).toBe(true);
+    const qmp = await Qmp.connect(join(a.state, 'vm', 'level', 'qmp.sock'), { timeoutMs: 10_000 });
+    return { sock, incoming: (prep as { incoming: string }).incoming, qmp };
+  };
 
   beforeAll(async () => {
     const image = await ensureVmImage();
@@ -108,18 +122,13 @@ describe('what the guest brings to a migration: the CPU check (a masked feature 
   }, 660_000);
 
   it("the source's dom0 vanishes and its stream breaks before the switch-over: the destination drops its copy, the VM runs on at the source", async () => {
-    const model = (await row(a, 'level'))?.cpu?.model as string;
-    const sock = await tryConnect(join(b.state, 'control.sock'));
-    const cfg = join(a.sys, 'level.cfg');
-    const prep = await request(sock!, { op: 'migrate-incoming', name: 'level', file: cfg, text: readFileSync(cfg, 'utf8'), base: a.sys, accel: 'tcg', cpu: model });
-    expect(prep.ok, JSON.stringify(prep)).toBe(true);
-    const qmp = await Qmp.connect(join(a.state, 'vm', 'level', 'qmp.sock'), { timeoutMs: 10_000 });
+    const { sock, incoming, qmp } = await actAsSourceDom0();
     try {
       // 1 MiB/s: the bulk round alone takes minutes; the stream is cut once it is under way
       await qmp.execute('migrate-set-parameters', { 'max-bandwidth': 1 << 20 });
-      await qmp.execute('migrate', { uri: `unix:${(prep as { incoming: string }).incoming}` });
+      await qmp.execute('migrate', { uri: `unix:${incoming}` });
       await until('the stream to be under way', async () => ((await qmp.execute('query-migrate')) as { ram?: { transferred?: number } }).ram?.transferred ?? 0, (n) => n > 1 << 20, 60);
-      sock!.destroy();
+      sock.destroy();
       await qmp.execute('migrate_cancel');
       await until("A's QEMU to run the guest again", async () => ((await qmp.execute('query-status')) as { status: string }).status, (st) => st === 'running', 60);
     } finally {
@@ -131,23 +140,16 @@ describe('what the guest brings to a migration: the CPU check (a masked feature 
   }, 300_000);
 
   it("the source's dom0 vanishes right after the switch-over: the destination keeps the VM running", async () => {
-    // The test is A's dom0 for this one move: it asks B to take the VM, streams it with A's QEMU,
-    // and is gone before it says migrate-finish.
     const model = (await row(a, 'level'))?.cpu?.model as string;
-    const sock = await tryConnect(join(b.state, 'control.sock'));
-    expect(sock).not.toBeNull();
-    const cfg = join(a.sys, 'level.cfg');
-    const prep = await request(sock!, { op: 'migrate-incoming', name: 'level', file: cfg, text: readFileSync(cfg, 'utf8'), base: a.sys, accel: 'tcg', cpu: model });
-    expect(prep.ok, JSON.stringify(prep)).toBe(true);
-    const qmp = await Qmp.connect(join(a.state, 'vm', 'level', 'qmp.sock'), { timeoutMs: 10_000 });
+    const { sock, incoming, qmp } = await actAsSourceDom0();
     try {
-      const s = await migrate(qmp, `unix:${(prep as { incoming: string }).incoming}`, { maxBandwidth: 1 << 30, downtimeLimitMs: 300 });
+      const s = await migrate(qmp, `unix:${incoming}`, LOCAL_LINK);
       expect(s.totalMs).toBeGreaterThan(0);
       expect(((await qmp.execute('query-status')) as { status: string }).status).toBe('postmigrate');
     } finally {
       qmp.close();
     }
-    sock!.destroy();
+    sock.destroy();
     await until("B's dom0 to keep the VM", async () => b.log(), (l) => /level: the switch-over had happened: it runs here as dom\d+/.test(l), 120);
     expect(b.log()).toMatch(/level: the source host went away while the VM was arriving/);
     expect(await row(b, 'level')).toMatchObject({ state: 'running', cpu: { model } });

@@ -6,12 +6,12 @@
 import type { ChildProcess } from 'node:child_process';
 import { pack } from 'msgpackr';
 import type { Mmio } from '../../iommu/vtd/driver.js';
-import type { FaultDisposition, FaultInfo } from '../../iommu/vtd/faults.js';
+import type { FaultDisposition, FaultInfo } from '../../src/hw/vtd/faults.js';
 import { errnoCode, native, type Watcher } from '../../src/native/index.js';
 import {
   DISPOSITIONS, EVT, EVT_FAULT, EVT_LOG, EVT_MAX, HW_EVENT_FD, HW_OP, HW_RPC_FD, NUM_SLOTS, REP, REP_MAX, REQ, REQ_MAX,
   STATUS_NAMES, getText, type HwInit, type HwOp,
-} from '../hw/wire.js';
+} from '../../src/hw/wire.js';
 import { spawnHardware } from './spawn.js';
 
 /** An ordinary request; hw answers in microseconds, so this only catches a hung hw. */

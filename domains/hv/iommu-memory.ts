@@ -1,10 +1,10 @@
-// hv's own memory in the physical address map (domains/hw/phys-map.ts): the IOMMU tables its
+// hv's own memory in the physical address map (src/hw/phys-map.ts): the IOMMU tables its
 // driver writes and the pages standing in for firmware-reserved (RMRR) regions. It is one sparse
 // memfd, shared with hw, whose unit walks the tables and whose devices reach RMRR pages through
 // identity maps. hv reads no domain memory through it: the driver only touches tables.
-import { readU64Bytewise, type FrameSource, type PhysMem } from '../../iommu/vtd/physmem.js';
+import { readU64Bytewise, type FrameSource, type PhysMem } from '../../src/memory/physmem.js';
 import { PAGE_SIZE, native } from '../../src/native/index.js';
-import { FRAMES_PER_SLOT, HV_AREA_BASE, HV_AREA_BYTES, HV_FIRMWARE_SLOT, HV_TABLE_SLOT, HV_TABLE_SLOTS } from '../hw/phys-map.js';
+import { FRAMES_PER_SLOT, HV_AREA_BASE, HV_AREA_BYTES, HV_FIRMWARE_SLOT, HV_TABLE_SLOT, HV_TABLE_SLOTS } from '../../src/hw/phys-map.js';
 
 export class HvTableMemory implements PhysMem {
   /** The area's memfd, sent to hw once. */

@@ -10,13 +10,13 @@ import type { PciDeviceView, PciFault, PciFaultRecord, PciOpenResult } from '../
 // straight from the modules, not the iommu/ barrel: hv's bundle then holds only what hv runs
 import { IommuDomains } from '../../iommu/platform/iommu-domains.js';
 import { PciPlatform, type AssignOptions, type AssignRequest } from '../../iommu/platform/platform.js';
-import { faultReasonText } from '../../iommu/vtd/fault-reasons.js';
-import type { FaultInfo } from '../../iommu/vtd/faults.js';
-import { NVME_BAR_SIZE } from '../../iommu/devices/nvme-abi.js';
-import { NIC_BAR_SIZE } from '../../iommu/devices/nic-abi.js';
+import { faultReasonText } from '../../src/abi/vtd-fault-reasons.js';
+import type { FaultInfo } from '../../src/hw/vtd/faults.js';
+import { NVME_BAR_SIZE } from '../../src/abi/nvme.js';
+import { NIC_BAR_SIZE } from '../../src/abi/nic.js';
 import { native } from '../../src/native/index.js';
-import { framePa } from '../hw/phys-map.js';
-import { FRAMES_PER_MESSAGE, HW_OP, INFO_LINK_UP, INFO_READONLY, STAT_FIELDS, type HwDeviceSpec, type HwInit, type HwStats } from '../hw/wire.js';
+import { framePa } from '../../src/hw/phys-map.js';
+import { FRAMES_PER_MESSAGE, HW_OP, INFO_LINK_UP, INFO_READONLY, STAT_FIELDS, type HwDeviceSpec, type HwInit, type HwStats } from '../../src/hw/wire.js';
 import { HwError, HwLink } from './hw-link.js';
 import { HvTableMemory } from './iommu-memory.js';
 import { DrainWaiter } from './drain.js';

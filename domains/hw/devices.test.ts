@@ -6,15 +6,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { native } from '../../src/native/index.js';
-import { NvmeModel } from '../../iommu/devices/nvme.js';
-import { CQE, NVME_CC_EN, NVME_CFS, NVME_CSTS_CFS, NVME_CSTS_RDY, NVME_OP, NVME_REG, NVME_SC, SQE, statusCode } from '../../iommu/devices/nvme-abi.js';
-import { HeldMedium, makeRig, type Rig } from '../../iommu/devices/testrig.js';
-import { NIC_CTRL_EN, NIC_FATAL, NIC_REG, NIC_STATUS_FATAL } from '../../iommu/devices/nic-abi.js';
-import { VtdUnit } from '../../iommu/vtd/unit.js';
+import { NvmeModel } from '../../src/hw/nvme.js';
+import { CQE, NVME_CC_EN, NVME_CFS, NVME_CSTS_CFS, NVME_CSTS_RDY, NVME_OP, NVME_REG, NVME_SC, SQE, statusCode } from '../../src/abi/nvme.js';
+import { HeldMedium, makeRig, type Rig } from '../../src/hw/testrig.js';
+import { NIC_CTRL_EN, NIC_FATAL, NIC_REG, NIC_STATUS_FATAL } from '../../src/abi/nic.js';
+import { VtdUnit } from '../../src/hw/vtd/unit.js';
 import { HwDevices } from './devices.js';
 import { HwDmaMemory } from './dma-memory.js';
-import { HV_AREA_BYTES } from './phys-map.js';
-import type { HwInit } from './wire.js';
+import { HV_AREA_BYTES } from '../../src/hw/phys-map.js';
+import type { HwInit } from '../../src/hw/wire.js';
 
 interface TestTransport {
   /** what attach takes (and closes) */

@@ -1,20 +1,20 @@
 // The PCI functions that do DMA, as hw runs them: each NVMe controller with its medium file, each
 // NIC with its TAP or cable, a register transport per owner, and the bus-master bit hv's config
 // space decides. Media and TAPs are the hardware's, so hw opens them; the device models
-// themselves live in iommu/devices and are used as they are.
+// themselves live in src/hw and are used as they are.
 //
 // One hw serves every domain's devices, so a device's failure stays that device's: an exception
 // in a model's doorbell stops that model (its fatal status) and hw goes on serving the others.
 import { native } from '../../src/native/index.js';
 import { existsSync, fstatSync, ftruncateSync, openSync, closeSync, constants } from 'node:fs';
-import { NvmeModel, type MediumIo, type NvmeMedium } from '../../iommu/devices/nvme.js';
-import type { DmaMemory } from '../../iommu/devices/dma.js';
-import { NVME_BAR_SIZE } from '../../iommu/devices/nvme-abi.js';
-import { NicModel, TapWire, cable } from '../../iommu/devices/nic.js';
-import { NIC_BAR_SIZE } from '../../iommu/devices/nic-abi.js';
-import { VtdUnit } from '../../iommu/vtd/unit.js';
+import { NvmeModel, type MediumIo, type NvmeMedium } from '../../src/hw/nvme.js';
+import type { DmaMemory } from '../../src/hw/dma.js';
+import { NVME_BAR_SIZE } from '../../src/abi/nvme.js';
+import { NicModel, TapWire, cable } from '../../src/hw/nic.js';
+import { NIC_BAR_SIZE } from '../../src/abi/nic.js';
+import { VtdUnit } from '../../src/hw/vtd/unit.js';
 import { DeviceTransport } from './transport.js';
-import { HW_STATUS, type HwDeviceSpec, type HwInit, type HwStatus } from './wire.js';
+import { HW_STATUS, type HwDeviceSpec, type HwInit, type HwStatus } from '../../src/hw/wire.js';
 
 /** A refusal hw reports to hv with a status, so platform_init fails with the same words. */
 export class HwRefusal extends Error {

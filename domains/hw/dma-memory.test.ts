@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { native } from '../../src/native/index.js';
 import { HwDmaMemory } from './dma-memory.js';
-import { HV_AREA_BASE, HV_AREA_BYTES, PAGE, SLOT } from './phys-map.js';
+import { HV_AREA_BASE, HV_AREA_BYTES, PAGE, SLOT } from '../../src/hw/phys-map.js';
 
 describe('hw DMA memory: pages with transfers in flight', () => {
   const fds: number[] = [];

@@ -2,11 +2,11 @@
 // sends when it creates the domain) and hv's table and firmware area (one memfd hv shares), laid
 // out by the physical address map (phys-map.ts). hv writes the IOMMU tables; the unit here only
 // reads them and writes invalidation status words, through the same shared pages.
-import type { DmaMemory } from '../../iommu/devices/dma.js';
-import { readU64Bytewise } from '../../iommu/vtd/physmem.js';
+import type { DmaMemory } from '../../src/hw/dma.js';
+import { readU64Bytewise } from '../../src/memory/physmem.js';
 import { native } from '../../src/native/index.js';
-import { HV_AREA_BASE, HV_AREA_BYTES, PAGE, SLOT } from './phys-map.js';
-import { MAX_DOMID, MAX_FRAMES } from './wire.js';
+import { HV_AREA_BASE, HV_AREA_BYTES, PAGE, SLOT } from '../../src/hw/phys-map.js';
+import { MAX_DOMID, MAX_FRAMES } from '../../src/hw/wire.js';
 
 /**
  * hw's mapping of one domain's frames. An asynchronous medium transfer pins it, so when the

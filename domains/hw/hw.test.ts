@@ -7,11 +7,11 @@ import { join } from 'node:path';
 import { pack } from 'msgpackr';
 import { afterEach, describe, expect, it } from 'vitest';
 import { native } from '../../src/native/index.js';
-import { NIC_BAR_SIZE } from '../../iommu/devices/nic-abi.js';
-import { REG } from '../../iommu/vtd/registers.js';
+import { NIC_BAR_SIZE } from '../../src/abi/nic.js';
+import { REG } from '../../src/abi/vtd-registers.js';
 import { DIST, requireBuilt } from '../../test/support/platform.js';
-import { HV_AREA_BYTES } from './phys-map.js';
-import { HW_OP, REP, REP_MAX, REQ, REQ_MAX, STATUS_NAMES, getText, type HwInit } from './wire.js';
+import { HV_AREA_BYTES } from '../../src/hw/phys-map.js';
+import { HW_OP, REP, REP_MAX, REQ, REQ_MAX, STATUS_NAMES, getText, type HwInit } from '../../src/hw/wire.js';
 
 interface Reply {
   seq: number;

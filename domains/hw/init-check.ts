@@ -1,7 +1,7 @@
 // The INIT body, checked field by field: hv checked the hardware list already, but hw treats
 // every message as hostile, so a bug in hv becomes a clear refusal rather than a crash here.
 import { isAbsolute } from 'node:path';
-import type { HwDeviceSpec, HwInit } from './wire.js';
+import type { HwDeviceSpec, HwInit } from '../../src/hw/wire.js';
 
 const MAX_DEVICES = 1024;
 const MAX_MEDIUM = 2 ** 44;

@@ -6,7 +6,7 @@
 import { native } from '../../src/native/index.js';
 import { dropDriverPrivileges } from '../../src/domain/sandbox.js';
 import { HwServer } from './server.js';
-import { HW_EVENT_FD, HW_RPC_FD } from './wire.js';
+import { HW_EVENT_FD, HW_RPC_FD } from '../../src/hw/wire.js';
 
 // hw maps every domain's memory: no process of the same uid may open /proc/<hw>/mem or /fd, or
 // find it in a core dump. First, before it maps anything.

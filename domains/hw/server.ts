@@ -6,9 +6,9 @@
 // are few by construction: only a new fault record or an overflow, at most FAULT_NOTICES a
 // second per source id, so one domain's device cannot crowd the others' notices out.
 import { unpack } from 'msgpackr';
-import { VtdUnit } from '../../iommu/vtd/unit.js';
-import type { FaultInfo } from '../../iommu/vtd/faults.js';
-import { REG_SPACE } from '../../iommu/vtd/registers.js';
+import { VtdUnit } from '../../src/hw/vtd/unit.js';
+import type { FaultInfo } from '../../src/hw/vtd/faults.js';
+import { REG_SPACE } from '../../src/abi/vtd-registers.js';
 import { errnoCode, native, type Watcher } from '../../src/native/index.js';
 import { HwDmaMemory } from './dma-memory.js';
 import { HwDevices, HwRefusal } from './devices.js';
@@ -17,7 +17,7 @@ import { NoticeLimiter } from './notice-limit.js';
 import {
   DISPOSITIONS, EVT, EVT_FAULT, EVT_LOG, EVT_MAX, FRAMES_PER_MESSAGE, HW_OP, HW_STATUS, INFO_LINK_UP, INFO_NVME, INFO_READONLY,
   REP, REP_MAX, REQ, REQ_MAX, STAT_FIELDS, isOp, putText, type HwStats, type HwStatus,
-} from './wire.js';
+} from '../../src/hw/wire.js';
 
 /** Descriptors each request carries; any other count is refused. */
 const FDS_OF: Record<number, number | 'frames'> = { [HW_OP.INIT]: 1, [HW_OP.ATTACH]: 3, [HW_OP.DOMAIN_FRAMES]: 'frames', [HW_OP.TAP_WIRE]: 1 };

@@ -7,38 +7,8 @@
 import type { HostDevice } from '../../src/config/host.js';
 import { isBridge } from './topology.js';
 
-export const CFG_SIZE = 256;
+import { CFG, CFG_SIZE, CMD_BUS_MASTER, CMD_INTX_DISABLE, CMD_IO, CMD_MEMORY, CMD_MWI, CMD_PARITY, CMD_SERR } from '../../src/abi/pci.js';
 
-export const CFG = {
-  VENDOR: 0x00,
-  DEVICE: 0x02,
-  COMMAND: 0x04,
-  STATUS: 0x06,
-  REVISION: 0x08,
-  CLASS: 0x09,
-  CACHE_LINE: 0x0c,
-  LATENCY: 0x0d,
-  HEADER_TYPE: 0x0e,
-  BIST: 0x0f,
-  BAR0: 0x10,
-  SUBSYS_VENDOR: 0x2c,
-  SUBSYS_ID: 0x2e,
-  ROM: 0x30,
-  CAP_PTR: 0x34,
-  ROM_BRIDGE: 0x38,
-  INT_LINE: 0x3c,
-  INT_PIN: 0x3d,
-  PM_CAP: 0x40,
-  EXP_CAP: 0x50,
-} as const;
-
-export const CMD_IO = 1 << 0;
-export const CMD_MEMORY = 1 << 1;
-export const CMD_BUS_MASTER = 1 << 2;
-const CMD_MWI = 1 << 4;
-const CMD_PARITY = 1 << 6;
-const CMD_SERR = 1 << 8;
-const CMD_INTX_DISABLE = 1 << 10;
 /** Bits a non-permissive owner may change: decoding, DMA, and error/interrupt plumbing. */
 const CMD_OWNER_BITS = CMD_IO | CMD_MEMORY | CMD_BUS_MASTER | CMD_MWI | CMD_PARITY | CMD_SERR | CMD_INTX_DISABLE;
 const CMD_HW_BITS = CMD_OWNER_BITS | (1 << 3) | (1 << 5) | (1 << 9);

@@ -4,9 +4,9 @@
 import { describe, expect, it } from 'vitest';
 import { devfn, sourceId } from '../../src/config/bdf.js';
 import { HvTableMemory } from '../../domains/hv/iommu-memory.js';
-import { TT_UNTRANSLATED } from '../vtd/entries.js';
-import { BumpFrames, SparseMemory } from '../vtd/physmem.js';
-import { VtdUnit } from '../vtd/unit.js';
+import { TT_UNTRANSLATED } from '../../src/abi/vtd-entries.js';
+import { BumpFrames, SparseMemory } from '../../src/memory/physmem.js';
+import { VtdUnit } from '../../src/hw/vtd/unit.js';
 import { bdf, hostConfig, hostDev } from './host-builder.js';
 import { IommuDomains } from './iommu-domains.js';
 import { PciPlatform } from './platform.js';

@@ -5,10 +5,10 @@
 // so the unit may sit in this process (tests) or in another one (hv's hardware process).
 
 import { formatBdf, sourceId, devfn, type Bdf } from '../../src/config/bdf.js';
-import { TT_UNTRANSLATED } from '../vtd/entries.js';
+import { TT_UNTRANSLATED } from '../../src/abi/vtd-entries.js';
 import type { Mapping, PagePerm, PageSize } from '../vtd/pagetable.js';
 import { SIZE_4K, SecondLevelTable } from '../vtd/pagetable.js';
-import type { FrameSource, PhysMem } from '../vtd/physmem.js';
+import type { FrameSource, PhysMem } from '../../src/memory/physmem.js';
 import { RootTable } from '../vtd/root-table.js';
 import { VtdDriver, type Mmio } from '../vtd/driver.js';
 

@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { formatCheckReport } from '../check-report.js';
-import { CFG, CMD_BUS_MASTER } from './config-space.js';
+import { CFG, CMD_BUS_MASTER } from '../../src/abi/pci.js';
 import { bdf, hostConfig, hostDev } from './host-builder.js';
 import { formatPciList } from './pci-list.js';
 import { PciPlatform } from './platform.js';
+import { checkAssignment } from './check.js';
 
 /** Two ACS root ports with a NIC and an NVMe; a non-ACS port with a two-function NIC; a bus-reset-only pair. */
 function platform(iommu = true): { p: PciPlatform; logs: string[] } {
@@ -112,7 +113,7 @@ describe('assignment rules', () => {
     p.assignableAdd('03:00.1');
     const r = p.assign([bdf('03:00.0')], 2);
     expect(r.ok).toBe(true);
-    const rep = p.check([bdf('03:00.1')], 3);
+    const rep = checkAssignment(p, [bdf('03:00.1')], 3);
     expect(rep.viable).toBe(false);
     expect(formatCheckReport(rep)).toContain('would be split: 0000:03:00.0 (Ethernet controller) belongs to domain 2');
     expect(p.assign([bdf('03:00.1')], 2).ok).toBe(true);

@@ -5,11 +5,12 @@
 
 import { formatBdf, parseBdf, sourceId, type Bdf } from '../../src/config/bdf.js';
 import type { HostConfig, HostDevice, ResetMethod } from '../../src/config/host.js';
-import type { CheckFinding, CheckReport, GroupVerdict, MemberReport } from '../check-report.js';
-import { className, reportViable } from '../check-report.js';
-import type { FaultInfo } from '../vtd/faults.js';
-import { faultReasonText } from '../vtd/fault-reasons.js';
-import { CFG_SIZE, ConfigSpace } from './config-space.js';
+import type { CheckFinding } from '../check-report.js';
+import { className } from './class-names.js';
+import type { FaultInfo } from '../../src/hw/vtd/faults.js';
+import { faultReasonText } from '../../src/abi/vtd-fault-reasons.js';
+import { ConfigSpace } from './config-space.js';
+import { CFG_SIZE } from '../../src/abi/pci.js';
 import { computeGroups, type IommuGroup } from './groups.js';
 import type { IommuBinding } from './iommu-domains.js';
 import { Topology, isEndpoint, type PciNode } from './topology.js';
@@ -105,14 +106,11 @@ interface DeviceState {
 
 type Owner = number | 'platform';
 
-const FAULT_LOG = 256;
-
 export class PciPlatform {
   readonly topology: Topology;
   private readonly devices = new Map<string, DeviceState>();
   private readonly bySid = new Map<number, DeviceState>();
   private readonly groupList: IommuGroup[];
-  private readonly faultLog: AttributedFault[] = [];
   private readonly log: (msg: string) => void;
   private iommu: IommuBinding | undefined;
   /** Every reset the platform performed, oldest first; tests and the lead's trace read it. */
@@ -240,33 +238,13 @@ export class PciPlatform {
 
   // ---- assignment ----
 
-  /** Runs every rule without changing anything; assign() is this plus the changes. */
-  check(reqs: readonly (Bdf | AssignRequest)[], domid?: number, opts: AssignOptions = {}): CheckReport {
+  /**
+   * Runs every rule without changing anything; assign() is this plus the changes. The verdict
+   * `ringside pci check` prints is built from this outside hv (check.ts).
+   */
+  dryRun(reqs: readonly (Bdf | AssignRequest)[], domid?: number, opts: AssignOptions = {}): DryRun {
     const plan = this.plan(reqs, domid, opts);
-    const groupIds = [...new Set(plan.targets.map((t) => t.st.group))];
-    const groups: GroupVerdict[] = groupIds.map((gid) => {
-      const members: MemberReport[] = (gid === null ? plan.targets.map((t) => t.st) : this.groupList[gid].members.map((k) => this.devices.get(k) as DeviceState)).map((st) => ({
-        bdf: st.key,
-        id: `${hex4(st.node.dev.vendor)}:${hex4(st.node.dev.device)}`,
-        classCode: st.node.dev.classCode,
-        description: className(st.node.dev.classCode),
-        kind: isEndpoint(st.node.dev) ? 'endpoint' : 'bridge',
-        requested: plan.targets.some((t) => t.st === st),
-        owner: ownerText(st.owner),
-      }));
-      const keys = new Set(members.map((m) => m.bdf));
-      const findings = plan.findings.filter((f) => f.bdf !== undefined && keys.has(f.bdf) && f.code !== 'unknown-device');
-      return {
-        group: gid,
-        viable: !findings.some((f) => f.severity === 'error'),
-        requested: plan.targets.filter((t) => t.st.group === gid).map((t) => t.st.key),
-        members,
-        findings,
-      };
-    });
-    const placed = new Set(groups.flatMap((g) => g.findings));
-    const loose = plan.findings.filter((f) => !placed.has(f));
-    return { source: 'platform', origin: this.host.file, iommu: this.host.iommu.enabled, viable: reportViable(groups, loose), groups, findings: loose };
+    return { findings: plan.findings, requested: plan.targets.map((t) => t.st.key) };
   }
 
   assign(reqs: readonly (Bdf | AssignRequest)[], domid: number, opts: AssignOptions = {}): AssignResult {
@@ -379,13 +357,7 @@ export class PciPlatform {
       write: f.write,
       disposition: f.disposition,
     };
-    this.faultLog.push(a);
-    if (this.faultLog.length > FAULT_LOG) this.faultLog.shift();
     return a;
-  }
-
-  recentFaults(): AttributedFault[] {
-    return [...this.faultLog];
   }
 
   // ---- internals ----
@@ -568,6 +540,12 @@ interface Target {
   reset: ResetMethod;
 }
 
+/** What assign() would do: every finding, and the functions it would take. */
+export interface DryRun {
+  findings: CheckFinding[];
+  requested: string[];
+}
+
 interface Plan {
   findings: CheckFinding[];
   targets: Target[];
@@ -593,6 +571,3 @@ function validAccess(off: number, size: number): boolean {
   return Number.isInteger(off) && (size === 1 || size === 2 || size === 4) && off >= 0 && off + size <= CFG_SIZE && off % size === 0;
 }
 
-function hex4(n: number): string {
-  return n.toString(16).padStart(4, '0');
-}

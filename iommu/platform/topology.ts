@@ -16,7 +16,7 @@ export function isBridge(d: HostDevice): boolean {
 }
 
 /** Only endpoints may leave the platform; bridges, ports and the host bridge never do. */
-export function isEndpoint(d: HostDevice): boolean {
+export function isEndpoint(d: Pick<HostDevice, 'type'>): boolean {
   return d.type === 'nvme' || d.type === 'nic';
 }
 

@@ -6,7 +6,8 @@
 
 import { formatBdf, parseBdf, type Bdf } from '../../src/config/bdf.js';
 import type { CheckFinding, CheckReport, GroupVerdict, MemberReport } from '../check-report.js';
-import { className, reportViable } from '../check-report.js';
+import { reportViable } from '../check-report.js';
+import { className } from '../platform/class-names.js';
 import { devicesDir, iommuEnabled, isBridgeDevice, listDevices, readDevice, readGroup, type SysfsDevice } from './read.js';
 
 /** Drivers that hold a device for a guest rather than use it. */

@@ -1,7 +1,7 @@
 // `ringside pci list --sysfs DIR`: a real host's PCI functions with their IOMMU group, driver and
 // reset methods, the facts the checker's verdicts rest on.
 
-import { className } from '../check-report.js';
+import { className } from '../platform/class-names.js';
 import { isBridgeDevice, listDevices, readDevice } from './read.js';
 
 export interface SysfsListEntry {

@@ -3,10 +3,10 @@
 // tables and drain fault records. Only registers are used, so whatever the driver can do, a
 // hostile one can try too, and the unit has to answer it.
 
-import type { Descriptor } from './invalidation.js';
-import { contextCacheDescriptor, iotlbDescriptor, queueEntries, waitDescriptor } from './invalidation.js';
-import type { FrameSource, PhysMem } from './physmem.js';
-import { readU32 } from './physmem.js';
+import type { Descriptor } from '../../src/abi/vtd-queue.js';
+import { contextCacheDescriptor, iotlbDescriptor, queueEntries, waitDescriptor } from '../../src/abi/vtd-queue.js';
+import type { FrameSource, PhysMem } from '../../src/memory/physmem.js';
+import { readU32 } from '../../src/memory/physmem.js';
 import {
   CCMD_CIRG_SHIFT,
   CCMD_FM_SHIFT,
@@ -32,7 +32,7 @@ import {
   IOTLB_IVT,
   IVA_IH,
   REG,
-} from './registers.js';
+} from '../../src/abi/vtd-registers.js';
 
 export interface Mmio {
   mmioRead(off: number, size: 4 | 8): bigint;

@@ -8,9 +8,9 @@ import {
   encodePte,
   encodeRootEntry,
   tableIndex,
-} from './entries.js';
+} from '../../src/abi/vtd-entries.js';
 import { SIZE_1G, SIZE_2M, SIZE_4K, SecondLevelTable } from './pagetable.js';
-import { BumpFrames, SparseMemory, readU64 } from './physmem.js';
+import { BumpFrames, SparseMemory, readU64 } from '../../src/memory/physmem.js';
 
 describe('entry bit layouts', () => {
   it('root entry: P bit 0, CTP from bit 12, high qword zero', () => {

@@ -3,9 +3,9 @@
 // superpages. Changing a table does not invalidate anything; the caller owes the IOTLB an
 // invalidation, exactly as on hardware.
 
-import { PTE_PS, PTE_R, PTE_SNP, PTE_W, levelSize, tableIndex } from './entries.js';
-import type { FrameSource, PhysMem } from './physmem.js';
-import { readU64, writeU64 } from './physmem.js';
+import { PTE_PS, PTE_R, PTE_SNP, PTE_W, levelSize, tableIndex } from '../../src/abi/vtd-entries.js';
+import type { FrameSource, PhysMem } from '../../src/memory/physmem.js';
+import { readU64, writeU64 } from '../../src/memory/physmem.js';
 
 export const SIZE_4K = 0x1000;
 export const SIZE_2M = 0x200000;

@@ -1,10 +1,10 @@
 // Root and context tables as the OS lays them out: one root table, a context table per bus
 // created on first use. Writing an entry does not invalidate the context cache; the caller does.
 
-import type { ContextEntry } from './entries.js';
-import { decodeContextEntry, encodeContextEntry, encodeRootEntry } from './entries.js';
-import type { FrameSource, PhysMem } from './physmem.js';
-import { readU64, writeU64 } from './physmem.js';
+import type { ContextEntry } from '../../src/abi/vtd-entries.js';
+import { decodeContextEntry, encodeContextEntry, encodeRootEntry } from '../../src/abi/vtd-entries.js';
+import type { FrameSource, PhysMem } from '../../src/memory/physmem.js';
+import { readU64, writeU64 } from '../../src/memory/physmem.js';
 
 export class RootTable {
   readonly pa: number;

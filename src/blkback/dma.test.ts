@@ -10,9 +10,9 @@ import { BLKIF_OP_READ, BLKIF_OP_WRITE, BLKIF_RSP_ERROR, BLKIF_RSP_OKAY } from '
 import type { DmaBlockDevice } from '../blkdev/device.js';
 import { NvmeDriver, type NvmeDriverOptions } from '../drivers/nvme.js';
 import type { GrantMapping, MapOptions } from '../grant/mapper.js';
-import { NvmeModel } from '../../iommu/devices/nvme.js';
-import { HeldMedium, makeRig, type Rig } from '../../iommu/devices/testrig.js';
-import { NVME_REG } from '../../iommu/devices/nvme-abi.js';
+import { NvmeModel } from '../hw/nvme.js';
+import { HeldMedium, makeRig, type Rig } from '../hw/testrig.js';
+import { NVME_REG } from '../abi/nvme.js';
 import { FakeXen, type FakeDomain } from '../../test/block/support/fake-xen.js';
 import { HostileFront } from '../../test/block/support/hostile-front.js';
 import { DirectionSwapped } from '../../test/block/support/direction-swapped.js';

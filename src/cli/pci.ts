@@ -4,20 +4,12 @@
 import { existsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import {
-  PciPlatform,
-  checkSysfs,
-  checkReportJson,
-  formatCheckReport,
-  formatPciList,
-  formatSysfsList,
-  listSysfs,
-  pciListJson,
-  type AssignRequest,
-  type CheckReport,
-  type PciDeviceInfo,
-  type SysfsRequest,
-} from '../../iommu/index.js';
+import { PciPlatform, type AssignRequest, type PciDeviceInfo } from '../../iommu/platform/platform.js';
+import { formatPciList, pciListJson } from '../../iommu/platform/pci-list.js';
+import { checkAssignment } from '../../iommu/platform/check.js';
+import { checkSysfs, type SysfsRequest } from '../../iommu/sysfs/check.js';
+import { formatSysfsList, listSysfs } from '../../iommu/sysfs/list.js';
+import { checkReportJson, formatCheckReport, type CheckReport } from '../../iommu/check-report.js';
 import { formatBdf, parseBdf } from '../config/bdf.js';
 import type { PciSpec } from '../config/pci.js';
 import { loadDomainFile, loadSystem, type SystemConfig } from '../config/system.js';
@@ -219,7 +211,7 @@ class BootModel {
   checkAndAssign(name: string, specs: readonly PciSpec[]): { domid: number; report: CheckReport } {
     const domid = this.domid(name);
     const reqs = specs.map(toAssign);
-    const report = this.platform.check(reqs, domid);
+    const report = checkAssignment(this.platform, reqs, domid);
     if (report.viable && reqs.length > 0) this.platform.assign(reqs, domid);
     return { domid, report };
   }

@@ -21,7 +21,7 @@ import { XEN_NETIF_GSO_TYPE_NONE, XEN_NETIF_GSO_TYPE_TCPV4 } from '../abi/netif.
 import {
   DESC, DESC_CMD_OFFLOAD, DESC_CSUM_BLANK, DESC_DATA_VALID, DESC_DD, DESC_ERR, NIC_CAP, NIC_CTRL_EN, NIC_DESC_SIZE, NIC_GSO,
   NIC_MAX_FRAME, NIC_MAX_TSO_FRAME, NIC_REG as R, NIC_REG_REMOVED, NIC_STATUS_FATAL, NIC_TX_HDR_SIZE, TX_HDR, TX_HDR_F_CSUM,
-} from '../../iommu/devices/nic-abi.js';
+} from '../abi/nic.js';
 import { domainMemory, PciPort, type DevicePort, type DmaPages, type DriverMemory } from './port.js';
 
 const BUF = 2048;

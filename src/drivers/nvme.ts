@@ -21,7 +21,7 @@ import type { Domain } from '../domain/runtime.js';
 import {
   CQE, NVME_CC_EN, NVME_CQE_SIZE, NVME_CSTS_CFS, NVME_CSTS_RDY, NVME_DSM_AD, NVME_OP, NVME_REG as R, NVME_REG_REMOVED,
   NVME_SQE_SIZE, SQE, statusCode, statusText,
-} from '../../iommu/devices/nvme-abi.js';
+} from '../abi/nvme.js';
 import { domainMemory, PciPort, type DevicePort, type DmaPages, type DriverMemory } from './port.js';
 import { PRP_LIST_ENTRIES, PrpCursor, prpBytes } from './nvme-prp.js';
 

@@ -1,7 +1,7 @@
 // What a driver needs from its device and its domain, kept abstract so the same driver runs over a
 // device hosted in hv (openPciPort: a shared register page and two eventfds, no hypercall per
 // I/O) and over an in-process model in unit tests.
-import { CMD_BUS_MASTER, CMD_MEMORY, CFG } from '../../iommu/platform/config-space.js';
+import { CMD_BUS_MASTER, CMD_MEMORY, CFG } from '../abi/pci.js';
 import { safeClose } from '../hypercall/channel.js';
 import type { PciOpenResult } from '../hypercall/pci.js';
 import type { Domain } from '../domain/runtime.js';

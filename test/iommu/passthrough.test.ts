@@ -8,10 +8,10 @@ import { THREADS_PER_CONTROLLER } from '../../domains/hw/threadpool.js';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hostConfig, hostDev } from '../../iommu/platform/host-builder.js';
-import { NVME_OP, NVME_SC } from '../../iommu/devices/nvme-abi.js';
+import { NVME_OP, NVME_SC } from '../../src/abi/nvme.js';
 import { toPlatformInit } from '../../src/hypercall/pci.js';
 import { GNTST } from '../../src/abi/grant.js';
-import { framePa, HV_TABLE_SLOT } from '../../domains/hw/phys-map.js';
+import { framePa, HV_TABLE_SLOT } from '../../src/hw/phys-map.js';
 import { TestPlatform, type Probe } from '../support/platform.js';
 import { until } from '../support/until.js';
 

@@ -6,7 +6,7 @@ import { openNvme, type NvmeDriver } from '../../../src/drivers/nvme.js';
 import { openNic, type NicDriver } from '../../../src/drivers/nic.js';
 import { domainMemory, PciPort } from '../../../src/drivers/port.js';
 import { newPacketMeta } from '../../../src/netif/meta.js';
-import { CQE, NVME_CC_EN, NVME_CSTS_RDY, NVME_REG as R, SQE, statusCode } from '../../../iommu/devices/nvme-abi.js';
+import { CQE, NVME_CC_EN, NVME_CSTS_RDY, NVME_REG as R, SQE, statusCode } from '../../../src/abi/nvme.js';
 import { serveCommands, type Command } from '../serve.js';
 
 const dom = await Domain.boot();

@@ -1,11 +1,12 @@
-// Invalidation of the context cache and IOTLB: the register-based commands (CCMD, IOTLB + IVA)
-// and the invalidation queue (IQA/IQH/IQT) with its 128-bit descriptors. Descriptors are encoded
-// here too, so the model and the OS-side driver agree on one bit layout.
+// Invalidation of the context cache and IOTLB as the unit performs it: the register-based commands
+// (CCMD, IOTLB + IVA) and the invalidation queue (IQA/IQH/IQT). The descriptor layout is in
+// src/abi/vtd-queue.ts, shared with the driver.
 
 import type { ContextCache } from './context-cache.js';
 import type { Iotlb } from './iotlb.js';
-import type { PhysMem } from './physmem.js';
-import { GRAN_DEVICE_OR_PAGE, GRAN_DOMAIN, GRAN_GLOBAL, MAMV } from './registers.js';
+import type { PhysMem } from '../../memory/physmem.js';
+import { GRAN_DEVICE_OR_PAGE, GRAN_DOMAIN, GRAN_GLOBAL, MAMV } from '../../abi/vtd-registers.js';
+import { DESC_CONTEXT_CACHE, DESC_DEVICE_TLB, DESC_IEC, DESC_IOTLB, DESC_WAIT, WAIT_IF, WAIT_SW, queueEntries } from '../../abi/vtd-queue.js';
 
 const TWO32 = 4294967296;
 
@@ -39,16 +40,6 @@ export function invalidateIotlb(t: Iotlb, gran: number, did: number, addr: numbe
 
 // ---- queued invalidation ----
 
-export const DESC_CONTEXT_CACHE = 1;
-export const DESC_IOTLB = 2;
-export const DESC_DEVICE_TLB = 3;
-export const DESC_IEC = 4;
-export const DESC_WAIT = 5;
-
-const WAIT_IF = 1 << 4;
-const WAIT_SW = 1 << 5;
-const WAIT_FN = 1 << 6;
-
 /** What processing a descriptor does to the unit. */
 export interface QueueHost {
   contextCache(gran: number, did: number, sid: number, fm: number): void;
@@ -64,11 +55,6 @@ export interface QueueRun {
   head: number;
   /** Why processing stopped at `head`, if it did. */
   error?: string;
-}
-
-/** Entries in a queue whose IQA.QS is `qs`: 2^qs 4 KiB pages of 16-byte descriptors. */
-export function queueEntries(qs: number): number {
-  return 256 << qs;
 }
 
 /**
@@ -126,31 +112,4 @@ function execute(w0: number, w1: number, w2: number, w3: number, host: QueueHost
     default:
       return `descriptor type ${type} is not a legacy-mode invalidation descriptor`;
   }
-}
-
-// ---- encoders for the OS side ----
-
-export type Descriptor = readonly [bigint, bigint];
-
-export function contextCacheDescriptor(gran: number, did = 0, sid = 0, fm = 0): Descriptor {
-  return [BigInt(DESC_CONTEXT_CACHE) | (BigInt(gran & 3) << 4n) | (BigInt(did & 0xffff) << 16n) | (BigInt(sid & 0xffff) << 32n) | (BigInt(fm & 3) << 48n), 0n];
-}
-
-export function iotlbDescriptor(gran: number, did = 0, addr = 0, am = 0, ih = false): Descriptor {
-  const qw0 = BigInt(DESC_IOTLB) | (BigInt(gran & 3) << 4n) | (1n << 6n) | (1n << 7n) | (BigInt(did & 0xffff) << 16n);
-  const qw1 = (BigInt(addr) & ~0xfffn) | (ih ? 1n << 6n : 0n) | BigInt(am & 0x3f);
-  return [qw0, qw1];
-}
-
-export function waitDescriptor(opts: { status?: { addr: number; data: number }; interrupt?: boolean; fence?: boolean }): Descriptor {
-  let qw0 = BigInt(DESC_WAIT);
-  let qw1 = 0n;
-  if (opts.interrupt) qw0 |= BigInt(WAIT_IF);
-  if (opts.fence) qw0 |= BigInt(WAIT_FN);
-  if (opts.status) {
-    if (opts.status.addr % 4 !== 0) throw new RangeError('wait status address must be 4-byte aligned');
-    qw0 |= BigInt(WAIT_SW) | (BigInt(opts.status.data >>> 0) << 32n);
-    qw1 = BigInt(opts.status.addr);
-  }
-  return [qw0, qw1];
 }

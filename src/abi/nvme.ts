@@ -1,11 +1,13 @@
 // The register page and queue-entry layouts of the emulated NVMe-like controller, shared by the
-// device model (iommu/devices/nvme.ts) and the driver (src/drivers/nvme.ts).
+// device model (src/hw/nvme.ts) and the driver (src/drivers/nvme.ts).
 //
 // Admin-free: the admin queue registers (AQA/ASQ/ACQ) describe the controller's single I/O queue
 // pair, and what Identify would return sits in read-only registers (NSZE, LBADS, MDTS). Entry
 // layouts follow NVMe 1.4: 64-byte submission entries, 16-byte completion entries with a phase
 // bit, command ids, PRP1/PRP2 with PRP lists. The doorbells live in the same 4 KiB page as the
 // registers (0x100/0x104 instead of 0x1000) because the page is what hv shares with the driver.
+
+import { FAULT_REG } from './device-faults.js';
 
 export const NVME_BAR_SIZE = 4096;
 
@@ -20,9 +22,7 @@ export const NVME_REG = {
   NSZE: 0x40, // u64 namespace 1 size in logical blocks (device-written)
   LBADS: 0x48, // log2 of the logical block size
   MDTS: 0x4c, // most 4 KiB pages one command may transfer
-  FAULTS: 0x50, // DMA faults this controller hit since reset (device-written)
-  LAST_FAULT: 0x54, // reason of the last one (VT-d reason, or 0x100 | kind for non-remapping stops)
-  LAST_FAULT_IOVA: 0x58, // u64
+  ...FAULT_REG,
   CFS_REASON: 0x60, // why CSTS.CFS was set (NVME_CFS_*), for the driver's log
   SQ0TDBL: 0x100,
   CQ0HDBL: 0x104,
@@ -107,5 +107,3 @@ export function statusText(code: number): string {
   return `status 0x${code.toString(16)}`;
 }
 
-/** LAST_FAULT values for stops that are not VT-d fault reasons. */
-export const NVME_FAULT_KIND = { 'interrupt-window': 0x101, unbacked: 0x102, 'too-large': 0x103 } as const;

@@ -15,17 +15,17 @@
 // An exception in the model itself (a doorbell, a frame from the wire) stops this NIC alone
 // (STATUS.FATAL, reason INTERNAL), never the process hosting every other domain's devices.
 
-import { native, type Watcher } from '../../src/native/index.js';
-import { newL4Info } from '../../src/netif/headers.js';
-import { VNET_HDR_LEN, decodeVnetHdr, encodeVnetHdr, newVnetFields } from '../../src/netif/vnet.js';
-import { DmaEngine, type DmaMemory, type PciFunctionOptions } from './dma.js';
+import { native, type Watcher } from '../native/index.js';
+import { newL4Info } from '../netif/headers.js';
+import { VNET_HDR_LEN, decodeVnetHdr, encodeVnetHdr, newVnetFields } from '../netif/vnet.js';
+import { DmaEngine, faultWord, recordFault, type DmaMemory, type PciFunctionOptions } from './dma.js';
 import {
   DESC, DESC_CMD_OFFLOAD, DESC_CSUM_BLANK, DESC_DATA_VALID, DESC_DD, DESC_ERR, NIC_BAR_SIZE, NIC_CAP, NIC_CAP_ALL,
   NIC_CTRL_EN, NIC_DESC_SIZE, NIC_FATAL, NIC_GSO, NIC_MAX_FRAME, NIC_MAX_RING, NIC_MAX_TSO_FRAME, NIC_REG as R,
   NIC_STATUS_FATAL, NIC_STATUS_LINK, NIC_TX_ERR, NIC_TX_ERR_BASE, NIC_TX_HDR_SIZE,
-} from './nic-abi.js';
+} from '../abi/nic.js';
 import { RX_DROP, checkTxOffload, newTxOffload, rxStatusFromVnet, vnetFromTxOffload, type NicTxOffload } from './nic-offload.js';
-import { RegisterPage } from './registers.js';
+import { RegisterPage } from './register-page.js';
 
 const TWO32 = 4294967296;
 /** Frames moved per doorbell or wire wakeup before yielding to the rest of hv. */
@@ -228,7 +228,7 @@ export class NicModel {
       } else {
         this.noteFault(this.data);
         status |= DESC_ERR;
-        reason = this.faultWord(this.data);
+        reason = faultWord(this.data.fault);
         outLen = 0;
       }
     }
@@ -271,7 +271,7 @@ export class NicModel {
       this.drop(R.TX_DROPS);
     } else if (!this.dmaIn(addr, len, WIRE_HEADROOM)) {
       status |= DESC_ERR;
-      reason = this.faultWord(this.data);
+      reason = faultWord(this.data.fault);
     } else if (this.wire.send(this.frame, len, null)) {
       this.stats.txFrames++;
       this.regs.put(R.TX_FRAMES, this.regs.get(R.TX_FRAMES) + 1);
@@ -296,7 +296,7 @@ export class NicModel {
     else if ((this.offloads & TX_OFFLOADS) === 0) err = NIC_TX_ERR.NOT_ENABLED;
     else if (len < NIC_TX_HDR_SIZE + 14) err = NIC_TX_ERR.SHORT;
     if (err !== 0) return this.txError(err);
-    if (!this.dmaIn(addr, len, WIRE_HEADROOM - NIC_TX_HDR_SIZE)) return this.faultWord(this.data);
+    if (!this.dmaIn(addr, len, WIRE_HEADROOM - NIC_TX_HDR_SIZE)) return faultWord(this.data.fault);
     const fLen = len - NIC_TX_HDR_SIZE;
     const txo = this.txo;
     err = checkTxOffload(this.frame, WIRE_HEADROOM - NIC_TX_HDR_SIZE, fLen, this.offloads, this.l4, txo);
@@ -377,15 +377,7 @@ export class NicModel {
 
   private noteFault(e: DmaEngine): void {
     this.stats.dmaFaults++;
-    this.regs.put(R.FAULTS, this.regs.get(R.FAULTS) + 1);
-    this.regs.put(R.LAST_FAULT, this.faultWord(e));
-    this.regs.put(R.LAST_FAULT_IOVA, e.fault.iova >>> 0);
-    this.regs.put(R.LAST_FAULT_IOVA + 4, Math.floor(e.fault.iova / TWO32) >>> 0);
-  }
-
-  private faultWord(e: DmaEngine): number {
-    const f = e.fault;
-    return f.kind === 'fault' ? f.reason : f.kind === 'none' ? 0 : 0x100;
+    recordFault(this.regs, e);
   }
 
   private drop(reg: number): void {

@@ -4,11 +4,11 @@
 import { closeSync, ftruncateSync, mkdtempSync, openSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { RawFile } from '../../src/blkdev/raw-file.js';
-import type { BlockDevice } from '../../src/blkdev/device.js';
-import { NvmeDriver } from '../../src/drivers/nvme.js';
-import { NvmeModel } from './nvme.js';
-import { makeRig } from './testrig.js';
+import { RawFile } from '../blkdev/raw-file.js';
+import type { BlockDevice } from '../blkdev/device.js';
+import { NvmeDriver } from '../drivers/nvme.js';
+import { NvmeModel } from '../hw/nvme.js';
+import { makeRig } from '../hw/testrig.js';
 
 export interface BlockPathBench {
   iops: { device: number; direct: number };

@@ -1,13 +1,13 @@
 // A unit wired to sparse memory with an OS-side driver and tables, as tests and the bench need
 // it: the same steps hv takes at boot (root table, optional queued invalidation, TE).
 
-import type { ContextEntry } from './entries.js';
-import { TT_UNTRANSLATED } from './entries.js';
+import type { ContextEntry } from '../../abi/vtd-entries.js';
+import { TT_UNTRANSLATED } from '../../abi/vtd-entries.js';
 import type { FaultInfo } from './faults.js';
-import { SecondLevelTable } from './pagetable.js';
-import { BumpFrames, SparseMemory } from './physmem.js';
-import { RootTable } from './root-table.js';
-import { VtdDriver } from './driver.js';
+import { SecondLevelTable } from '../../../iommu/vtd/pagetable.js';
+import { BumpFrames, SparseMemory } from '../../memory/physmem.js';
+import { RootTable } from '../../../iommu/vtd/root-table.js';
+import { VtdDriver } from '../../../iommu/vtd/driver.js';
 import type { InterruptMessage, VtdUnitOptions } from './unit.js';
 import { VtdUnit } from './unit.js';
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { TT_PASS_THROUGH } from './entries.js';
-import { SIZE_1G, SIZE_2M, SIZE_4K } from './pagetable.js';
+import { TT_PASS_THROUGH } from '../../abi/vtd-entries.js';
+import { SIZE_1G, SIZE_2M, SIZE_4K } from '../../../iommu/vtd/pagetable.js';
 import { makeTestbed, sidOf } from './testbed.js';
 
 const RW = { read: true, write: true };

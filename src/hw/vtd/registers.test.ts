@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { SparseMemory } from './physmem.js';
-import { FSTS_PFO, GCMD_QIE, GCMD_SRTP, GCMD_TE, GCMD_WBF, GSTS_QIES, GSTS_RTPS, GSTS_TES, REG } from './registers.js';
+import { SparseMemory } from '../../memory/physmem.js';
+import { FSTS_PFO, GCMD_QIE, GCMD_SRTP, GCMD_TE, GCMD_WBF, GSTS_QIES, GSTS_RTPS, GSTS_TES, REG } from '../../abi/vtd-registers.js';
 import { VtdUnit } from './unit.js';
 
 function unit(opts: ConstructorParameters<typeof VtdUnit>[1] = {}): { u: VtdUnit; logs: string[] } {

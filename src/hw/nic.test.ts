@@ -1,21 +1,21 @@
 import { describe, expect, it } from 'vitest';
-import { NicDriver } from '../../src/drivers/nic.js';
-import { newPacketMeta, type PacketMeta } from '../../src/netif/meta.js';
-import type { UplinkSink } from '../../src/netswitch/uplink.js';
-import { parseBdf, type Bdf } from '../../src/config/bdf.js';
+import { NicDriver } from '../drivers/nic.js';
+import { newPacketMeta, type PacketMeta } from '../netif/meta.js';
+import type { UplinkSink } from '../netswitch/uplink.js';
+import { parseBdf, type Bdf } from '../config/bdf.js';
 import { NicModel, TapWire, WIRE_HEADROOM, cable, type NicWire } from './nic.js';
 import {
   DESC, DESC_CMD_OFFLOAD, DESC_DD, DESC_ERR, NIC_CAP, NIC_CAP_ALL, NIC_CTRL_EN, NIC_FATAL, NIC_GSO, NIC_REG as R,
   NIC_STATUS_FATAL, NIC_TX_ERR, NIC_TX_ERR_BASE, NIC_TX_HDR_SIZE, TX_HDR, TX_HDR_F_CSUM,
-} from './nic-abi.js';
+} from '../abi/nic.js';
 import type { NicTxOffload } from './nic-offload.js';
 import { inetSum, ipFrame } from './nic-testframes.js';
 import { OWNER_PA, makeRig, type Rig } from './testrig.js';
-import { XEN_NETIF_GSO_TYPE_TCPV4, XEN_NETIF_GSO_TYPE_TCPV6 } from '../../src/abi/netif.js';
-import { native } from '../../src/native/index.js';
+import { XEN_NETIF_GSO_TYPE_TCPV4, XEN_NETIF_GSO_TYPE_TCPV6 } from '../abi/netif.js';
+import { native } from '../native/index.js';
 import {
   VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6, VNET_HDR_LEN, decodeVnetHdr, encodeVnetHdr, newVnetFields,
-} from '../../src/netif/vnet.js';
+} from '../netif/vnet.js';
 
 function sink(): UplinkSink & { frames: Uint8Array[] } {
   const mem = new Uint8Array(65536);

@@ -1,5 +1,5 @@
 // Register page and descriptor layout of the emulated NIC, shared by the device model
-// (iommu/devices/nic.ts) and the driver (src/drivers/nic.ts). One transmit and one receive ring
+// (src/hw/nic.ts) and the driver (src/drivers/nic.ts). One transmit and one receive ring
 // of 16-byte descriptors in the owner's memory, head/tail registers as on e1000-class NICs: the
 // driver owns [tail, head) and the device [head, tail). Each descriptor is one whole frame.
 //
@@ -9,6 +9,8 @@
 // type and MSS), so one descriptor can hold a 64 KiB TCP super-frame. Receive descriptors report
 // checksum status in STATUS. The device offers only what its wire can carry (a host TAP with
 // virtio-net headers can; a cable cannot), as QEMU's virtio-net offers only what its tap peer has.
+
+import { FAULT_REG } from './device-faults.js';
 
 export const NIC_BAR_SIZE = 4096;
 
@@ -29,9 +31,7 @@ export const NIC_REG = {
   TX_FRAMES: 0x44,
   RX_DROPS: 0x48, // frames the wire brought that found no buffer or were too long
   TX_DROPS: 0x4c, // frames the wire refused
-  FAULTS: 0x50,
-  LAST_FAULT: 0x54,
-  LAST_FAULT_IOVA: 0x58, // u64
+  ...FAULT_REG,
   FATAL_REASON: 0x60,
   CAPS: 0x64, // NIC_CAP bits this NIC can do on its wire (device-written)
   OFFLOADS: 0x68, // NIC_CAP bits the driver wants; read when CTRL.EN goes 0 -> 1

@@ -37,14 +37,14 @@
 // most MEDIUM_JOBS of a controller's transfers sit on the threadpool at once, the rest queued here.
 
 import { fdatasync, read, readv, write, writev } from 'node:fs';
-import { DmaEngine, PageViews, type DmaMemory, type PciFunctionOptions } from './dma.js';
-import { native } from '../../src/native/index.js';
+import { DmaEngine, faultWord, recordFault, PageViews, type DmaMemory, type PciFunctionOptions } from './dma.js';
+import { native } from '../native/index.js';
 import {
   CQE, NVME_BAR_SIZE, NVME_CC_EN, NVME_CFS, NVME_CQE_SIZE, NVME_CSTS_CFS, NVME_CSTS_RDY, NVME_DSM_AD,
-  NVME_DSM_RANGE_SIZE, NVME_FAULT_KIND, NVME_MAX_QUEUE_ENTRIES, NVME_MDTS_PAGES, NVME_OP, NVME_REG as R,
+  NVME_DSM_RANGE_SIZE, NVME_MAX_QUEUE_ENTRIES, NVME_MDTS_PAGES, NVME_OP, NVME_REG as R,
   NVME_SC, NVME_SQE_SIZE, NVME_VS, SQE, statusField,
-} from './nvme-abi.js';
-import { RegisterPage } from './registers.js';
+} from '../abi/nvme.js';
+import { RegisterPage } from './register-page.js';
 
 const PAGE = 4096;
 const TWO32 = 4294967296;
@@ -559,7 +559,7 @@ export class NvmeModel {
     const sc = this.mapPrps(slot.dma, len, isRead);
     if (sc !== NVME_SC.SUCCESS) {
       this.freeSlots.push(slot);
-      return this.complete(cid, sc, sc === NVME_SC.DATA_TRANSFER_ERROR ? this.faultWord(slot.dma) : 0);
+      return this.complete(cid, sc, sc === NVME_SC.DATA_TRANSFER_ERROR ? faultWord(slot.dma.fault) : 0);
     }
     this.begin(slot, isRead ? K_READ : K_WRITE, cid, len);
     slot.seg = 0;
@@ -767,16 +767,7 @@ export class NvmeModel {
 
   private noteFault(e: DmaEngine): void {
     this.stats.dmaFaults++;
-    const f = e.fault;
-    this.regs.put(R.FAULTS, (this.regs.get(R.FAULTS) + 1) | 0);
-    this.regs.put(R.LAST_FAULT, this.faultWord(e));
-    this.regs.put(R.LAST_FAULT_IOVA, f.iova >>> 0);
-    this.regs.put(R.LAST_FAULT_IOVA + 4, Math.floor(f.iova / TWO32) >>> 0);
-  }
-
-  private faultWord(e: DmaEngine): number {
-    const f = e.fault;
-    return f.kind === 'fault' ? f.reason : f.kind === 'none' ? 0 : NVME_FAULT_KIND[f.kind];
+    recordFault(this.regs, e);
   }
 
   /** Flush: fdatasync, started once every write and discard fetched before it has finished. */
@@ -807,7 +798,7 @@ export class NvmeModel {
     const sc = this.mapPrps(slot.dma, bytes, false);
     if (sc !== NVME_SC.SUCCESS) {
       this.freeSlots.push(slot);
-      return this.complete(cid, sc, sc === NVME_SC.DATA_TRANSFER_ERROR ? this.faultWord(slot.dma) : 0);
+      return this.complete(cid, sc, sc === NVME_SC.DATA_TRANSFER_ERROR ? faultWord(slot.dma.fault) : 0);
     }
     if (slot.ranges === null) {
       slot.ranges = new Uint8Array(PAGE);

@@ -3,8 +3,8 @@
 // 3-level walks and a 4 KiB DMA copy for scale.
 
 import { performance } from 'node:perf_hooks';
-import { SIZE_4K } from './vtd/pagetable.js';
-import { makeTestbed, sidOf } from './vtd/testbed.js';
+import { SIZE_4K } from '../../iommu/vtd/pagetable.js';
+import { makeTestbed, sidOf } from '../hw/vtd/testbed.js';
 
 export interface RateFigure {
   /** Operations per second. */

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { REG } from './registers.js';
+import { REG } from '../../abi/vtd-registers.js';
 import { makeTestbed } from './testbed.js';
-import { xorshift32 as rng } from '../../src/fuzz/prng.js';
+import { xorshift32 as rng } from '../../fuzz/prng.js';
 
 describe('hostile driver and hostile tables', () => {
   it('random register writes, random table contents and random DMA never throw', () => {

@@ -1,15 +1,15 @@
 // An in-process platform for device-model tests: page memory, a VT-d unit with its tables, an
 // IOMMU domain for the device's owner, and driver memory that the owner's domain maps 1:1 into
 // IOVA space the way hv maps a domain's frames. Tests and the bench use it; hv does not.
-import { BumpFrames } from '../vtd/physmem.js';
-import { VtdUnit } from '../vtd/unit.js';
-import { IommuDomains } from '../platform/iommu-domains.js';
-import type { FaultInfo } from '../vtd/faults.js';
+import { BumpFrames } from '../memory/physmem.js';
+import { VtdUnit } from './vtd/unit.js';
+import { IommuDomains } from '../../iommu/platform/iommu-domains.js';
+import type { FaultInfo } from './vtd/faults.js';
 import { readv, writev, read, write, fdatasync } from 'node:fs';
 import { PageMemory } from './dma.js';
 import type { MediumIo } from './nvme.js';
-import type { DevicePort, DmaPages, DriverMemory } from '../../src/drivers/port.js';
-import { parseBdf, type Bdf } from '../../src/config/bdf.js';
+import type { DevicePort, DmaPages, DriverMemory } from '../drivers/port.js';
+import { parseBdf, type Bdf } from '../config/bdf.js';
 
 /** Owner memory sits at pa OWNER_PA + iova; tables at TABLES_PA. */
 export const OWNER_PA = 0x10000000;

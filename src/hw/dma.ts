@@ -5,8 +5,10 @@
 // but the bytes then move between the caller's buffer or file and the memory without a copy of
 // ours and without allocating.
 
-import { readU64Bytewise, type PhysMem } from '../vtd/physmem.js';
-import { TR_INTERRUPT_WINDOW, TR_INVALID_ADDRESS, type VtdUnit } from '../vtd/unit.js';
+import { readU64Bytewise, type PhysMem } from '../memory/physmem.js';
+import { TR_INTERRUPT_WINDOW, TR_INVALID_ADDRESS, type VtdUnit } from './vtd/unit.js';
+import { DMA_STOP, FAULT_REG } from '../abi/device-faults.js';
+import type { RegisterPage } from './register-page.js';
 
 /**
  * Physical memory a device can address in place. `locate` names the view holding `pa`; out[0] is
@@ -37,6 +39,19 @@ export interface PciFunctionOptions {
   busMaster: () => boolean;
   raiseIrq: () => void;
   log?: (msg: string) => void;
+}
+
+/** Counts the engine's last fault in a device's fault registers (src/abi/device-faults.ts). */
+export function recordFault(regs: RegisterPage, e: DmaEngine): void {
+  regs.put(FAULT_REG.FAULTS, (regs.get(FAULT_REG.FAULTS) + 1) | 0);
+  regs.put(FAULT_REG.LAST_FAULT, faultWord(e.fault));
+  regs.put(FAULT_REG.LAST_FAULT_IOVA, e.fault.iova >>> 0);
+  regs.put(FAULT_REG.LAST_FAULT_IOVA + 4, Math.floor(e.fault.iova / 4294967296) >>> 0);
+}
+
+/** What a device reports for a stopped transfer: the VT-d reason, or a DMA_STOP code. */
+export function faultWord(f: DmaFault): number {
+  return f.kind === 'fault' ? f.reason : f.kind === 'none' ? 0 : DMA_STOP[f.kind];
 }
 
 export interface DmaFault {

@@ -3,9 +3,9 @@
 // the order hardware checks them, so a test can provoke every reason on its own. Everything works
 // on u32 halves with caller-owned scratch and result objects: a walk never allocates.
 
-import type { EntryMasks } from './entries.js';
-import type { PhysMem } from './physmem.js';
-import { TT_DEVICE_TLB, TT_PASS_THROUGH } from './entries.js';
+import type { EntryMasks } from '../../abi/vtd-entries.js';
+import type { PhysMem } from '../../memory/physmem.js';
+import { TT_DEVICE_TLB, TT_PASS_THROUGH } from '../../abi/vtd-entries.js';
 import {
   FR_BEYOND_MGAW,
   FR_CONTEXT_INVALID,
@@ -19,7 +19,7 @@ import {
   FR_ROOT_RESERVED,
   FR_ROOT_TABLE_INVALID,
   FR_WRITE,
-} from './fault-reasons.js';
+} from '../../abi/vtd-fault-reasons.js';
 
 export interface WalkConfig {
   masks: EntryMasks;

@@ -2,8 +2,8 @@
 // raise a fault event. What happens when the event fires (FECTL mask/pending, delivering the
 // message) is the unit's business, so this module stays a pure function of the register file.
 
-import type { RegisterFile } from './registers.js';
-import { FRCD_F, FRCD_T, FSTS_FRI_SHIFT, FSTS_PFO, FSTS_PPF, REG } from './registers.js';
+import type { RegisterFile } from './register-file.js';
+import { FRCD_F, FRCD_T, FSTS_FRI_SHIFT, FSTS_PFO, FSTS_PPF, REG } from '../../abi/vtd-registers.js';
 
 /** What became of one fault. */
 export type FaultDisposition =

@@ -5,13 +5,13 @@
 // allocates; misses may, faults do.
 
 import { ContextCache, CC_NOT_PRESENT, CC_VALID } from './context-cache.js';
-import { EntryMasks, TT_DEVICE_TLB, TT_PASS_THROUGH } from './entries.js';
-import { FR_BEYOND_MGAW, FR_READ, FR_TT_BLOCKED, FR_WRITE, isQualifiedFault } from './fault-reasons.js';
+import { EntryMasks, TT_DEVICE_TLB, TT_PASS_THROUGH } from '../../abi/vtd-entries.js';
+import { FR_BEYOND_MGAW, FR_READ, FR_TT_BLOCKED, FR_WRITE, isQualifiedFault } from '../../abi/vtd-fault-reasons.js';
 import type { FaultInfo, FaultRecord } from './faults.js';
 import { FaultRecorder } from './faults.js';
 import { invalidateContextCache, invalidateIotlb, runInvalidationQueue } from './invalidation.js';
 import { ACC_R, ACC_W, Iotlb } from './iotlb.js';
-import type { PhysMem } from './physmem.js';
+import type { PhysMem } from '../../memory/physmem.js';
 import {
   CCMD_CAIG_SHIFT,
   CCMD_CIRG_SHIFT,
@@ -43,11 +43,11 @@ import {
   IOTLB_IVT,
   REG,
   REG_SPACE,
-  RegisterFile,
   capValue,
   ecapValue,
-} from './registers.js';
-import type { RegWrite, VtdCaps } from './registers.js';
+} from '../../abi/vtd-registers.js';
+import type { VtdCaps } from '../../abi/vtd-registers.js';
+import { RegisterFile, type RegWrite } from './register-file.js';
 import { ContextOut, WalkOut, fetchContext, walkSecondLevel } from './walk.js';
 import type { WalkConfig } from './walk.js';
 

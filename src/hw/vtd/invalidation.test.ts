@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { contextCacheDescriptor, iotlbDescriptor, waitDescriptor } from './invalidation.js';
-import { SIZE_2M, SIZE_4K } from './pagetable.js';
-import { readU32, writeU64 } from './physmem.js';
-import { FSTS_IQE, ICS_IWC, REG } from './registers.js';
+import { contextCacheDescriptor, iotlbDescriptor, waitDescriptor } from '../../abi/vtd-queue.js';
+import { SIZE_2M, SIZE_4K } from '../../../iommu/vtd/pagetable.js';
+import { readU32, writeU64 } from '../../memory/physmem.js';
+import { FSTS_IQE, ICS_IWC, REG } from '../../abi/vtd-registers.js';
 import { makeTestbed, sidOf } from './testbed.js';
 import type { Testbed } from './testbed.js';
 

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { TT_DEVICE_TLB } from './entries.js';
-import { SIZE_2M, SIZE_4K } from './pagetable.js';
-import { readU64, writeU64 } from './physmem.js';
-import { FECTL_IM, FSTS_PFO, FSTS_PPF, REG } from './registers.js';
+import { TT_DEVICE_TLB } from '../../abi/vtd-entries.js';
+import { SIZE_2M, SIZE_4K } from '../../../iommu/vtd/pagetable.js';
+import { readU64, writeU64 } from '../../memory/physmem.js';
+import { FECTL_IM, FSTS_PFO, FSTS_PPF, REG } from '../../abi/vtd-registers.js';
 import { makeTestbed, sidOf } from './testbed.js';
 import type { Testbed } from './testbed.js';
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { SIZE_4K } from './pagetable.js';
+import { SIZE_4K } from '../../../iommu/vtd/pagetable.js';
 import { makeTestbed, sidOf } from './testbed.js';
 
 const RW = { read: true, write: true };

@@ -2,11 +2,11 @@ import { mkdtempSync, openSync, closeSync, ftruncateSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { NvmeDriver, type NvmeDriverOptions } from '../../src/drivers/nvme.js';
-import { DmaList } from '../../src/blkdev/device.js';
+import { NvmeDriver, type NvmeDriverOptions } from '../drivers/nvme.js';
+import { DmaList } from '../blkdev/device.js';
 import { ENABLE_HELD_LOG_MS, MEDIUM_JOBS, NvmeModel, type MediumIo } from './nvme.js';
-import { native } from '../../src/native/index.js';
-import { CQE, NVME_CC_EN, NVME_CFS, NVME_CSTS_CFS, NVME_CSTS_RDY, NVME_OP, NVME_REG as R, NVME_SC, SQE, statusCode } from './nvme-abi.js';
+import { native } from '../native/index.js';
+import { CQE, NVME_CC_EN, NVME_CFS, NVME_CSTS_CFS, NVME_CSTS_RDY, NVME_OP, NVME_REG as R, NVME_SC, SQE, statusCode } from '../abi/nvme.js';
 import { HeldMedium, makeRig, OWNER_PA, type Rig } from './testrig.js';
 
 const MiB = 1 << 20;

@@ -16,7 +16,8 @@ export interface PortState {
 
 export const MAX_PORTS = 4096;
 
-export class EvtchnError extends Error {
+/** An event-channel hypercall refused, with the errno Xen would return (hv's side; a domain sees its own EvtchnError). */
+export class EvtchnOpError extends Error {
   constructor(
     readonly code: 'EINVAL' | 'ENOSPC' | 'ESRCH' | 'EPERM',
     message: string,
@@ -35,7 +36,7 @@ export class EvtchnService {
   ) {}
 
   allocUnbound(dom: DomainRecord, remoteDom: number): { port: number; rxFd: number } {
-    if (!this.lookup(remoteDom)) throw new EvtchnError('ESRCH', `alloc_unbound: no domain ${remoteDom}`);
+    if (!this.lookup(remoteDom)) throw new EvtchnOpError('ESRCH', `alloc_unbound: no domain ${remoteDom}`);
     const port = this.freePort(dom);
     const rxFd = native.eventfd();
     dom.ports.set(port, { state: 'unbound', remoteDom, remotePort: 0, rxFd });
@@ -44,13 +45,13 @@ export class EvtchnService {
 
   bindInterdomain(dom: DomainRecord, remoteDom: number, remotePort: number): { port: number; rxFd: number; txFd: number } {
     const remote = this.lookup(remoteDom);
-    if (!remote || remote.state === 'dead') throw new EvtchnError('ESRCH', `bind_interdomain: no domain ${remoteDom}`);
+    if (!remote || remote.state === 'dead') throw new EvtchnOpError('ESRCH', `bind_interdomain: no domain ${remoteDom}`);
     const rp = remote.ports.get(remotePort);
     if (!rp || rp.state !== 'unbound')
-      throw new EvtchnError('EINVAL', `bind_interdomain: dom${remoteDom} port ${remotePort} is not an unbound port`);
+      throw new EvtchnOpError('EINVAL', `bind_interdomain: dom${remoteDom} port ${remotePort} is not an unbound port`);
     if (rp.remoteDom !== dom.domid)
-      throw new EvtchnError('EINVAL', `bind_interdomain: dom${remoteDom} port ${remotePort} was allocated for dom${rp.remoteDom}, not dom${dom.domid}`);
-    if (remote === dom && remotePort === 0) throw new EvtchnError('EINVAL', 'bind_interdomain: bad port');
+      throw new EvtchnOpError('EINVAL', `bind_interdomain: dom${remoteDom} port ${remotePort} was allocated for dom${rp.remoteDom}, not dom${dom.domid}`);
+    if (remote === dom && remotePort === 0) throw new EvtchnOpError('EINVAL', 'bind_interdomain: bad port');
     const port = this.freePort(dom);
     const rxFd = native.eventfd();
     dom.ports.set(port, { state: 'interdomain', remoteDom, remotePort, rxFd });
@@ -63,7 +64,7 @@ export class EvtchnService {
 
   close(dom: DomainRecord, port: number): void {
     const p = dom.ports.get(port);
-    if (!p) throw new EvtchnError('EINVAL', `close: port ${port} is not open`);
+    if (!p) throw new EvtchnOpError('EINVAL', `close: port ${port} is not open`);
     dom.ports.delete(port);
     native.close(p.rxFd);
     if (p.state === 'interdomain') {
@@ -91,6 +92,6 @@ export class EvtchnService {
   private freePort(dom: DomainRecord): number {
     // Port 0 is never valid in Xen.
     for (let p = 1; p < MAX_PORTS; p++) if (!dom.ports.has(p)) return p;
-    throw new EvtchnError('ENOSPC', `dom${dom.domid} has no free event-channel ports (max ${MAX_PORTS - 1})`);
+    throw new EvtchnOpError('ENOSPC', `dom${dom.domid} has no free event-channel ports (max ${MAX_PORTS - 1})`);
   }
 }

@@ -6,7 +6,7 @@ import { Channel, safeClose, MAX_FDS_PER_MESSAGE, type ChannelCloseReason } from
 import { OP_NAMES, type GntCopyOp, type GntMapOp, type GntMapResult, type HvEvent, type OpName } from '../../src/hypercall/protocol.js';
 import { native } from '../../src/native/index.js';
 import { DomainRecord } from './domain.js';
-import { EvtchnError, EvtchnService } from './evtchn.js';
+import { EvtchnOpError, EvtchnService } from './evtchn.js';
 import { GrantService } from './grant.js';
 import { HwError } from './hw-link.js';
 import { PciError, PciHost } from './pci-host.js';
@@ -306,7 +306,7 @@ export class Hypervisor {
       const out = this.handlers[op](dom, args, []);
       dom.channel?.send({ id, ok: true, result: out.result }, out.fds ?? [], out.closeAfter ?? []);
     } catch (e) {
-      const known = e instanceof OpError || e instanceof ArgError || e instanceof VmArgError || e instanceof EvtchnError || e instanceof PciError || e instanceof HwError;
+      const known = e instanceof OpError || e instanceof ArgError || e instanceof VmArgError || e instanceof EvtchnOpError || e instanceof PciError || e instanceof HwError;
       const code = known ? e.code : 'EINVAL';
       const message = e instanceof Error ? e.message : String(e);
       if (!known) this.opts.log(`hv: internal error serving dom${dom.domid}: ${(e as Error).stack ?? message}`);

@@ -3,9 +3,9 @@
 // uplink. Its MAC is the vif's `mac`, enforced like a netback vif's (the switch drops and counts
 // other source addresses).
 import type { LocalPort, Netback } from '../../src/netback/netback.js';
-import { macKey, parseMacBytes } from '../../src/netif/headers.js';
-import type { PacketMeta } from '../../src/netif/meta.js';
-import { SoftwareGso } from '../../src/netif/segment.js';
+import { macKey, parseMacBytes } from '../../src/packet/mac.js';
+import type { PacketMeta } from '../../src/packet/meta.js';
+import { SoftwareGso } from '../../src/packet/segment.js';
 import { newPortStats, type SwitchFrame } from '../../src/netswitch/frame.js';
 import type { UplinkSink } from '../../src/netswitch/uplink.js';
 import { VhostUserEnd } from '../../src/vhost-user/xenbus-end.js';

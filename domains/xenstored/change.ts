@@ -1,3 +1,6 @@
+// The record a tree change leaves for the watch machinery. Operations only produce these; the caller
+// fires them after the reply, or at commit for a transaction, so no watch fires mid-request or for a
+// transaction that never commits.
 import type { XsPerm } from '../../src/xenstore/perms.js';
 
 // One tree change that may fire watches.

@@ -1,3 +1,6 @@
+// One client connection to xenstored: xs_wire.h framing, requests handled one at a time in arrival
+// order, replies and watch events written back. Backpressure and size limits live here because this is
+// where a peer that stops reading, or sends an oversized frame, shows itself.
 import type { Socket } from 'node:net';
 import {
   encodeMessage,

@@ -1,3 +1,6 @@
+// The state one xenstored shares across its connections (tree, watches, known domains, permissions of
+// the special @ nodes) and the INTRODUCE/RELEASE lifecycle. It is kept apart from message parsing so
+// the wire handlers and server.ts's API drive the same code.
 import type { Socket } from 'node:net';
 import type { XsPerm } from '../../src/xenstore/perms.js';
 import { Store } from './store.js';

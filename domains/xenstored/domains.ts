@@ -1,3 +1,6 @@
+// The domains xenstored has been introduced to. Instead of mapping a domain's ring page as Xen does (the
+// mfn and port are only recorded), each domain gets its own Unix socket, and whoever connects there
+// speaks as that domain.
 import type { Server, Socket } from 'node:net';
 import { join } from 'node:path';
 import { closeUnix, listenUnix } from './listen.js';

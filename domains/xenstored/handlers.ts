@@ -1,3 +1,6 @@
+// Turns each xenstore request (message types from xs_wire.h, semantics from docs/misc/xenstore.txt) into
+// an operation and its reply. Malformed arguments are answered with EINVAL before anything is touched,
+// and tree requests go through operations.ts whether or not they are inside a transaction.
 import {
   canonicalPath,
   domainPath,

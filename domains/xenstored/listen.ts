@@ -1,3 +1,6 @@
+// Unix listening sockets for xenstored. Connecting to one of these sockets grants an identity (dom0 or
+// an introduced domain), so they are made owner-only (umask at bind, then chmod), and a path holding
+// anything other than a socket is never removed to make room.
 import { createServer, type Server, type Socket } from 'node:net';
 import { chmod, lstat, unlink } from 'node:fs/promises';
 

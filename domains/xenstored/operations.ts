@@ -1,3 +1,5 @@
+// What each tree request does to the nodes. Kept free of the wire and written against TreeView, so the
+// same rules apply to the live store and to a transaction's overlay.
 import { baseName, childPath, joinStrings, parentPath, PAYLOAD_MAX } from '../../src/xenstore/wire.js';
 import type { XsPerm } from '../../src/xenstore/perms.js';
 import { accessFor, canRead, canWrite, type Identity } from './permissions.js';

@@ -1,3 +1,5 @@
+// Access decisions over xenstore permission lists, following the rules in docs/misc/xenstore.txt. One
+// place for them so tree operations, special @nodes and watch filtering all judge access the same way.
 import { kindAllowsRead, kindAllowsWrite, type XsPerm } from '../../src/xenstore/perms.js';
 
 // Who is asking. `target` is set by SET_TARGET: a device-model style domain that acts with the rights of

@@ -1,3 +1,6 @@
+// The API for starting xenstored, used by main.ts (the xenstored domain) and by the tests: it opens the
+// privileged socket, wires each connection to the request handlers, and returns a handle for
+// introducing and releasing domains and inspecting the server without speaking the wire protocol.
 import type { Server } from 'node:net';
 import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';

@@ -1,3 +1,6 @@
+// The live xenstore tree: a flat map from absolute path to immutable node, plus per-owner node counts
+// kept current so quota checks need not walk the tree. Each write stamps a new generation, which is how
+// transactions and DIRECTORY_PART notice that something changed.
 import type { XsPerm } from '../../src/xenstore/perms.js';
 
 // Nodes are immutable values: a transaction can hold the exact node it saw without copying, and a

@@ -1,3 +1,6 @@
+// Xenstore transactions (TRANSACTION_START/END, docs/misc/xenstore.txt): a private overlay on the live
+// store that is either written back whole or refused. Conflicts are judged by generation on the nodes
+// the transaction touched, so an unrelated change elsewhere in the tree does not force a retry.
 import { ownerOf, type NodeData, type Store, type TreeView, type XsNode } from './store.js';
 import type { ChangeEvent } from './change.js';
 import { XsOpError } from './operror.js';

@@ -1,3 +1,6 @@
+// Watch registration and event delivery (WATCH/WATCH_EVENT, docs/misc/xenstore.txt). A change fires the
+// watches on its path and on every ancestor, but only for watchers allowed to read the node (XSA-115),
+// so a watch cannot reveal changes to nodes its owner may not see.
 import { parentPath, relativeTo } from '../../src/xenstore/wire.js';
 import type { XsPerm } from '../../src/xenstore/perms.js';
 import { canRead, type Identity } from './permissions.js';

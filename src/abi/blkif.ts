@@ -1,5 +1,5 @@
-// xen/io/blkif.h, x86_64 ABI (shared/reference/xen-abi.md section 2): the one definition of the block
-// ring's bytes, used by blkfront and blkback alike.
+// xen/include/public/io/blkif.h, x86_64 ABI (protocol names from io/protocols.h): the one definition
+// of the block ring's bytes, used by blkfront and blkback alike.
 //
 // The accessors read and write fields at a byte offset in a DataView and fill caller-owned objects,
 // so the data path allocates nothing per request. u64 fields are handled as two u32 halves: a

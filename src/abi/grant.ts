@@ -1,4 +1,5 @@
-// grant_table.h facts (shared/reference/xen-abi.md section 5), defined once for grantor, mapper and hv.
+// xen/include/public/grant_table.h facts (the DOMID_* values from xen/include/public/xen.h), defined
+// once for grantor, mapper and hv.
 
 export const GRANT_ENTRY_SIZE = 8; // grant_entry_v1: u16 flags @0, u16 domid @2, u32 frame @4
 export const GRANT_ENTRIES_PER_FRAME = 512;

@@ -1,5 +1,5 @@
-// xen/io/netif.h (shared/reference/xen-abi.md section 3): the one definition of the tx/rx rings'
-// bytes for netfront and netback. Accessors fill caller-owned objects; nothing allocates.
+// xen/include/public/io/netif.h: the one definition of the tx/rx rings' bytes for netfront and
+// netback. Accessors fill caller-owned objects; nothing allocates.
 
 import type { RingLayout } from './sring.js';
 

@@ -1,4 +1,4 @@
-// xen/io/ring.h shared-ring header (shared/reference/xen-abi.md section 1), defined once for every
+// xen/include/public/io/ring.h shared-ring header (DEFINE_RING_TYPES' sring), defined once for every
 // ring user. Little-endian; indices are free-running u32.
 
 /** byte offsets inside the sring header */

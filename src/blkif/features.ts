@@ -1,6 +1,7 @@
-// What the two ends of a vbd tell each other through xenstore (xen-abi.md section 2), as typed
-// values. The XenBus glue moves these records through xenstore with the helpers below; the ring
-// code only ever sees the parsed, range-checked form, so a hostile peer's strings stop here.
+// What the two ends of a vbd tell each other through xenstore (the XenBus nodes documented in
+// xen/include/public/io/blkif.h), as typed values. The XenBus glue moves these records through
+// xenstore with the helpers below; the ring code only ever sees the parsed, range-checked form, so a
+// hostile peer's strings stop here.
 import { BLKIF_MAX_SEGMENTS_PER_REQUEST, VDISK_READONLY, XEN_IO_PROTO_ABI_X86_64 } from '../abi/blkif.js';
 import { MAX_RING_PAGE_ORDER } from '../abi/sring.js';
 

@@ -1,4 +1,5 @@
-// Request checks both ends agree on (Linux dispatch_rw_block_io's rules, xen-abi.md section 2).
+// Request checks both ends agree on (Linux dispatch_rw_block_io's rules over the fields of
+// xen/include/public/io/blkif.h).
 // Each returns null when the request is acceptable, or the reason it is not, for the log.
 import { BLKIF_SECTORS_PER_PAGE } from '../abi/blkif.js';
 

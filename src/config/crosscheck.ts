@@ -5,7 +5,7 @@ import { bdfEqual, formatBdf, type Bdf } from './bdf.js';
 import { ConfigError, unknownHint, type ErrorWhere } from './errors.js';
 import type { DomainConfig, DriverRole } from './domain.js';
 import type { HostConfig, HostDevice } from './host.js';
-import { checkNetnsName } from './net.js';
+import { parseNetnsName } from './net.js';
 import { vifNetns } from './vif.js';
 
 /** `guest` runs blkfront/netfront on Xen's rings; `vm` is a real Linux VM under QEMU. */
@@ -205,7 +205,7 @@ function checkUnique(domains: DomainConfig[], host: HostConfig): void {
       }
       if (d.type === 'hvm') continue; // a VM's interface lives inside the VM, in no host namespace
       const ns = vifNetns(d.name, vif);
-      if (vif.netns === undefined && typeof checkNetnsName(ns) !== 'string')
+      if (vif.netns === undefined && typeof parseNetnsName(ns) !== 'string')
         fail(vif.where, `the default namespace ${ns} is not a valid netns name (at most 15 characters)`, `set netns= for this vif, e.g. netns=rs-${d.name.slice(0, 12)}`);
       const prev = netns.get(ns);
       // Several vifs of one guest may share its namespace; two guests may not.

@@ -6,7 +6,7 @@
 import { isAbsolute, resolve } from 'node:path';
 import { parseBdf, type Bdf } from './bdf.js';
 import { quote, unknownHint, type ErrorWhere } from './errors.js';
-import { parseMac } from './net.js';
+import { parseMac } from '../packet/mac.js';
 import { SeenOptions, checkIfName, specFail, splitSpec } from './spec.js';
 import { parseSize } from './units.js';
 

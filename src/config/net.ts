@@ -1,17 +1,9 @@
-// Network values that appear in vif specs and host.cfg: MAC addresses, IPv4 CIDRs, namespace names
-// and xl's rate syntax. Each parser returns the value or a message saying what is wrong.
+// Network values that appear in vif specs and host.cfg: IPv4 CIDRs, namespace names and xl's rate
+// syntax (MAC addresses are src/packet/mac.ts). Each parser returns the value or a message saying
+// what is wrong.
 
 import { createHash } from 'node:crypto';
-
-/** Normalised lower-case `xx:xx:xx:xx:xx:xx`. */
-export function parseMac(text: string): string | { error: string } {
-  const m = /^([0-9a-fA-F]{2})(?::([0-9a-fA-F]{2})){5}$/.exec(text);
-  if (!m) return { error: `${JSON.stringify(text.slice(0, 40))} is not a MAC address: expected six hex pairs separated by ':', e.g. 00:16:3e:00:00:01` };
-  const bytes = text.split(':').map((h) => parseInt(h, 16));
-  if (bytes.every((b) => b === 0)) return { error: 'MAC 00:00:00:00:00:00 is not a usable address' };
-  if (bytes[0] & 1) return { error: `MAC ${text} is a multicast address (lowest bit of the first byte set); a vif needs a unicast one, e.g. 00:16:3e:...` };
-  return text.toLowerCase();
-}
+import { isIfName } from '../tap/names.js';
 
 /** Deterministic MAC in Xen's OUI 00:16:3e for a vif with no mac=, so restarts keep the address. */
 export function deriveMac(domain: string, index: number): string {
@@ -67,8 +59,8 @@ export function parseIpv4Cidr(text: string): Ipv4Cidr | { error: string } {
 }
 
 /** Network namespace names end up in /run/netns and in derived interface names (IFNAMSIZ). */
-export function checkNetnsName(text: string): string | { error: string } {
-  if (/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$/.test(text)) return text;
+export function parseNetnsName(text: string): string | { error: string } {
+  if (isIfName(text)) return text;
   return { error: `netns ${JSON.stringify(text.slice(0, 40))} is not a valid name: use 1-15 characters from A-Z a-z 0-9 _ . - (not starting with . or -), e.g. netns=rs-guest1` };
 }
 

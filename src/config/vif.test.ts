@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseVif } from './vif.js';
-import { deriveMac, parseIpv4Cidr, parseMac, parseRate, checkNetnsName } from './net.js';
+import { deriveMac, parseIpv4Cidr, parseRate, parseNetnsName } from './net.js';
+import { parseMac } from '../packet/mac.js';
 import { configError } from './testing/expect-error.js';
 import type { ErrorWhere } from './errors.js';
 
@@ -57,8 +58,8 @@ describe('net values', () => {
   });
 
   it('netns names', () => {
-    expect(checkNetnsName('rs-guest1')).toBe('rs-guest1');
-    for (const bad of ['', '.', '..', '-x', 'a/b', 'a b', 'x'.repeat(16), 'ns\u0000']) expect(checkNetnsName(bad)).toHaveProperty('error');
+    expect(parseNetnsName('rs-guest1')).toBe('rs-guest1');
+    for (const bad of ['', '.', '..', '-x', 'a/b', 'a b', 'x'.repeat(16), 'ns\u0000']) expect(parseNetnsName(bad)).toHaveProperty('error');
   });
 });
 

@@ -3,7 +3,8 @@
 //   'backend=netdom, mac=00:16:3e:00:00:01, ip=10.137.0.1/24, netns=rs-guest1, rate=10Mb/s'
 
 import { unknownHint, type ErrorWhere } from './errors.js';
-import { checkNetnsName, deriveMac, parseIpv4Cidr, parseMac, parseRate, type Ipv4Cidr, type Rate } from './net.js';
+import { parseNetnsName, deriveMac, parseIpv4Cidr, parseRate, type Ipv4Cidr, type Rate } from './net.js';
+import { parseMac } from '../packet/mac.js';
 import { SeenOptions, checkIfName, specFail, splitSpec } from './spec.js';
 
 export interface VifSpec {
@@ -67,7 +68,7 @@ export function parseVif(text: string, where: ErrorWhere, domainName: string): V
   const ipText = opts.get('ip');
   const ip = ipText === undefined ? undefined : unwrap(parseIpv4Cidr(ipText));
   const nsText = opts.get('netns');
-  const netns = nsText === undefined ? undefined : unwrap(checkNetnsName(nsText));
+  const netns = nsText === undefined ? undefined : unwrap(parseNetnsName(nsText));
   const rateText = opts.get('rate');
   const rate = rateText === undefined ? undefined : unwrap(parseRate(rateText));
   const bridgeText = opts.get('bridge');

@@ -12,9 +12,9 @@
 // surprise-removed PCIe device reads); hw writes it only once the NIC moves no data, so the
 // frames still waiting to be sent are dropped at once and nothing more goes to it.
 import type { Domain } from '../domain/runtime.js';
-import { IPPROTO_TCP, newL4Info, parseL4 } from '../netif/headers.js';
-import { newPacketMeta, type PacketMeta } from '../netif/meta.js';
-import { seedPseudoChecksum } from '../netif/vnet.js';
+import { IPPROTO_TCP, newL4Info, parseL4 } from '../packet/headers.js';
+import { newPacketMeta, type PacketMeta } from '../packet/meta.js';
+import { seedPseudoChecksum } from '../packet/vnet.js';
 import type { SwitchFrame } from '../netswitch/frame.js';
 import type { Uplink, UplinkSink } from '../netswitch/uplink.js';
 import { XEN_NETIF_GSO_TYPE_NONE, XEN_NETIF_GSO_TYPE_TCPV4 } from '../abi/netif.js';

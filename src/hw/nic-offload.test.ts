@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { newL4Info } from '../netif/headers.js';
+import { newL4Info } from '../packet/headers.js';
 import {
   VIRTIO_NET_HDR_F_DATA_VALID, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6,
   VNET_HDR_LEN, decodeVnetHdr, encodeVnetHdr, newVnetFields,
-} from '../netif/vnet.js';
+} from '../packet/vnet.js';
 import { DESC_CSUM_BLANK, DESC_DATA_VALID, NIC_CAP, NIC_CAP_ALL, NIC_GSO, NIC_TX_ERR, NIC_TX_HDR_SIZE, TX_HDR, TX_HDR_F_CSUM } from '../abi/nic.js';
 import { RX_DROP, checkTxOffload, newTxOffload, rxStatusFromVnet, vnetFromTxOffload } from './nic-offload.js';
 import { inetSum, ipFrame } from './nic-testframes.js';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { NicDriver } from '../drivers/nic.js';
-import { newPacketMeta, type PacketMeta } from '../netif/meta.js';
+import { newPacketMeta, type PacketMeta } from '../packet/meta.js';
 import type { UplinkSink } from '../netswitch/uplink.js';
 import { parseBdf, type Bdf } from '../config/bdf.js';
 import { NicModel, TapWire, WIRE_HEADROOM, cable, type NicWire } from './nic.js';
@@ -15,7 +15,7 @@ import { XEN_NETIF_GSO_TYPE_TCPV4, XEN_NETIF_GSO_TYPE_TCPV6 } from '../abi/netif
 import { native } from '../native/index.js';
 import {
   VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6, VNET_HDR_LEN, decodeVnetHdr, encodeVnetHdr, newVnetFields,
-} from '../netif/vnet.js';
+} from '../packet/vnet.js';
 
 function sink(): UplinkSink & { frames: Uint8Array[] } {
   const mem = new Uint8Array(65536);

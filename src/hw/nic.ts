@@ -16,8 +16,8 @@
 // (STATUS.FATAL, reason INTERNAL), never the process hosting every other domain's devices.
 
 import { native, type Watcher } from '../native/index.js';
-import { newL4Info } from '../netif/headers.js';
-import { VNET_HDR_LEN, decodeVnetHdr, encodeVnetHdr, newVnetFields } from '../netif/vnet.js';
+import { newL4Info } from '../packet/headers.js';
+import { VNET_HDR_LEN, decodeVnetHdr, encodeVnetHdr, newVnetFields } from '../packet/vnet.js';
 import { DmaEngine, faultWord, recordFault, type DmaMemory, type PciFunctionOptions } from './dma.js';
 import {
   DESC, DESC_CMD_OFFLOAD, DESC_CSUM_BLANK, DESC_DATA_VALID, DESC_DD, DESC_ERR, NIC_BAR_SIZE, NIC_CAP, NIC_CAP_ALL,

@@ -2,7 +2,7 @@
 // staging can be reused. Bounded in frames and bytes: when it is full, new frames are dropped
 // and counted (XSA-392: a guest that never posts buffers must not make netdom buffer without
 // bound).
-import { copyMeta, newPacketMeta } from '../netif/meta.js';
+import { copyMeta, newPacketMeta } from '../packet/meta.js';
 import type { SwitchFrame } from '../netswitch/frame.js';
 
 export class Backlog {

@@ -2,6 +2,7 @@
 // XenBus glue only reads keys and writes keys. Every value read here was written by the guest:
 // parsed strictly, bounded, and refused with a reason that names the key.
 import { DOMID_MAX } from '../abi/grant.js';
+import { parseMac } from '../packet/mac.js';
 import {
   NETBACK_MAX_QUEUES, type NetifBackendFeatures, type NetifFrontendFeatures, type NetifQueueParams, type NetifRate,
   type VifConnectParams,
@@ -112,10 +113,8 @@ export function parseRateNode(v: string | undefined): Negotiated<NetifRate | nul
 
 export function parseMacNode(v: string | undefined): Negotiated<string> {
   if (v === undefined) return { ok: false, error: 'missing mac' };
-  if (!/^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/.test(v)) return { ok: false, error: `mac = ${JSON.stringify(v.slice(0, 40))} is not xx:xx:xx:xx:xx:xx` };
-  const first = parseInt(v.slice(0, 2), 16);
-  if (first & 1) return { ok: false, error: `mac = ${v} is a multicast address` };
-  return { ok: true, value: v.toLowerCase() };
+  const mac = parseMac(v);
+  return typeof mac === 'string' ? { ok: true, value: mac } : { ok: false, error: `mac node: ${mac.error}` };
 }
 
 /**

@@ -8,8 +8,8 @@ import { NETIF_RSP_ERROR, NETIF_RSP_OKAY, NETIF_RX_RING, NETIF_TX_RING } from '.
 import { XEN_PAGE_SIZE } from '../abi/sring.js';
 import { BackRing } from '../ring/back.js';
 import type { MappedGrant, NetbackEnv } from '../netif/env.js';
-import { parseMacBytes } from '../netif/headers.js';
-import { copyMeta, newPacketMeta, type PacketMeta } from '../netif/meta.js';
+import { parseMacBytes } from '../packet/mac.js';
+import { copyMeta, newPacketMeta, type PacketMeta } from '../packet/meta.js';
 import { DEFAULT_BACKEND_FEATURES, type NetifBackendFeatures, type VifConnectParams } from '../netif/params.js';
 import { TxPacket, parseTxPacket } from '../netif/txparse.js';
 import type { SwitchFrame, SwitchPort } from '../netswitch/frame.js';
@@ -20,7 +20,7 @@ import { Backlog } from './backlog.js';
 import { CopyBatch } from './copybatch.js';
 import { XenvifQueue } from './queue.js';
 import { Vif, type VifHost } from './vif.js';
-import { SoftwareGso } from '../netif/segment.js';
+import { SoftwareGso } from '../packet/segment.js';
 
 export interface NetbackOptions {
   features?: Partial<NetifBackendFeatures>;

@@ -1,6 +1,7 @@
 // A vif: one guest network interface as netback serves it, and a port of the switch. It owns
 // its queues; anything the guest does wrong cuts off this vif alone, with the reason logged.
-import { macKey, parseL4, newL4Info, parseMacBytes } from '../netif/headers.js';
+import { parseL4, newL4Info } from '../packet/headers.js';
+import { macKey, parseMacBytes } from '../packet/mac.js';
 import type { NetifFrontendFeatures, VifConnectParams } from '../netif/params.js';
 import { newPortStats, type PortStats, type SwitchFrame, type SwitchPort } from '../netswitch/frame.js';
 import type { CopyBatch } from './copybatch.js';

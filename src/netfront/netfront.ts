@@ -5,12 +5,12 @@
 import { XEN_PAGE_SIZE } from '../abi/sring.js';
 import { XEN_NETIF_GSO_TYPE_NONE } from '../abi/netif.js';
 import type { NetfrontEnv } from '../netif/env.js';
-import { newL4Info, parseL4 } from '../netif/headers.js';
-import { copyMeta, newPacketMeta, type PacketMeta } from '../netif/meta.js';
+import { newL4Info, parseL4 } from '../packet/headers.js';
+import { copyMeta, newPacketMeta, type PacketMeta } from '../packet/meta.js';
 import {
   DEFAULT_BACKEND_FEATURES, type NetifBackendFeatures, type NetifFrontendFeatures, type NetifQueueParams,
 } from '../netif/params.js';
-import { VNET_HDR_LEN } from '../netif/vnet.js';
+import { VNET_HDR_LEN } from '../packet/vnet.js';
 import { MAX_FRAME, NetfrontQueue, type FrontQueueHost, type NetfrontStats } from './queue.js';
 
 /** pages per tx buffer: a vnet header plus the largest frame */

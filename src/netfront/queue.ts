@@ -10,8 +10,8 @@ import { XEN_PAGE_SIZE } from '../abi/sring.js';
 import { FrontRing } from '../ring/front.js';
 import { RingFaultError } from '../ring/sring.js';
 import type { NetfrontEnv } from '../netif/env.js';
-import { clearMeta, metaFromRxFlags, newPacketMeta, txFlagsFromMeta, type PacketMeta } from '../netif/meta.js';
-import { VNET_HDR_LEN } from '../netif/vnet.js';
+import { clearMeta, metaFromRxFlags, newPacketMeta, txFlagsFromMeta, type PacketMeta } from '../packet/meta.js';
+import { VNET_HDR_LEN } from '../packet/vnet.js';
 import { FATAL_SKB_SLOTS } from '../netif/txparse.js';
 
 /** largest frame netif carries */

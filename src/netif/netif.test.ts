@@ -2,10 +2,11 @@ import { describe, expect, it } from 'vitest';
 import { NETIF_TX_RING, NETTXF_csum_blank, NETTXF_extra_info, NETTXF_more_data, XEN_NETIF_GSO_TYPE_TCPV4, XEN_NETIF_GSO_TYPE_TCPV6, netifExtraInfo, netifTxRequest } from '../abi/netif.js';
 import { BackRing } from '../ring/back.js';
 import { FrontRing } from '../ring/front.js';
-import { finishChecksum, macKey, newL4Info, parseL4, parseMacBytes } from './headers.js';
-import { newPacketMeta } from './meta.js';
+import { finishChecksum, newL4Info, parseL4 } from '../packet/headers.js';
+import { macKey, parseMacBytes } from '../packet/mac.js';
+import { newPacketMeta } from '../packet/meta.js';
 import { TxPacket, parseTxPacket } from './txparse.js';
-import { VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4, VNET_HDR_LEN, readVnetHdr, writeVnetHdr } from './vnet.js';
+import { VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4, VNET_HDR_LEN, readVnetHdr, writeVnetHdr } from '../packet/vnet.js';
 
 /** Ethernet + IPv4 + TCP with `payload` bytes; checksum field seeded with the pseudo-header sum */
 function tcp4(payload: number): Uint8Array {

@@ -11,7 +11,7 @@ import {
 } from '../abi/netif.js';
 import { XEN_PAGE_SIZE } from '../abi/sring.js';
 import type { BackRing } from '../ring/back.js';
-import { clearMeta, metaFromTxFlags, newPacketMeta, type GsoType } from './meta.js';
+import { clearMeta, metaFromTxFlags, newPacketMeta, type GsoType } from '../packet/meta.js';
 
 /** Linux netback's fatal_skb_slots: more slots than this in one packet is an attack */
 export const FATAL_SKB_SLOTS = 20;

@@ -1,6 +1,6 @@
 // A frame as the switch sees it: bytes somewhere in a driver domain's memory plus offload
 // metadata. The switch never copies; a port that must keep a frame past deliver() copies it.
-import type { PacketMeta } from '../netif/meta.js';
+import type { PacketMeta } from '../packet/meta.js';
 
 export interface SwitchFrame {
   /** the memory the frame lives in (for netback: its whole I/O frame area) */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { macKey, parseMacBytes } from '../netif/headers.js';
-import { newPacketMeta } from '../netif/meta.js';
+import { macKey, parseMacBytes } from '../packet/mac.js';
+import { newPacketMeta } from '../packet/meta.js';
 import { newPortStats, type SwitchFrame, type SwitchPort } from './frame.js';
 import { MAX_LEARNED, NetSwitch } from './switch.js';
 

@@ -2,7 +2,7 @@
 // configuration: its frames must carry it as source (anything else is a spoof, dropped and
 // counted), and no frame from elsewhere can move it. Addresses behind an uplink are learned, in a
 // bounded table.
-import { macKey } from '../netif/headers.js';
+import { macKey } from '../packet/mac.js';
 import type { SwitchFrame, SwitchPort } from './frame.js';
 
 export const MAX_LEARNED = 4096;

@@ -2,9 +2,9 @@
 // addresses to learned MACs go out through it; frames the host sends come in, read straight into
 // netback's staging memory. Virtio-net headers keep GSO frames whole in both directions.
 import { native, type Watcher } from '../native/index.js';
-import { newL4Info } from '../netif/headers.js';
-import { newPacketMeta } from '../netif/meta.js';
-import { VNET_HDR_LEN, readVnetHdr, writeVnetHdr } from '../netif/vnet.js';
+import { newL4Info } from '../packet/headers.js';
+import { newPacketMeta } from '../packet/meta.js';
+import { VNET_HDR_LEN, readVnetHdr, writeVnetHdr } from '../packet/vnet.js';
 import { ip } from '../tap/ip.js';
 import { checkIfName, checkNetnsName } from '../tap/names.js';
 import type { SwitchFrame } from './frame.js';

@@ -1,7 +1,7 @@
 // The switch's way out of the driver domain: a host TAP today, an emulated NIC owned by netdom
 // through the IOMMU later. Netback pulls received frames into its own staging memory (so they
 // can be grant-copied to guests) and pushes frames out through transmit().
-import type { PacketMeta } from '../netif/meta.js';
+import type { PacketMeta } from '../packet/meta.js';
 import type { SwitchFrame } from './frame.js';
 
 export interface UplinkSink {

@@ -5,9 +5,9 @@
 // the TAP is made where we are and moved in (its descriptor stays valid); either way the same ip(8)
 // commands configure it, addressed to the namespace only when we are outside it.
 import { native, type Watcher } from '../native/index.js';
-import { newL4Info } from '../netif/headers.js';
-import { newPacketMeta } from '../netif/meta.js';
-import { VNET_HDR_LEN, readVnetHdr, writeVnetHdr } from '../netif/vnet.js';
+import { newL4Info } from '../packet/headers.js';
+import { newPacketMeta } from '../packet/meta.js';
+import { VNET_HDR_LEN, readVnetHdr, writeVnetHdr } from '../packet/vnet.js';
 import type { Netfront } from '../netfront/netfront.js';
 import { inNetns, ip, ipIn, netnsAdd, netnsDel, netnsExists } from './ip.js';
 import { checkIfName, checkNetnsName, tempTapName } from './names.js';

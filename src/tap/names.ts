@@ -3,8 +3,13 @@
 export const IFNAMSIZ_MAX = 15;
 const NAME_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$/;
 
+/** The one rule for interface and namespace names, for callers that report rather than throw. */
+export function isIfName(name: string): boolean {
+  return NAME_RE.test(name) && name !== '.' && name !== '..';
+}
+
 export function checkIfName(name: string, what = 'interface name'): string {
-  if (!NAME_RE.test(name) || name === '.' || name === '..') {
+  if (!isIfName(name)) {
     throw new RangeError(`${what} ${JSON.stringify(name.slice(0, 32))}: use 1-${IFNAMSIZ_MAX} characters from A-Z a-z 0-9 _ . - (not starting with . or -)`);
   }
   return name;

@@ -25,8 +25,8 @@ import {
   bit,
 } from '../abi/virtio.js';
 import type { GuestMemory } from './guest-memory.js';
-import { formatMac } from '../netif/headers.js';
-import { newPacketMeta, type PacketMeta } from '../netif/meta.js';
+import { formatMac } from '../packet/mac.js';
+import { newPacketMeta, type PacketMeta } from '../packet/meta.js';
 import { DescChain, type SplitQueue, VirtqueueError } from './virtqueue.js';
 import type { VirtioDevice, VirtioQueueHost } from './device.js';
 

@@ -1,3 +1,6 @@
+// Promise-based xenstore client over a Unix socket, the role libxenstore plays for Xen guests. Requests
+// are pipelined, watch events are dispatched by token, and transaction(fn) reruns fn on EAGAIN. It
+// shares wire.ts with xenstored, so both ends agree on xs_wire.h framing.
 import { createConnection, type Socket } from 'node:net';
 import {
   encodeMessage,

@@ -6,7 +6,7 @@ import { Domain } from '../../../src/domain/runtime.js';
 import { NETTXF_more_data, netifTxRequest } from '../../../src/abi/netif.js';
 import { SRING_REQ_PROD } from '../../../src/abi/sring.js';
 import type { NetbackEnv, NetfrontEnv } from '../../../src/netif/env.js';
-import { parseMacBytes } from '../../../src/netif/headers.js';
+import { parseMacBytes } from '../../../src/packet/mac.js';
 import type { VifConnectParams } from '../../../src/netif/params.js';
 import { Netback, type NetbackOptions } from '../../../src/netback/netback.js';
 import type { Vif } from '../../../src/netback/vif.js';

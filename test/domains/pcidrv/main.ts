@@ -5,7 +5,7 @@ import { Domain } from '../../../src/domain/runtime.js';
 import { openNvme, type NvmeDriver } from '../../../src/drivers/nvme.js';
 import { openNic, type NicDriver } from '../../../src/drivers/nic.js';
 import { domainMemory, PciPort } from '../../../src/drivers/port.js';
-import { newPacketMeta } from '../../../src/netif/meta.js';
+import { newPacketMeta } from '../../../src/packet/meta.js';
 import { CQE, NVME_CC_EN, NVME_CSTS_RDY, NVME_REG as R, SQE, statusCode } from '../../../src/abi/nvme.js';
 import { serveCommands, type Command } from '../serve.js';
 

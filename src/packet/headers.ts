@@ -135,18 +135,4 @@ export function finishChecksum(buf: Uint8Array, off: number, len: number, start:
 }
 
 /** the bytes of a MAC address as a number, for map keys without allocation */
-export function macKey(buf: Uint8Array, off: number): number {
-  return (buf[off] * 0x10000000000) + (buf[off + 1] * 0x100000000) + (((buf[off + 2] << 24) | (buf[off + 3] << 16) | (buf[off + 4] << 8) | buf[off + 5]) >>> 0);
-}
 
-export function parseMacBytes(text: string): Uint8Array {
-  const m = /^([0-9a-fA-F]{2})(:[0-9a-fA-F]{2}){5}$/.exec(text);
-  if (!m) throw new RangeError(`${JSON.stringify(text.slice(0, 40))} is not a MAC address (xx:xx:xx:xx:xx:xx)`);
-  return Uint8Array.from(text.split(':').map((x) => parseInt(x, 16)));
-}
-
-export function formatMac(b: Uint8Array, off = 0): string {
-  const out: string[] = [];
-  for (let i = 0; i < 6; i++) out.push(b[off + i].toString(16).padStart(2, '0'));
-  return out.join(':');
-}

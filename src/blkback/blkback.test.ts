@@ -8,7 +8,7 @@ import {
 } from '../abi/blkif.js';
 import { RawFile } from '../blkdev/raw-file.js';
 import { BlkbackVbd } from './vbd.js';
-import { FakeXen, type FakeDomain } from '../../test/block/support/fake-xen.js';
+import { FakeXen, type FakeDomain } from '../domain/testing/fake-xen.js';
 import { HostileFront } from '../../test/block/support/hostile-front.js';
 import { Loop, pattern } from '../../test/block/support/loop.js';
 
@@ -27,9 +27,9 @@ async function vbdFor(front: FakeDomain, readonly = false, inlineMaxBytes?: numb
   truncateSync(img, SECTORS * 512);
   const dev = await RawFile.open(img, { readonly, inlineMaxBytes });
   devs.push(dev);
-  const vbd = new BlkbackVbd(back.env, { name: `vbd${devs.length}`, device: dev, readonly });
+  const vbd = new BlkbackVbd(back, { name: `vbd${devs.length}`, device: dev, readonly });
   vbds.push(vbd);
-  const h = new HostileFront(front.env, back.domid);
+  const h = new HostileFront(front, back.domid);
   await vbd.connect(front.domid, await h.prepare());
   return { vbd, h };
 }

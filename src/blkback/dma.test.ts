@@ -13,10 +13,10 @@ import type { GrantMapping, MapOptions } from '../grant/mapper.js';
 import { NvmeModel } from '../hw/nvme.js';
 import { HeldMedium, makeRig, type Rig } from '../hw/testrig.js';
 import { NVME_REG } from '../abi/nvme.js';
-import { FakeXen, type FakeDomain } from '../../test/block/support/fake-xen.js';
+import { FakeXen, type FakeDomain } from '../domain/testing/fake-xen.js';
 import { HostileFront } from '../../test/block/support/hostile-front.js';
 import { DirectionSwapped } from '../../test/block/support/direction-swapped.js';
-import type { BlkbackEnv } from './env.js';
+import type { BlkbackServices } from '../domain/services.js';
 import { BlkbackVbd } from './vbd.js';
 
 const MiB = 1 << 20;
@@ -27,10 +27,10 @@ const GRANT_PA = 0x80000000;
 const GRANT_WINDOW = 2 ** 32;
 
 /** blkback's env with device_map done the way hv does it, into the rig's IOMMU domain. */
-function deviceMappingEnv(back: FakeDomain, rig: Rig): { env: BlkbackEnv; live: Set<number> } {
+function deviceMappingEnv(back: FakeDomain, rig: Rig): { env: BlkbackServices; live: Set<number> } {
   const live = new Set<number>();
   let nextPage = 0;
-  const env: BlkbackEnv = {
+  const env: BlkbackServices = {
     evtchn: back.evtchn,
     log: back.log,
     mapper: {
@@ -111,7 +111,7 @@ afterEach(async () => {
 async function serve(dev: DmaBlockDevice, persistent: boolean): Promise<{ h: HostileFront; live: Set<number> }> {
   const { env, live } = deviceMappingEnv(back, rig);
   vbd = new BlkbackVbd(env, { name: 'vbd-dma', device: dev });
-  const h = new HostileFront(front.env, back.domid);
+  const h = new HostileFront(front, back.domid);
   const info = await h.prepare();
   await vbd.connect(front.domid, { ...info, persistent });
   return { h, live };
@@ -267,6 +267,6 @@ describe('blkback over a DMA-capable medium', () => {
     expect(live.size).toBe(1);
     expect(back.logs.some((l) => /device lost: 1 request\(s\) left outstanding/.test(l))).toBe(true);
     // the medium is not served again through this vbd
-    await expect(vbd!.connect(front.domid, await new HostileFront(front.env, back.domid).prepare())).rejects.toThrow(/its device was lost/);
+    await expect(vbd!.connect(front.domid, await new HostileFront(front, back.domid).prepare())).rejects.toThrow(/its device was lost/);
   });
 });

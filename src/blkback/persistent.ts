@@ -10,7 +10,8 @@
 // transient grants only; on a persistent page a misdirected device write lands in the guest's
 // page like a read would, confined to pages that frontend granted for I/O.
 import type { GrantMapping } from '../grant/mapper.js';
-import { MAP_BATCH, type BlkbackMapper } from './env.js';
+import type { BlkbackServices } from '../domain/services.js';
+import { MAP_BATCH } from '../grant/mapper.js';
 import { pageOf, type GrantPage } from './grant-page.js';
 
 export class PersistentGrants {
@@ -18,7 +19,7 @@ export class PersistentGrants {
   private readonly batches: GrantMapping[] = [];
 
   constructor(
-    private readonly mapper: BlkbackMapper,
+    private readonly mapper: BlkbackServices['mapper'],
     private readonly domid: number,
     readonly cap: number,
     /** map with GNTMAP_device_map as well (the medium DMAs by bus address) */

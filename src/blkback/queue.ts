@@ -13,7 +13,8 @@ import { RingFaultError } from '../ring/sring.js';
 import { isDmaBlockDevice, type BlockDevice, type DmaBlockDevice } from '../blkdev/device.js';
 import type { BlkbackFeatures } from '../blkif/features.js';
 import { sectorRangeValid, segmentSectors } from '../blkif/validate.js';
-import { MAP_BATCH, type BlkbackEnv } from './env.js';
+import type { BlkbackServices } from '../domain/services.js';
+import { MAP_BATCH } from '../grant/mapper.js';
 import { PersistentGrants } from './persistent.js';
 import { pageOf, type GrantPage } from './grant-page.js';
 import { BlkbackRequest } from './request.js';
@@ -75,7 +76,7 @@ export class BlkbackQueue {
   private readonly pushBound = () => this.push();
 
   constructor(
-    private readonly env: BlkbackEnv,
+    private readonly env: BlkbackServices,
     private readonly ring: BackRing,
     readonly port: number,
     private readonly dev: BlockDevice,

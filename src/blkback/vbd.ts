@@ -11,7 +11,7 @@ import {
   BLKBACK_MAX_PERSISTENT_GRANTS, checkBlkfrontConnect, defaultBlkbackFeatures,
   type BlkbackConnectInfo, type BlkbackFeatures, type BlkfrontConnectInfo,
 } from '../blkif/features.js';
-import type { BlkbackEnv } from './env.js';
+import type { BlkbackServices } from '../domain/services.js';
 import { BlkbackQueue, type BlkbackQueueStats } from './queue.js';
 
 export interface BlkbackVbdOptions {
@@ -40,7 +40,7 @@ export class BlkbackVbd {
   private lost: string | null = null;
 
   constructor(
-    private readonly env: BlkbackEnv,
+    private readonly env: BlkbackServices,
     private readonly opts: BlkbackVbdOptions,
   ) {
     const dev = opts.device;

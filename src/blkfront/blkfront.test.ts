@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FakeXen } from '../../test/block/support/fake-xen.js';
+import { FakeXen } from '../domain/testing/fake-xen.js';
 import { Blkfront } from './device.js';
 import { BackRing } from '../ring/back.js';
 import { BLKIF_RING, writeBlkifResponse, blkifRequest, newBlkifRequest } from '../abi/blkif.js';
@@ -146,7 +146,7 @@ describe('blkfront against a hostile backend', () => {
     const evil = xen.domain(1, 2);
     const fd = xen.domain(2, 1200);
     try {
-      const bf = new Blkfront(fd.env, { name: 'xvdb', handle: 51728, ringPageOrder: 0 });
+      const bf = new Blkfront(fd, { name: 'xvdb', handle: 51728, ringPageOrder: 0 });
       const faults: string[] = [];
       bf.onFault((r) => faults.push(r));
       const info = await bf.prepare(evil.domid, defaultBlkbackFeatures(false, null));
@@ -173,7 +173,7 @@ describe('blkfront against a hostile backend', () => {
       writeFileSync(img, Buffer.alloc(1 << 20, 0x3c));
       const good = xen.domain(3, 2);
       const dev = await RawFile.open(img);
-      const vbd = new BlkbackVbd(good.env, { name: 'good', device: dev });
+      const vbd = new BlkbackVbd(good, { name: 'good', device: dev });
       bf.connect(await vbd.connect(fd.domid, await bf.prepare(good.domid, vbd.features)));
       await rd;
       expect(buf.every((b) => b === 0x3c)).toBe(true);

@@ -12,7 +12,7 @@ import {
   type BlkbackConnectInfo, type BlkbackFeatures, type BlkfrontConnectInfo,
 } from '../blkif/features.js';
 import { sectorRangeValid } from '../blkif/validate.js';
-import type { BlkfrontEnv } from './env.js';
+import type { FrontendServices } from '../domain/services.js';
 import { FLUSH_OPS, FrontQueue } from './queue.js';
 import { Part, PartKind, UserOp } from './part.js';
 
@@ -55,7 +55,7 @@ export class Blkfront implements VirtualDisk {
   private readonly kickBound = () => this.kick();
 
   constructor(
-    private readonly env: BlkfrontEnv,
+    private readonly env: FrontendServices,
     private readonly opts: BlkfrontOptions,
   ) {}
 

@@ -2,7 +2,7 @@
 // feature-persistent lets the backend map once. Granted writable even when only reads use them
 // (a page serves reads and writes over its life). Data is copied between the caller's buffers
 // and these pages, so the caller's memory is never exposed to the backend.
-import type { BlkfrontEnv } from './env.js';
+import type { FrontendServices } from '../domain/services.js';
 
 export class GrantPool {
   readonly gfns: Int32Array;
@@ -12,7 +12,7 @@ export class GrantPool {
   private nfree: number;
 
   constructor(
-    private readonly env: BlkfrontEnv,
+    private readonly env: FrontendServices,
     backendDomid: number,
     readonly size: number,
   ) {

@@ -12,7 +12,7 @@ import { XEN_PAGE_SIZE } from '../abi/sring.js';
 import { FrontRing } from '../ring/front.js';
 import { RingFaultError } from '../ring/sring.js';
 import { DiskError } from '../blkif/disk.js';
-import type { BlkfrontEnv } from './env.js';
+import type { FrontendServices } from '../domain/services.js';
 import { GrantPool } from './pool.js';
 import { PartKind, type Part } from './part.js';
 
@@ -67,7 +67,7 @@ export class FrontQueue {
   private dirty = false;
 
   constructor(
-    private readonly env: BlkfrontEnv,
+    private readonly env: FrontendServices,
     private readonly cfg: FrontQueueConfig,
     private readonly onComplete: (part: Part, err: DiskError | null) => void,
     private readonly onFault: (q: FrontQueue, reason: string) => void,

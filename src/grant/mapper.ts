@@ -83,3 +83,6 @@ export class GrantMapper {
 function isBusAddr(a: number | undefined): boolean {
   return typeof a === 'number' && Number.isSafeInteger(a) && a >= 0 && a % 4096 === 0;
 }
+
+/** hv maps at most this many refs per hypercall (one descriptor each) */
+export const MAP_BATCH = 64;

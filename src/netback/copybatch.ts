@@ -3,7 +3,7 @@
 // (hv's limit), issued together so their round trips overlap.
 import { DOMID_SELF, GNTST } from '../abi/grant.js';
 import type { GntCopyOp } from '../hypercall/protocol.js';
-import type { MapService } from '../netif/env.js';
+import type { MapService } from '../domain/services.js';
 
 export const OPS_PER_CALL = 512;
 

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { NETTXF_more_data, NETTXF_extra_info, XEN_NETIF_GSO_TYPE_TCPV4, netifTxRequest, netifExtraInfo } from '../abi/netif.js';
 import { SRING_REQ_PROD } from '../abi/sring.js';
-import { FakeHv, type FakeDomain } from '../netif/testing/fakehv.js';
+import { FakeXen, type FakeDomain } from '../domain/testing/fake-xen.js';
 import { newPacketMeta, type PacketMeta } from '../packet/meta.js';
 import { parseMacBytes } from '../packet/mac.js';
 import { Netfront } from '../netfront/netfront.js';
@@ -35,11 +35,11 @@ interface Guest {
 }
 
 class Rig {
-  hv = new FakeHv();
+  hv = new FakeXen();
   back: FakeDomain;
   nb: Netback;
   constructor(opts: NetbackOptions = {}) {
-    this.back = this.hv.domain(1, 4096);
+    this.back = this.hv.domain(1, 2048);
     this.nb = new Netback(this.back, { stagingPages: 64, backlogPages: 8, backlogFrames: 16, ...opts });
   }
   async guest(domid: number, mac: string, o: { queues?: number; rate?: { bytesPerInterval: number; intervalUsec: number } } = {}): Promise<Guest> {
@@ -56,6 +56,7 @@ class Rig {
 let rig: Rig | null = null;
 afterEach(async () => {
   await rig?.nb.close();
+  rig?.hv.close();
   rig = null;
 });
 

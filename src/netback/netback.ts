@@ -7,7 +7,8 @@ import { DOMID_SELF, GNTCOPY_source_gref, gntstName } from '../abi/grant.js';
 import { NETIF_RSP_ERROR, NETIF_RSP_OKAY, NETIF_RX_RING, NETIF_TX_RING } from '../abi/netif.js';
 import { XEN_PAGE_SIZE } from '../abi/sring.js';
 import { BackRing } from '../ring/back.js';
-import type { MappedGrant, NetbackEnv } from '../netif/env.js';
+import type { NetbackServices } from '../domain/services.js';
+import type { GrantMapping } from '../grant/mapper.js';
 import { parseMacBytes } from '../packet/mac.js';
 import { copyMeta, newPacketMeta, type PacketMeta } from '../packet/meta.js';
 import { DEFAULT_BACKEND_FEATURES, type NetifBackendFeatures, type VifConnectParams } from '../netif/params.js';
@@ -125,7 +126,7 @@ export class Netback implements VifHost {
   rounds = 0;
   private idle: (() => void)[] = [];
 
-  constructor(private readonly env: NetbackEnv, opts: NetbackOptions = {}) {
+  constructor(private readonly env: NetbackServices, opts: NetbackOptions = {}) {
     this.features = { ...DEFAULT_BACKEND_FEATURES, ...opts.features };
     this.opts = {
       stagingPages: opts.stagingPages ?? 256,
@@ -175,7 +176,7 @@ export class Netback implements VifHost {
     parseMacBytes(p.mac);
     if (this.vifs.some((v) => v.macText === p.mac)) throw new Error(`${p.name}: MAC ${p.mac} is already in use by another vif`);
     const vif = new Vif(p, this);
-    const maps: MappedGrant[] = [];
+    const maps: GrantMapping[] = [];
     const ports: number[] = [];
     const gfns: number[] = [];
     const { mapper, evtchn, frames } = this.env;

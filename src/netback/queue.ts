@@ -9,7 +9,7 @@ import {
 import { SRING_W_REQ_EVENT, XEN_PAGE_SIZE } from '../abi/sring.js';
 import type { BackRing } from '../ring/back.js';
 import { RingFaultError } from '../ring/sring.js';
-import type { MappedGrant } from '../netif/env.js';
+import type { GrantMapping } from '../grant/mapper.js';
 import { finishChecksum, newL4Info, parseL4 } from '../packet/headers.js';
 import { rxFlagsFromMeta } from '../packet/meta.js';
 import type { TxPacket } from '../netif/txparse.js';
@@ -46,8 +46,8 @@ export class XenvifQueue {
     readonly index: number,
     readonly tx: BackRing,
     readonly rx: BackRing,
-    readonly txMap: MappedGrant,
-    readonly rxMap: MappedGrant,
+    readonly txMap: GrantMapping,
+    readonly rxMap: GrantMapping,
     readonly portTx: number,
     readonly portRx: number,
     readonly backlog: Backlog,

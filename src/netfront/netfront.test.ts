@@ -1,16 +1,22 @@
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { NETRXF_more_data, netifRxResponse } from '../abi/netif.js';
 import { SRING_RSP_PROD } from '../abi/sring.js';
-import { FakeHv } from '../netif/testing/fakehv.js';
+import { FakeXen } from '../domain/testing/fake-xen.js';
 import { Netfront } from './netfront.js';
 import { frontendNodes, parseBackendNodes } from './nodes.js';
 import { parseFrontendNodes } from '../netback/negotiate.js';
 import { DEFAULT_BACKEND_FEATURES } from '../netif/params.js';
 import { backendFeatureNodes } from '../netback/negotiate.js';
 
+const xens: FakeXen[] = [];
+afterEach(() => {
+  for (const x of xens.splice(0)) x.close();
+});
+
 async function front(queues = 1) {
-  const hv = new FakeHv();
-  hv.domain(1);
+  const hv = new FakeXen();
+  xens.push(hv);
+  hv.domain(1, 16);
   const dom = hv.domain(2, 2048);
   const nf = await Netfront.create(dom, { backendDomid: 1, mac: '00:16:3e:00:00:01', queues, txBuffers: 4 });
   const faults: string[] = [];

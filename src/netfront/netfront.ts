@@ -4,7 +4,7 @@
 // once. Frames of one flow stay on one queue.
 import { XEN_PAGE_SIZE } from '../abi/sring.js';
 import { XEN_NETIF_GSO_TYPE_NONE } from '../abi/netif.js';
-import type { NetfrontEnv } from '../netif/env.js';
+import type { FrontendServices } from '../domain/services.js';
 import { newL4Info, parseL4 } from '../packet/headers.js';
 import { copyMeta, newPacketMeta, type PacketMeta } from '../packet/meta.js';
 import {
@@ -67,7 +67,7 @@ export class Netfront implements FrontQueueHost {
   faultReason: string | null = null;
   private readonly scratchMeta = newPacketMeta();
 
-  private constructor(readonly env: NetfrontEnv, private readonly opts: NetfrontOptions) {
+  private constructor(readonly env: FrontendServices, private readonly opts: NetfrontOptions) {
     this.backendDomid = opts.backendDomid;
     const be = opts.backend ?? DEFAULT_BACKEND_FEATURES;
     const nq = Math.max(1, Math.min(opts.queues ?? 1, be.maxQueues));
@@ -94,7 +94,7 @@ export class Netfront implements FrontQueueHost {
   }
 
   /** Allocates, grants and initialises everything; the result says what to tell the backend. */
-  static async create(env: NetfrontEnv, opts: NetfrontOptions): Promise<Netfront> {
+  static async create(env: FrontendServices, opts: NetfrontOptions): Promise<Netfront> {
     const nf = new Netfront(env, opts);
     await nf.setup(true);
     return nf;

@@ -9,7 +9,7 @@ import {
 import { XEN_PAGE_SIZE } from '../abi/sring.js';
 import { FrontRing } from '../ring/front.js';
 import { RingFaultError } from '../ring/sring.js';
-import type { NetfrontEnv } from '../netif/env.js';
+import type { FrontendServices } from '../domain/services.js';
 import { clearMeta, metaFromRxFlags, newPacketMeta, txFlagsFromMeta, type PacketMeta } from '../packet/meta.js';
 import { VNET_HDR_LEN } from '../packet/vnet.js';
 import { FATAL_SKB_SLOTS } from '../netif/txparse.js';
@@ -24,7 +24,7 @@ const txRsp = newNetifTxResponse();
 const extra = newNetifExtraInfo();
 
 export interface FrontQueueHost {
-  env: NetfrontEnv;
+  env: FrontendServices;
   backendDomid: number;
   /** a frame arrived: buf[off, off+len) with VNET_HDR_LEN free bytes before off */
   deliver(buf: Uint8Array, off: number, len: number, meta: PacketMeta, queue: number): void;

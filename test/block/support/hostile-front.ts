@@ -8,7 +8,7 @@ import { XEN_IO_PROTO_ABI_X86_64 } from '../../../src/abi/blkif.js';
 import { SRING_W_REQ_PROD } from '../../../src/abi/sring.js';
 import { FrontRing } from '../../../src/ring/front.js';
 import type { BlkfrontConnectInfo } from '../../../src/blkif/features.js';
-import type { BlkfrontEnv } from '../../../src/blkfront/env.js';
+import type { FrontendServices } from '../../../src/domain/services.js';
 
 export interface RawResponse {
   idLo: number;
@@ -28,7 +28,7 @@ export class HostileFront {
   private waiting: (() => void) | null = null;
 
   constructor(
-    private readonly env: BlkfrontEnv,
+    private readonly env: FrontendServices,
     readonly backendDomid: number,
   ) {}
 

@@ -6,7 +6,7 @@ import { RawFile } from '../../../src/blkdev/raw-file.js';
 import { BlkbackVbd } from '../../../src/blkback/vbd.js';
 import { Blkfront, type BlkfrontOptions } from '../../../src/blkfront/device.js';
 import type { BlkbackFeatures } from '../../../src/blkif/features.js';
-import { FakeXen, type FakeDomain } from './fake-xen.js';
+import { FakeXen, type FakeDomain } from '../../../src/domain/testing/fake-xen.js';
 
 export interface LoopOptions {
   sizeBytes?: number;
@@ -34,7 +34,7 @@ export class Loop {
     const { truncateSync } = await import('node:fs');
     truncateSync(l.image, o.sizeBytes ?? 16 << 20);
     l.front = l.xen.domain(100, o.frontFrames ?? 2400);
-    l.bf = new Blkfront(l.front.env, { name: 'xvda', handle: 51712, ...o.front });
+    l.bf = new Blkfront(l.front, { name: 'xvda', handle: 51712, ...o.front });
     await l.attachBackend(o);
     return l;
   }
@@ -43,7 +43,7 @@ export class Loop {
   async attachBackend(o: LoopOptions = {}): Promise<void> {
     this.back = this.xen.domain(this.backDomid++, 4);
     this.dev = await RawFile.open(this.image, { readonly: o.readonly });
-    this.vbd = new BlkbackVbd(this.back.env, {
+    this.vbd = new BlkbackVbd(this.back, {
       name: 'vbd', device: this.dev, readonly: o.readonly, features: o.features, maxPersistentGrants: o.maxPersistentGrants,
     });
     const fi = await this.bf.prepare(this.back.domid, this.vbd.features);

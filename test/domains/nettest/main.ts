@@ -5,7 +5,7 @@
 import { Domain } from '../../../src/domain/runtime.js';
 import { NETTXF_more_data, netifTxRequest } from '../../../src/abi/netif.js';
 import { SRING_REQ_PROD } from '../../../src/abi/sring.js';
-import type { NetbackEnv, NetfrontEnv } from '../../../src/netif/env.js';
+import type { FrontendServices, NetbackServices } from '../../../src/domain/services.js';
 import { parseMacBytes } from '../../../src/packet/mac.js';
 import type { VifConnectParams } from '../../../src/netif/params.js';
 import { Netback, type NetbackOptions } from '../../../src/netback/netback.js';
@@ -19,7 +19,7 @@ import { serveCommands, type Command } from '../serve.js';
 const dom = await Domain.boot();
 const { control } = dom.bootArgs<{ control: string }>();
 const log = (l: string) => process.stdout.write(`${l}\n`);
-const env: NetbackEnv & NetfrontEnv = { frames: dom.frames, grants: dom.grants, mapper: dom.mapper, evtchn: dom.evtchn, log };
+const env: NetbackServices & FrontendServices = { frames: dom.frames, grants: dom.grants, mapper: dom.mapper, evtchn: dom.evtchn, log };
 
 let nb: Netback | null = null;
 const vifs = new Map<string, Vif>();

@@ -1,2 +1,0 @@
-export { Blkfront, type BlkfrontOptions } from './device.js';
-export type { BlkfrontEnv, BlkfrontGrants, BlkfrontFrames, BlkfrontEvtchn } from './env.js';

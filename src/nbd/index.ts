@@ -1,1 +1,0 @@
-export { NbdServer, type NbdServerOptions, type NbdExport } from './server.js';

@@ -14,6 +14,7 @@ import { pack } from 'msgpackr';
 import { Hypervisor } from '../../domains/hv/hypervisor.js';
 import { HypercallClient } from '../hypercall/client.js';
 import { waitForSocket } from '../control/unix.js';
+import { iperf3, type Iperf3End } from '../netns/iperf3.js';
 
 export interface NetBenchOptions {
   /** seconds per measurement (default 5) */
@@ -78,45 +79,17 @@ function machineCpu(): number {
   return (total - idle) / 100;
 }
 
-interface Endpoint {
-  ns: string;
-  ip: string;
-}
+type Endpoint = Iperf3End;
 
+/** A TCP run, with the machine's busy CPU seconds over it (the retry waits before it are idle). */
 async function iperfTcp(client: Endpoint, server: Endpoint, secs: number, port: number): Promise<{ bps: number; bytes: number; cpu: number }> {
-  return iperf(client, server, secs, port, []);
-}
-
-async function iperf(client: Endpoint, server: Endpoint, secs: number, port: number, extra: string[]): Promise<{ bps: number; bytes: number; cpu: number; json: Record<string, unknown> }> {
-  const srv = spawn('ip', ['netns', 'exec', server.ns, 'iperf3', '-s', '-1', '-B', server.ip, '-p', String(port)], { stdio: 'ignore' });
-  try {
-    for (let attempt = 0; ; attempt++) {
-      await sleep(200);
-      const c0 = machineCpu();
-      const r = await sh('ip', ['netns', 'exec', client.ns, 'iperf3', '-c', server.ip, '-p', String(port), '-t', String(secs), '-J', '--connect-timeout', '2000', ...extra], (secs + 30) * 1000);
-      const cpu = machineCpu() - c0;
-      let json: Record<string, unknown> = {};
-      try {
-        json = JSON.parse(r.stdout) as Record<string, unknown>;
-      } catch {
-        /* reported below */
-      }
-      if (r.code === 0) {
-        const end = json.end as { sum_received?: { bits_per_second: number; bytes: number }; sum?: { bits_per_second: number; bytes: number } };
-        const s = end.sum_received ?? end.sum!;
-        return { bps: s.bits_per_second, bytes: s.bytes, cpu, json };
-      }
-      if (attempt >= 10 || !/refused|unable to connect/i.test(String(json.error ?? r.stdout + r.stderr))) {
-        throw new Error(`iperf3 ${client.ns} -> ${server.ip}: ${String(json.error ?? r.stderr.slice(0, 300))}`);
-      }
-    }
-  } finally {
-    if (srv.exitCode === null) srv.kill('SIGKILL');
-  }
+  const c0 = machineCpu();
+  const r = await iperf3(client, server, { seconds: secs, port, bind: true });
+  return { bps: r.bps, bytes: r.bytes, cpu: machineCpu() - c0 };
 }
 
 async function udpRate(client: Endpoint, server: Endpoint, secs: number, port: number, len: number): Promise<number> {
-  const r = await iperf(client, server, secs, port, ['-u', '-b', '0', '-l', String(len)]);
+  const r = await iperf3(client, server, { seconds: secs, port, bind: true, extra: ['-u', '-b', '0', '-l', String(len)] });
   const sum = (r.json.end as { sum: { packets: number; lost_packets: number; seconds: number } }).sum;
   return (sum.packets - sum.lost_packets) / (sum.seconds || secs);
 }

@@ -9,8 +9,8 @@ import {
 import { RawFile } from '../blkdev/raw-file.js';
 import { BlkbackVbd } from './vbd.js';
 import { FakeXen, type FakeDomain } from '../domain/testing/fake-xen.js';
-import { HostileFront } from '../../test/block/support/hostile-front.js';
-import { Loop, pattern } from '../../test/block/support/loop.js';
+import { HostileFront } from '../blkif/testing/hostile-front.js';
+import { Loop, pattern } from '../blkif/testing/loop.js';
 
 const SECTORS = 2048; // 1 MiB disk
 

@@ -14,8 +14,8 @@ import { NvmeModel } from '../hw/nvme.js';
 import { HeldMedium, makeRig, type Rig } from '../hw/testrig.js';
 import { NVME_REG } from '../abi/nvme.js';
 import { FakeXen, type FakeDomain } from '../domain/testing/fake-xen.js';
-import { HostileFront } from '../../test/block/support/hostile-front.js';
-import { DirectionSwapped } from '../../test/block/support/direction-swapped.js';
+import { HostileFront } from '../blkif/testing/hostile-front.js';
+import { DirectionSwapped } from '../blkif/testing/direction-swapped.js';
 import type { BlkbackServices } from '../domain/services.js';
 import { BlkbackVbd } from './vbd.js';
 

@@ -9,7 +9,7 @@ import { BLKIF_RING, writeBlkifResponse, blkifRequest, newBlkifRequest } from '.
 import { defaultBlkbackFeatures } from '../blkif/features.js';
 import { RawFile } from '../blkdev/raw-file.js';
 import { BlkbackVbd } from '../blkback/vbd.js';
-import { Loop, pattern } from '../../test/block/support/loop.js';
+import { Loop, pattern } from '../blkif/testing/loop.js';
 import { DiskError } from '../blkif/disk.js';
 
 let loop: Loop | null = null;

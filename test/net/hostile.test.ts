@@ -29,6 +29,8 @@ describe.skipIf(why !== null)('net: hostile frontends', () => {
     await rig.connect(nd, bad, badMac, info);
     // the honest pair talks the whole time
     background = rig.iperf(a, b, 14, [], 5301);
+    // awaited by the last case; a stream that dies early must fail that case, not the run
+    background.catch(() => undefined);
   });
 
   afterAll(async () => {
@@ -120,7 +122,7 @@ describe.skipIf(why !== null)('net: hostile frontends', () => {
       v = await rig.vif(nd, bad);
     }
     expect(drops(v)).toBeGreaterThan(0);
-    expect(Number(v.rxStalls)).toBeGreaterThan(0);
+    expect(Number(v.rxStalls), `no rx stall within 60 s of the drops; vif ${JSON.stringify(v)}`).toBeGreaterThan(0);
     expect((v.backlog as unknown as number[])[0]).toBe(0);
     await rig.reaches(a, b.ip);
   }, 240_000);

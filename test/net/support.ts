@@ -10,6 +10,7 @@ import { Probe, TestPlatform, sleep } from '../support/platform.js';
 import type { NetfrontConnectInfo } from '../../src/netfront/netfront.js';
 import type { NetifRate } from '../../src/netif/params.js';
 import { waitForSocket } from '../../src/control/unix.js';
+import { iperf3, type Iperf3Result } from '../../src/netns/iperf3.js';
 
 export interface Run {
   code: number | null;
@@ -133,33 +134,18 @@ export class NetRig {
     }
   }
 
-  /** iperf3 TCP from `client` to `server` for `secs` seconds (reverse: server sends) */
-  async iperf(client: Guest, server: Guest, secs: number, extra: string[] = [], port = 5201): Promise<{ bps: number; intervals: number[]; json: Record<string, unknown> }> {
-    const srv = spawn('ip', ['netns', 'exec', server.ns, 'iperf3', '-s', '-1', '-B', server.ip, '-p', String(port)], { stdio: 'ignore' });
-    this.children.add(srv);
-    srv.on('exit', () => this.children.delete(srv));
-    try {
-      for (let attempt = 0; ; attempt++) {
-        await sleep(150);
-        const r = await nsRun(client.ns, 'iperf3', ['-c', server.ip, '-p', String(port), '-t', String(secs), '-J', '--connect-timeout', '2000', ...extra], (secs + 20) * 1000);
-        let json: Record<string, unknown> = {};
-        try {
-          json = JSON.parse(r.stdout) as Record<string, unknown>;
-        } catch {
-          /* not JSON: reported below */
-        }
-        if (r.code === 0) {
-          const end = json.end as { sum_received: { bits_per_second: number } };
-          const intervals = (json.intervals as { sum: { bytes: number } }[]).map((i) => i.sum.bytes);
-          return { bps: end.sum_received.bits_per_second, intervals, json };
-        }
-        if (attempt >= 10 || !/refused|unable to connect/i.test(String(json.error ?? r.stdout + r.stderr))) {
-          throw new Error(`iperf3 failed (code ${r.code}): ${String(json.error ?? '')} ${r.stderr.slice(0, 500)}`);
-        }
-      }
-    } finally {
-      if (srv.exitCode === null) srv.kill('SIGKILL');
-    }
+  /** iperf3 TCP from `client` to `server` for `secs` seconds; throws, saying why, if it did not run */
+  iperf(client: Guest, server: Guest, secs: number, extra: string[] = [], port = 5201): Promise<Iperf3Result> {
+    return iperf3(client, server, {
+      seconds: secs,
+      port,
+      bind: true,
+      extra,
+      onServer: (srv) => {
+        this.children.add(srv);
+        srv.on('exit', () => this.children.delete(srv));
+      },
+    });
   }
 
   private closing: Promise<void> | null = null;

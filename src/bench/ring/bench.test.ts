@@ -1,7 +1,7 @@
 // The ring lab's own logic. Performance is reported, never asserted: these only check that every
 // comparison runs, reports a positive rate, and that the reports are well formed.
 import { describe, expect, it } from 'vitest';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RingBenchArgError, parseRingBenchArgs, ringBenchMain } from './args.js';
@@ -121,6 +121,8 @@ describe('the C peer', () => {
       buildCPeer({ extraFlags: ['-I', dir], outDir: dir });
     } catch (e) {
       err = e;
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
     expect(err).toBeInstanceOf(CPeerBuildError);
     expect((err as Error).message).toMatch(/libxen-dev/);
@@ -193,6 +195,7 @@ describe('a short run', () => {
     expect(parsed.rows.map((r) => r.impl)).toEqual(['ts', 'c', 'unix']);
     expect(err).toMatch(/\[ 1\/3\] ts order 0 poll/);
     expect(err).toMatch(/wrote .*r\.html/);
+    rmSync(dir, { recursive: true, force: true });
   });
 
   it('reports an argument error with exit code 2', async () => {

@@ -3,8 +3,7 @@
 // point of it is to check our bytes and index discipline against Xen's.
 
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -54,7 +53,7 @@ export function compileC(source: string, binary: string, extraFlags: readonly st
 }
 
 export interface BuildCPeerOptions {
-  /** where to put the binary (default: a fresh temp dir) */
+  /** where to put the binary (default: node_modules/.cache/ringside beside the source tree, reused by every run) */
   outDir?: string;
   extraFlags?: readonly string[];
   cc?: string;
@@ -64,8 +63,15 @@ export interface BuildCPeerOptions {
 /** Compile the C peer; throws CPeerBuildError saying what to install when the Xen headers are missing. */
 export function buildCPeer(opts: BuildCPeerOptions = {}): string {
   const source = opts.source ?? cPeerSourcePath();
-  const outDir = opts.outDir ?? mkdtempSync(join(tmpdir(), 'ringside-cpeer-'));
-  const r = compileC(source, join(outDir, 'blkif_peer'), opts.extraFlags ?? [], opts.cc);
+  const outDir = opts.outDir ?? join(dirname(dirname(dirname(dirname(source)))), 'node_modules', '.cache', 'ringside');
+  mkdirSync(outDir, { recursive: true });
+  // Built under a name of our own and renamed into place, so parallel test workers never run a
+  // half-written binary.
+  const binary = join(outDir, 'blkif_peer');
+  const tmp = `${binary}.${process.pid}.tmp`;
+  const r = compileC(source, tmp, opts.extraFlags ?? [], opts.cc);
+  if (r.ok) renameSync(tmp, binary);
+  else rmSync(tmp, { force: true });
   if (!r.ok) {
     const missing = /xen\/io\/(ring|blkif)\.h/.test(r.stderr) && /No such file|not found|#error/i.test(r.stderr);
     const hint = missing
@@ -73,7 +79,7 @@ export function buildCPeer(opts: BuildCPeerOptions = {}): string {
       : `gcc failed to build ${source}`;
     throw new CPeerBuildError(`${hint}\n${r.stderr.trim()}`, r.stderr);
   }
-  return r.binary;
+  return binary;
 }
 
 /** The headers a compile of `source` actually reads (gcc -M), to prove they are the system's. */

@@ -8,7 +8,7 @@ import { NvmeDriver } from '../../../src/drivers/nvme.js';
 import type { BlkbackFeatures, BlkfrontConnectInfo } from '../../../src/blkif/features.js';
 import { mediumOpener } from '../../../domains/blk/vbd.js';
 import { serveControl, type Command } from '../../block/support/control.js';
-import { DirectionSwapped } from '../../block/support/direction-swapped.js';
+import { DirectionSwapped } from '../../../src/blkif/testing/direction-swapped.js';
 
 const dom = await Domain.boot();
 const { control } = dom.bootArgs<{ control: string }>();

@@ -7,7 +7,7 @@ import type { BlkbackConnectInfo, BlkbackFeatures } from '../../../src/blkif/fea
 import {
   BLKIF_OP_READ, BLKIF_OP_WRITE, writeBlkifDiscard,
 } from '../../../src/abi/blkif.js';
-import { HostileFront } from '../../block/support/hostile-front.js';
+import { HostileFront } from '../../../src/blkif/testing/hostile-front.js';
 import { serveControl, type Command } from '../../block/support/control.js';
 
 const dom = await Domain.boot();

@@ -3,10 +3,10 @@ import { connect } from 'node:net';
 import { mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { RawFile } from '../blkdev/raw-file.js';
-import { DeviceDisk } from '../blkdev/disk.js';
-import { NbdServer } from './server.js';
-import { fioVerify, qemuIo, run, nbdUri } from '../../test/block/support/tools.js';
+import { RawFile } from '../../src/blkdev/raw-file.js';
+import { DeviceDisk } from '../../src/blkdev/disk.js';
+import { NbdServer } from '../../src/nbd/server.js';
+import { fioVerify, qemuIo, run, nbdUri } from './support/tools.js';
 
 let dir: string;
 let dev: RawFile;

@@ -3,12 +3,12 @@
 import {
   BLKIF_OP_WRITE, BLKIF_RING, blkifResponse, newBlkifResponse, writeBlkifIndirect, writeBlkifIndirectGref, writeBlkifRw,
   writeBlkifSegment, type BlkifResponse,
-} from '../../../src/abi/blkif.js';
-import { XEN_IO_PROTO_ABI_X86_64 } from '../../../src/abi/blkif.js';
-import { SRING_W_REQ_PROD } from '../../../src/abi/sring.js';
-import { FrontRing } from '../../../src/ring/front.js';
-import type { BlkfrontConnectInfo } from '../../../src/blkif/features.js';
-import type { FrontendServices } from '../../../src/domain/services.js';
+} from '../../abi/blkif.js';
+import { XEN_IO_PROTO_ABI_X86_64 } from '../../abi/blkif.js';
+import { SRING_W_REQ_PROD } from '../../abi/sring.js';
+import { FrontRing } from '../../ring/front.js';
+import type { BlkfrontConnectInfo } from '../features.js';
+import type { FrontendServices } from '../../domain/services.js';
 
 export interface RawResponse {
   idLo: number;

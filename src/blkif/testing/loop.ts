@@ -2,11 +2,11 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { RawFile } from '../../../src/blkdev/raw-file.js';
-import { BlkbackVbd } from '../../../src/blkback/vbd.js';
-import { Blkfront, type BlkfrontOptions } from '../../../src/blkfront/device.js';
-import type { BlkbackFeatures } from '../../../src/blkif/features.js';
-import { FakeXen, type FakeDomain } from '../../../src/domain/testing/fake-xen.js';
+import { RawFile } from '../../blkdev/raw-file.js';
+import { BlkbackVbd } from '../../blkback/vbd.js';
+import { Blkfront, type BlkfrontOptions } from '../../blkfront/device.js';
+import type { BlkbackFeatures } from '../features.js';
+import { FakeXen, type FakeDomain } from '../../domain/testing/fake-xen.js';
 
 export interface LoopOptions {
   sizeBytes?: number;

@@ -1,7 +1,7 @@
 // A DMA block device whose driver has a bug (or an attacker in the driver domain): it has the
 // device write the pages of a WRITE request instead of reading them. Tests use it to show that the
 // IOMMU refuses such a write into a read-only device_map grant.
-import type { DmaBlockDevice, DmaList, IoDone } from '../../../src/blkdev/device.js';
+import type { DmaBlockDevice, DmaList, IoDone } from '../../blkdev/device.js';
 
 export class DirectionSwapped implements DmaBlockDevice {
   readonly name: string;

@@ -1,6 +1,6 @@
 // What the tests read from /proc: every process's open descriptors (proof that a stopped system
 // left none behind) and a process's confinement as the kernel reports it.
-import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { readFileSync, readdirSync, readlinkSync, statSync } from 'node:fs';
 
 /** The confinement fields of /proc/PID/status (PID may be 'self'). */
 export function procStatus(pid: number | 'self'): { capEff?: string; capBnd?: string; nnp?: string; seccomp?: string } {
@@ -10,8 +10,8 @@ export function procStatus(pid: number | 'self'): { capEff?: string; capBnd?: st
 }
 
 /** Each open descriptor of each process as { pid, target }, target being /proc/PID/fd/N's link. */
-export function openFdTargets(): { pid: string; target: string }[] {
-  const out: { pid: string; target: string }[] = [];
+export function openFdTargets(): { pid: string; fd: string; target: string }[] {
+  const out: { pid: string; fd: string; target: string }[] = [];
   for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
     let fds: string[];
     try {
@@ -21,7 +21,7 @@ export function openFdTargets(): { pid: string; target: string }[] {
     }
     for (const fd of fds) {
       try {
-        out.push({ pid, target: readlinkSync(`/proc/${pid}/fd/${fd}`) });
+        out.push({ pid, fd, target: readlinkSync(`/proc/${pid}/fd/${fd}`) });
       } catch {
         /* raced with exit */
       }
@@ -39,6 +39,44 @@ export function processesMentioning(needle: string): string[] {
       if (cmd.includes(needle)) out.push(`${pid}: ${cmd.slice(0, 120)}`);
     } catch {
       /* gone */
+    }
+  }
+  return out;
+}
+
+/** The inode of every memfd the given processes hold: what "this system's memfds" means exactly. */
+export function memfdInodes(pids: readonly number[]): Set<number> {
+  const out = new Set<number>();
+  for (const pid of pids) {
+    let fds: string[];
+    try {
+      fds = readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue;
+    }
+    for (const fd of fds) {
+      try {
+        if (readlinkSync(`/proc/${pid}/fd/${fd}`).startsWith('/memfd:')) out.add(statSync(`/proc/${pid}/fd/${fd}`).ino);
+      } catch {
+        /* raced with close or exit */
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * Processes still holding one of `inodes`, as "pid:target". By inode, not by name, so another
+ * ringside on the same machine (whose dom0 also has a Domain-0-gnttab) is not taken for a leak.
+ */
+export function holdersOf(inodes: ReadonlySet<number>): string[] {
+  const out: string[] = [];
+  for (const { pid, target, fd } of openFdTargets()) {
+    if (!target.startsWith('/memfd:')) continue;
+    try {
+      if (inodes.has(statSync(`/proc/${pid}/fd/${fd}`).ino)) out.push(`${pid}:${target}`);
+    } catch {
+      /* raced with exit */
     }
   }
   return out;

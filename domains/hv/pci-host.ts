@@ -20,7 +20,7 @@ import { FRAMES_PER_MESSAGE, HW_OP, INFO_LINK_UP, INFO_READONLY, STAT_FIELDS, ty
 import { HwError, HwLink } from './hw-link.js';
 import { HvTableMemory } from './iommu-memory.js';
 import { DrainWaiter } from './drain.js';
-import { sizeThreadpool } from '../hw/threadpool.js';
+import { sizeThreadpool } from '../../src/hw/threadpool.js';
 import { confineArgs, confineLauncher, confineStrength } from './confine.js';
 import type { ConfineSpec } from '../../src/hypercall/protocol.js';
 import { dirname } from 'node:path';

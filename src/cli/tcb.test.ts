@@ -11,6 +11,9 @@ describe('ringside tcb', () => {
     expect(r.parts.find((p) => p.domain === 'hw')?.hardware).toBe(true);
     expect(r.trustedLines).toBeGreaterThan(r.nativeLines);
     expect(r.trustedLines).toBeLessThan(r.totalLines);
+    const hv = r.parts.find((p) => p.domain === 'hv')!;
+    expect(hv.homeLines).toBeGreaterThan(0);
+    expect(hv.homeLines).toBeLessThan(hv.ownLines);
     expect(formatTcb(r)).toMatch(/TCB \(hv \+ dom0 \+ hw \+ native, distinct lines\): \d+ of \d+/);
   });
 });

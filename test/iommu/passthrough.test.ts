@@ -4,7 +4,7 @@
 import { procStatus } from '../support/proc.js';
 import { ensureMedium } from '../../domains/dom0/images.js';
 import { readFileSync } from 'node:fs';
-import { THREADS_PER_CONTROLLER } from '../../domains/hw/threadpool.js';
+import { THREADS_PER_CONTROLLER } from '../../src/hw/threadpool.js';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hostConfig, hostDev } from '../../iommu/platform/host-builder.js';

@@ -218,7 +218,7 @@ export class PciHost {
       return { result: { kind: 'nvme', barSize: NVME_BAR_SIZE, blocks: Math.floor(m.size / 512), blockSize: 512, readonly: m.readonly }, fds };
     }
     const linkUp = (this.hw.call(HW_OP.DEVICE_INFO, h.index).flags & INFO_LINK_UP) !== 0;
-    return { result: { kind: 'nic', barSize: NIC_BAR_SIZE, mac: macOf(h.dev), linkUp }, fds };
+    return { result: { kind: 'nic', barSize: NIC_BAR_SIZE, mac: h.dev.mac as string, linkUp }, fds };
   }
 
   /** A config write by the owner (or the platform); hw hears the bus-master bit before the caller's reply. */
@@ -509,14 +509,7 @@ function hwSpec(dev: HostDevice): HwDeviceSpec {
   }
   const w = dev.wire;
   const wire: HwDeviceSpec['wire'] = w?.kind === 'tap' ? { kind: 'tap', name: w.name } : w?.kind === 'cable' ? { kind: 'cable', peerSid: sourceId(w.peer) } : { kind: 'none' };
-  return { sid, name, kind: 'nic', mac: [...macBytes(macOf(dev))], wire, offloads: dev.offloads !== false };
-}
-
-/** A NIC without mac= gets a stable locally administered one from its BDF. */
-function macOf(dev: HostDevice): string {
-  if (dev.mac) return dev.mac;
-  const h = (n: number) => n.toString(16).padStart(2, '0');
-  return `02:52:53:${h(dev.bdf.bus)}:${h(dev.bdf.dev)}:${h(dev.bdf.fn)}`;
+  return { sid, name, kind: 'nic', mac: [...macBytes(dev.mac as string)], wire, offloads: dev.offloads !== false };
 }
 
 function macBytes(mac: string): Uint8Array {

@@ -97,10 +97,9 @@ function device(o: Record<string, unknown>, i: number): HostDevice {
   }
   if (type === 'nic') {
     dev.wire = wire(obj(o.wire ?? { kind: 'none' }, `${at}.wire`), at);
-    if (o.mac !== undefined) {
-      if (typeof o.mac !== 'string' || !/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(o.mac)) throw new ArgError(`${at}.mac must be a lowercase MAC like 00:16:3e:00:00:01`);
-      dev.mac = o.mac;
-    }
+    // the toolstack picks every NIC's address (host.cfg's mac=, or one derived from the BDF)
+    if (typeof o.mac !== 'string' || !/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(o.mac)) throw new ArgError(`${at}.mac must be a lowercase MAC like 00:16:3e:00:00:01 (dom0 gives every NIC one)`);
+    dev.mac = o.mac;
     if (o.offloads !== undefined) {
       if (typeof o.offloads !== 'boolean') throw new ArgError(`${at}.offloads must be true or false`);
       dev.offloads = o.offloads;

@@ -3,6 +3,7 @@
 
 import { parseBdf, type Bdf } from '../../src/config/bdf.js';
 import type { HostConfig, HostDevice, HostDeviceType, RmrrRegion, ResetMethod } from '../../src/config/host.js';
+import { defaultNicMac } from '../../src/config/hostdev.js';
 
 export interface HostDevOptions {
   parent?: string;
@@ -44,6 +45,7 @@ export function hostDev(at: string, type: HostDeviceType, o: HostDevOptions = {}
     line: 0,
   };
   if (o.parent !== undefined) dev.parent = bdf(o.parent);
+  if (type === 'nic') dev.mac = defaultNicMac(dev.bdf); // as host.cfg's parser does
   return dev;
 }
 

@@ -135,10 +135,16 @@ export function parseHostDevice(text: string, where: ErrorWhere, baseDir: string
       const m = parseMac(macText);
       if (typeof m !== 'string') fail(m.error);
       dev.mac = m as string;
-    }
+    } else dev.mac = defaultNicMac(dev.bdf);
     if (opts.has('offloads')) dev.offloads = bool01('offloads', opts.get('offloads') as string, where);
   }
   return { dev, multifunctionExplicit: opts.has('multifunction'), where };
+}
+
+/** A NIC without mac= gets a stable locally administered one from its BDF, so restarts keep it. */
+export function defaultNicMac(bdf: Bdf): string {
+  const h = (n: number) => n.toString(16).padStart(2, '0');
+  return `02:52:53:${h(bdf.bus)}:${h(bdf.dev)}:${h(bdf.fn)}`;
 }
 
 function bdfOpt(key: string, text: string | undefined, where: ErrorWhere): Bdf | undefined {

@@ -7,10 +7,9 @@ import type { DomainBootArgs } from '../../src/domain/bootargs.js';
 import { Netback } from '../../src/netback/netback.js';
 import { TapUplink } from '../../src/netswitch/tap-uplink.js';
 import { offloadNames, openNic } from '../../src/drivers/nic.js';
-import { DeviceDirWatcher } from '../../src/xenbus/device.js';
+import { serveBackendDir } from '../../src/xenbus/backend-dir.js';
 import { VifBackend } from './vif.js';
 import { VhostUserVif } from './vhost-vif.js';
-import { TRANSPORT_KEY } from '../../src/vhost-user/xenstore-keys.js';
 
 const log = (l: string) => process.stdout.write(`${l}\n`);
 const dom = await Domain.boot();
@@ -28,36 +27,15 @@ if (nic) {
   netback.setUplink(await TapUplink.open({ name: args.uplink }));
   log(`netdom: uplink TAP ${args.uplink}`);
 }
-const vifs = new Map<string, Promise<VifBackend | VhostUserVif | null>>();
-
-/** A VM's vif says `ringside/transport = vhost-user`; anything else is a Xen-ABI vif. */
-async function startVif(path: string): Promise<VifBackend | VhostUserVif> {
-  const transport = (await xs.tryRead(`${path}/${TRANSPORT_KEY}`)) ?? 'netif';
-  if (transport === 'vhost-user') return VhostUserVif.start(netback, xs, path, log);
-  if (transport !== 'netif') throw new Error(`${path}/${TRANSPORT_KEY} = ${JSON.stringify(transport.slice(0, 40))}: expected netif or vhost-user`);
-  return VifBackend.start(netback, xs, path, log);
-}
-const watcher = new DeviceDirWatcher(
-  xs,
-  `/local/domain/${dom.domid}/backend/vif`,
-  2,
-  (path) => {
-    vifs.set(
-      path,
-      startVif(path).catch((e: Error) => {
-        log(`netdom: vif ${path}: ${e.message}`);
-        return null;
-      }),
-    );
-  },
-  (path) => {
-    const v = vifs.get(path);
-    vifs.delete(path);
-    void v?.then((x) => x?.close());
-    log(`netdom: vif ${path} removed`);
-  },
-);
-await watcher.start();
+await serveBackendDir(xs, {
+  dir: `/local/domain/${dom.domid}/backend/vif`,
+  kind: 'vif',
+  who: 'netdom',
+  native: 'netif',
+  startNative: (path) => VifBackend.start(netback, xs, path, log),
+  startVhostUser: (path) => VhostUserVif.start(netback, xs, path, log),
+  log,
+});
 // Serving VMs means binding vhost-user sockets as vifs arrive, in the directory dom0 gave us.
 if (args.seccomp) dropDriverPrivileges(log, { listenUnix: args.vhostDir !== undefined });
 log(`netdom ${dom.name}: switching vifs as dom${dom.domid}`);

@@ -5,7 +5,7 @@ import { connectXenstore } from '../../src/domain/xenstore.js';
 import { dropDriverPrivileges } from '../../src/domain/sandbox.js';
 import type { DomainBootArgs } from '../../src/domain/bootargs.js';
 import { serveBackendDir } from '../../src/xenbus/backend-dir.js';
-import { VbdBackend, mediumOpener } from './vbd.js';
+import { VbdBackend, mediumOpener } from './vbd-xenbus.js';
 import { VhostUserVbd } from './vhost-vbd.js';
 
 const log = (l: string) => process.stdout.write(`${l}\n`);

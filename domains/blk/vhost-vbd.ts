@@ -6,7 +6,7 @@ import { XenbusDevice } from '../../src/xenbus/device.js';
 import { VhostUserEnd } from '../../src/vhost-user/xenbus-end.js';
 import { MAX_VBD_QUEUES as MAX_QUEUES, QUEUES_KEY } from '../../src/vhost-user/xenstore-keys.js';
 import { VirtioBlk } from '../../src/virtio/blk.js';
-import type { OpenMedium } from './vbd.js';
+import type { OpenMedium } from './vbd-xenbus.js';
 
 export class VhostUserVbd {
   private device: BlockDevice | null = null;

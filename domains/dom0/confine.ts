@@ -5,7 +5,7 @@
 // disks are reached through blkfront). hv adds only what any domain needs to run at all.
 import { join } from 'node:path';
 import type { SystemConfig, SystemDomain } from '../../src/config/system.js';
-import { vifNetns } from '../../src/config/vif.js';
+import { vifNetns } from '../../src/config/vif-spec.js';
 import type { ConfineSpec } from '../../src/hypercall/protocol.js';
 
 /**

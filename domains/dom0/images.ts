@@ -4,7 +4,7 @@
 // files that already exist.
 import { closeSync, existsSync, ftruncateSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
-import type { DiskSpec } from '../../src/config/disk.js';
+import type { DiskSpec } from '../../src/config/disk-spec.js';
 import { formatBdf } from '../../src/config/bdf.js';
 import type { HostDevice } from '../../src/config/host.js';
 

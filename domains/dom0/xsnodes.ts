@@ -3,8 +3,8 @@
 // device dir is n<B>,r<F>. Driver domains and frontends find their work here, so these keys are
 // the contract between the toolstack and every backend.
 import { isXenstoreError, type XsOps } from '../../src/xenstore/client.js';
-import type { DiskSpec } from '../../src/config/disk.js';
-import type { VifSpec } from '../../src/config/vif.js';
+import type { DiskSpec } from '../../src/config/disk-spec.js';
+import type { VifSpec } from '../../src/config/vif-spec.js';
 import { XenbusState } from '../../src/abi/xenbus.js';
 
 export const dompath = (domid: number) => `/local/domain/${domid}`;

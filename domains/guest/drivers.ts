@@ -2,8 +2,8 @@
 import type { DomainBootArgs } from '../../src/domain/bootargs.js';
 import type { Domain } from '../../src/domain/runtime.js';
 import type { XenstoreClient } from '../../src/xenstore/client.js';
-import { VbdFrontend } from './vbd.js';
-import { VifFrontend } from './vif.js';
+import { VbdFrontend } from './vbd-xenbus.js';
+import { VifFrontend } from './vif-xenbus.js';
 
 export interface DeviceDriver {
   add(path: string): void;

@@ -8,7 +8,7 @@ import { Netback } from '../../src/netback/netback.js';
 import { TapUplink } from '../../src/netswitch/tap-uplink.js';
 import { offloadNames, openNic } from '../../src/drivers/nic.js';
 import { serveBackendDir } from '../../src/xenbus/backend-dir.js';
-import { VifBackend } from './vif.js';
+import { VifBackend } from './vif-xenbus.js';
 import { VhostUserVif } from './vhost-vif.js';
 
 const log = (l: string) => process.stdout.write(`${l}\n`);

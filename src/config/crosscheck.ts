@@ -6,7 +6,7 @@ import { ConfigError, unknownHint, type ErrorWhere } from './errors.js';
 import type { DomainConfig, DriverRole } from './domain.js';
 import type { HostConfig, HostDevice } from './host.js';
 import { parseNetnsName } from './net.js';
-import { vifNetns } from './vif.js';
+import { vifNetns } from './vif-spec.js';
 
 /** `guest` runs blkfront/netfront on Xen's rings; `vm` is a real Linux VM under QEMU. */
 export type DomainRole = DriverRole | 'guest' | 'vm';

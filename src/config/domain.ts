@@ -3,10 +3,10 @@
 
 import { ConfigError, quote, type ErrorWhere } from './errors.js';
 import { CfgReader } from './fields.js';
-import { parseDisk, type DiskSpec } from './disk.js';
+import { parseDisk, type DiskSpec } from './disk-spec.js';
 import { parsePciSpec, parseRdm, type PciSpec, type RdmConfig } from './pci.js';
 import { checkIfName } from './spec.js';
-import { parseVif, type VifSpec } from './vif.js';
+import { parseVif, type VifSpec } from './vif-spec.js';
 import type { XlCfg } from './xlcfg.js';
 import { isAbsolute, resolve } from 'node:path';
 

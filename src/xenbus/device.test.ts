@@ -3,7 +3,7 @@ import { startTestServer, type TestServer } from '../../domains/xenstored/testki
 import { XenbusState } from '../abi/xenbus.js';
 import { DeviceDirWatcher, XenbusDevice, XenbusError } from './device.js';
 import { writeVbd } from '../../domains/dom0/xsnodes.js';
-import type { DiskSpec } from '../config/disk.js';
+import type { DiskSpec } from '../config/disk-spec.js';
 
 const disk = { backend: 'b', vdev: 'xvda', devid: 51712, target: '/tmp/x.img', targetAsWritten: 'x.img', format: 'raw', access: 'w', sizeBytes: 1, discard: false, where: { file: 'f', line: 1 } } as DiskSpec;
 const tick = (ms = 30) => new Promise((r) => setTimeout(r, ms));

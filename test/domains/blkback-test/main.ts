@@ -6,7 +6,7 @@ import type { BlockDevice } from '../../../src/blkdev/device.js';
 import { BlkbackVbd } from '../../../src/blkback/vbd.js';
 import { NvmeDriver } from '../../../src/drivers/nvme.js';
 import type { BlkbackFeatures, BlkfrontConnectInfo } from '../../../src/blkif/features.js';
-import { mediumOpener } from '../../../domains/blk/vbd.js';
+import { mediumOpener } from '../../../domains/blk/vbd-xenbus.js';
 import { serveControl, type Command } from '../../block/support/control.js';
 import { DirectionSwapped } from '../../../src/blkif/testing/direction-swapped.js';
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseDisk } from './disk.js';
+import { parseDisk } from './disk-spec.js';
 import { parseVdev } from './vdev.js';
 import { configError } from './testing/expect-error.js';
 import type { ErrorWhere } from './errors.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseVif } from './vif.js';
+import { parseVif } from './vif-spec.js';
 import { deriveMac, parseIpv4Cidr, parseRate, parseNetnsName } from './net.js';
 import { parseMac } from '../packet/mac.js';
 import { configError } from './testing/expect-error.js';

@@ -1,7 +1,7 @@
 // Net integration-test rig: an in-process hv (the test is dom0), nettest domains as netdom and
 // guests, and async helpers for ip/ping/iperf3 inside the guests' namespaces. Every name carries
 // the test process's pid, and close() removes whatever is left.
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
@@ -12,20 +12,8 @@ import type { NetifRate } from '../../src/netif/params.js';
 import { waitForSocket } from '../../src/control/unix.js';
 import { iperf3, type Iperf3Result } from '../../src/netns/iperf3.js';
 
-export interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-export function run(cmd: string, args: string[], timeoutMs = 30_000): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { timeout: timeoutMs, encoding: 'utf8', maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : -1) : 0;
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+import { run, type Run } from '../support/run.js';
+export { run, type Run };
 
 export function nsRun(ns: string, cmd: string, args: string[], timeoutMs = 30_000): Promise<Run> {
   return run('ip', ['netns', 'exec', ns, cmd, ...args], timeoutMs);

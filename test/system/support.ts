@@ -3,7 +3,6 @@
 // always torn down. Everything here is asynchronous (the tools talk to processes we started).
 import { alive } from '../../src/cli/lifecycle.js';
 import { procStatus } from '../support/proc.js';
-import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,23 +17,8 @@ export async function netnsNames(): Promise<string[]> {
 }
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export interface Run {
-  code: number;
-  signal: string | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs a command; never throws (code -1 on spawn failure or timeout). */
-export function run(cmd: string, args: string[], opts: { timeoutMs?: number; cwd?: string } = {}): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { timeout: opts.timeoutMs ?? 30_000, cwd: opts.cwd, encoding: 'utf8', maxBuffer: 64 << 20, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
-      const e = err as (Error & { code?: unknown; signal?: string | null }) | null;
-      const code = e ? (typeof e.code === 'number' ? e.code : -1) : 0;
-      resolve({ code, signal: e?.signal ?? null, stdout: String(stdout), stderr: String(stderr) });
-    });
-  });
-}
+import { run, type Run } from '../support/run.js';
+export { run, type Run };
 
 export { alive };
 

@@ -1,20 +1,7 @@
 // Real NBD tools run asynchronously (the server under test lives in this event loop).
-import { execFile } from 'node:child_process';
 
-export interface ToolResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-export function run(cmd: string, args: string[], timeoutMs = 120_000): Promise<ToolResult> {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { timeout: timeoutMs, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 1) : 0;
-      resolve({ code, stdout: String(stdout), stderr: String(stderr) });
-    });
-  });
-}
+import { run, type Run as ToolResult } from '../../support/run.js';
+export { run, type ToolResult };
 
 export const nbdUri = (sock: string) => `nbd+unix:///?socket=${sock}`;
 

@@ -1,7 +1,7 @@
 // xenstored domain entry: boot like any domain, then serve the store on the sockets the
 // toolstack named (a privileged one for dom0 and administrators, one per introduced domain).
 import { Domain } from '../../src/domain/runtime.js';
-import { native } from '../../src/native/index.js';
+import { applySeccompRole } from '../../src/domain/sandbox.js';
 import { startXenstored } from './server.js';
 
 const dom = await Domain.boot();
@@ -11,7 +11,7 @@ if (typeof args.privilegedSocket !== 'string' || typeof args.domainSocketDir !==
   process.exit(2);
 }
 // xenstored creates sockets on INTRODUCE, so it keeps socket/bind; it never needs to exec.
-native.seccompDeny(['execve', 'execveat', 'ptrace', 'process_vm_readv', 'process_vm_writev', 'mount', 'kexec_load', 'init_module', 'finit_module', 'bpf']);
+applySeccompRole('xenstored', (l) => process.stdout.write(`xenstored: ${l}\n`));
 const xs = await startXenstored({
   privilegedSocket: args.privilegedSocket,
   domainSocketDir: args.domainSocketDir,

@@ -185,55 +185,9 @@ static void apply_landlock(const struct rule* rules, int n, int abi) {
   close(rs);
 }
 
-// Read before Landlock is on: /proc may not be among the rules.
-#ifndef SYS_fchmodat2
-#define SYS_fchmodat2 452
-#endif
-#ifndef SYS_pidfd_send_signal
-#define SYS_pidfd_send_signal 424
-#endif
-#ifndef SYS_pidfd_open
-#define SYS_pidfd_open 434
-#endif
-#ifndef SYS_pidfd_getfd
-#define SYS_pidfd_getfd 438
-#endif
-#ifndef SYS_clone3
-#define SYS_clone3 435
-#endif
-#ifndef SYS_open_tree
-#define SYS_open_tree 428
-#define SYS_move_mount 429
-#define SYS_fsopen 430
-#define SYS_fsconfig 431
-#define SYS_fsmount 432
-#define SYS_fspick 433
-#endif
-#ifndef SYS_mount_setattr
-#define SYS_mount_setattr 442
-#endif
-#ifndef SYS_io_uring_setup
-#define SYS_io_uring_setup 425
-#define SYS_io_uring_enter 426
-#define SYS_io_uring_register 427
-#endif
+// The tables themselves, shared with the addon's second stage.
+#include "../seccomp-roles.h"
 
-static const long kDenied[] = {
-    SYS_ptrace, SYS_process_vm_readv, SYS_process_vm_writev, SYS_kcmp, SYS_pidfd_open, SYS_pidfd_getfd,
-    SYS_pidfd_send_signal, SYS_mount, SYS_umount2, SYS_pivot_root, SYS_chroot, SYS_unshare, SYS_setns,
-    SYS_kexec_load, SYS_kexec_file_load, SYS_init_module, SYS_finit_module, SYS_delete_module, SYS_bpf,
-    SYS_perf_event_open, SYS_userfaultfd, SYS_keyctl, SYS_add_key, SYS_request_key, SYS_chmod, SYS_fchmod,
-    SYS_fchmodat, SYS_fchmodat2, SYS_chown, SYS_fchown, SYS_lchown, SYS_fchownat, SYS_setxattr, SYS_lsetxattr,
-    SYS_fsetxattr, SYS_removexattr, SYS_lremovexattr, SYS_fremovexattr, SYS_utime, SYS_utimes, SYS_futimesat,
-    SYS_utimensat, SYS_mknod, SYS_mknodat, SYS_open_by_handle_at, SYS_name_to_handle_at, SYS_setuid, SYS_setgid,
-    SYS_setreuid, SYS_setregid, SYS_setresuid, SYS_setresgid, SYS_setgroups, SYS_setfsuid, SYS_setfsgid,
-    SYS_acct, SYS_swapon, SYS_swapoff, SYS_reboot, SYS_sethostname, SYS_setdomainname, SYS_iopl, SYS_ioperm,
-    SYS_settimeofday, SYS_clock_settime, SYS_adjtimex, SYS_clock_adjtime, SYS_quotactl, SYS_syslog, SYS_vhangup,
-    SYS_open_tree, SYS_move_mount, SYS_fsopen, SYS_fsconfig, SYS_fsmount, SYS_fspick, SYS_mount_setattr,
-    // hv starts a confined domain as the leader of its own process group and kills the group:
-    // staying in it is what lets hv take every child along
-    SYS_setsid, SYS_setpgid,
-};
 // Signal calls whose first argument is a pid (or, for tkill, a tid): allowed only at ourselves.
 static const long kSignalByPid[] = {SYS_kill, SYS_tkill, SYS_tgkill, SYS_rt_sigqueueinfo, SYS_rt_tgsigqueueinfo};
 // Refused as absent, so libuv falls back to its threadpool instead of failing.
@@ -264,7 +218,7 @@ static unsigned deny_arg_values(struct sock_filter* f, unsigned n, long nr, int 
 }
 
 static void apply_seccomp(pid_t self) {
-  struct sock_filter f[32 + 2 * N(kDenied) + 3 * N(kSignalByPid) + 2 * N(kAbsent) + N(kFcntlDenied) + N(kIoctlDenied)];
+  struct sock_filter f[32 + 2 * N(kConfineDenied) + 3 * N(kSignalByPid) + 2 * N(kAbsent) + N(kFcntlDenied) + N(kIoctlDenied)];
   unsigned n = 0;
   f[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch));
   f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0);
@@ -273,8 +227,8 @@ static void apply_seccomp(pid_t self) {
   // x32 syscalls would slip past every number below
   f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 0x40000000, 0, 1);
   f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS);
-  for (unsigned i = 0; i < N(kDenied); i++) {
-    f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)kDenied[i], 0, 1);
+  for (unsigned i = 0; i < N(kConfineDenied); i++) {
+    f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)kConfineDenied[i], 0, 1);
     f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM);
   }
   for (unsigned i = 0; i < N(kAbsent); i++) {

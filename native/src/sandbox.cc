@@ -2,6 +2,7 @@
 // thread (TSYNC), so libuv's threadpool is confined too. A denied call fails with EPERM rather
 // than killing the process, so a driver domain that trips it logs a clear error.
 #include "common.h"
+#include "../seccomp-roles.h"
 #include <linux/audit.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -15,52 +16,24 @@
 namespace ringside {
 namespace {
 
-struct Named { const char* name; long nr; };
-
-const Named kSyscalls[] = {
-    {"execve", SYS_execve}, {"execveat", SYS_execveat}, {"ptrace", SYS_ptrace},
-    {"mount", SYS_mount}, {"umount2", SYS_umount2}, {"pivot_root", SYS_pivot_root},
-    {"chroot", SYS_chroot}, {"kexec_load", SYS_kexec_load}, {"init_module", SYS_init_module},
-    {"finit_module", SYS_finit_module}, {"delete_module", SYS_delete_module},
-    {"process_vm_readv", SYS_process_vm_readv}, {"process_vm_writev", SYS_process_vm_writev},
-    {"bpf", SYS_bpf}, {"perf_event_open", SYS_perf_event_open}, {"keyctl", SYS_keyctl},
-    {"add_key", SYS_add_key}, {"request_key", SYS_request_key}, {"unshare", SYS_unshare},
-    {"setns", SYS_setns}, {"socket", SYS_socket}, {"connect", SYS_connect}, {"bind", SYS_bind},
-    {"mkdir", SYS_mkdir}, {"mkdirat", SYS_mkdirat}, {"unlink", SYS_unlink}, {"unlinkat", SYS_unlinkat},
-    {"rename", SYS_rename}, {"renameat", SYS_renameat}, {"renameat2", SYS_renameat2},
-    {"chmod", SYS_chmod}, {"fchmodat", SYS_fchmodat}, {"chown", SYS_chown}, {"fchownat", SYS_fchownat},
-    {"symlink", SYS_symlink}, {"symlinkat", SYS_symlinkat}, {"link", SYS_link}, {"linkat", SYS_linkat},
-    {"setuid", SYS_setuid}, {"setgid", SYS_setgid}, {"reboot", SYS_reboot}, {"swapon", SYS_swapon},
-    {"swapoff", SYS_swapoff}, {"settimeofday", SYS_settimeofday}, {"clock_settime", SYS_clock_settime},
-};
-
 Napi::Value NoNewPrivs(const Napi::CallbackInfo& info) {
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) ThrowErrno(info.Env(), "prctl(PR_SET_NO_NEW_PRIVS)");
   return info.Env().Undefined();
 }
 
-// seccompDeny(names: string[]): every named syscall returns EPERM from now on, in every thread.
-// "socket-except-unix" is socket(2) for every family but AF_UNIX: a driver domain that listens for
-// vhost-user frontends keeps Unix sockets (Landlock confines where they are bound) and no other.
-Napi::Value SeccompDeny(const Napi::CallbackInfo& info) {
+// seccompRole(name): the role's table (native/seccomp-roles.h) returns EPERM from now on, in
+// every thread; returns how many syscalls it denies. The roles are fixed in C so that the list a
+// process gets cannot be assembled from strings at run time.
+Napi::Value ApplySeccompRole(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (!info[0].IsArray()) throw Napi::TypeError::New(env, "seccompDeny: argument must be an array of syscall names");
-  Napi::Array arr = info[0].As<Napi::Array>();
-  std::vector<long> nrs;
-  bool socketExceptUnix = false;
-  for (uint32_t i = 0; i < arr.Length(); i++) {
-    Napi::Value v = arr[i];
-    std::string n = v.ToString().Utf8Value();
-    if (n == "socket-except-unix") {
-      socketExceptUnix = true;
-      continue;
-    }
-    long nr = -1;
-    for (const Named& s : kSyscalls)
-      if (n == s.name) nr = s.nr;
-    if (nr < 0) throw Napi::Error::New(env, "seccompDeny: unknown syscall '" + n + "'; known: see native/src/sandbox.cc");
-    nrs.push_back(nr);
-  }
+  if (!info[0].IsString()) throw Napi::TypeError::New(env, "seccompRole: argument must be a role name");
+  std::string name = info[0].As<Napi::String>().Utf8Value();
+  const SeccompRole* role = nullptr;
+  for (const SeccompRole& r : kRoles)
+    if (name == r.name) role = &r;
+  if (role == nullptr) throw Napi::Error::New(env, "seccompRole: unknown role '" + name + "'; roles are in native/seccomp-roles.h");
+  std::vector<long> nrs(role->denied, role->denied + role->count);
+  bool socketExceptUnix = role->socketExceptUnix != 0;
   std::vector<sock_filter> f;
   f.push_back(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)));
   f.push_back(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0));
@@ -83,7 +56,7 @@ Napi::Value SeccompDeny(const Napi::CallbackInfo& info) {
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) ThrowErrno(env, "prctl(PR_SET_NO_NEW_PRIVS)");
   if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &prog) != 0)
     ThrowErrno(env, "seccomp");
-  return env.Undefined();
+  return Napi::Number::New(env, (double)(nrs.size() + (socketExceptUnix ? 1 : 0)));
 }
 
 // setUndumpable(): no core dumps, and /proc/<pid>/mem, /fd and ptrace need CAP_SYS_PTRACE even
@@ -106,7 +79,7 @@ Napi::Value SandboxStatus(const Napi::CallbackInfo& info) {
 
 void InitSandbox(Napi::Env env, Napi::Object exports) {
   exports.Set("noNewPrivs", Napi::Function::New(env, NoNewPrivs));
-  exports.Set("seccompDeny", Napi::Function::New(env, SeccompDeny));
+  exports.Set("seccompRole", Napi::Function::New(env, ApplySeccompRole));
   exports.Set("sandboxStatus", Napi::Function::New(env, SandboxStatus));
   exports.Set("setUndumpable", Napi::Function::New(env, SetUndumpable));
 }

@@ -55,7 +55,8 @@ export interface Addon {
   /** fallocate(PUNCH_HOLE | KEEP_SIZE): the range reads back as zeroes and frees its blocks */
   punchHole(fd: number, offset: number, length: number): void;
   noNewPrivs(): void;
-  seccompDeny(syscalls: string[]): void;
+  /** applies a role's seccomp table (native/seccomp-roles.h); returns how many syscalls it denies */
+  seccompRole(role: 'driver' | 'driver-vhost' | 'guest' | 'xenstored'): number;
   sandboxStatus(): { noNewPrivs: boolean; seccomp: number; dumpable: boolean };
   setUndumpable(): void;
   tapOpen(name: string, opts?: { vnetHdr?: boolean }): { fd: number; name: string };

@@ -110,26 +110,33 @@ describe('native addon', () => {
     }
   });
 
-  it('applies seccomp to the whole process in a child', () => {
+  it("applies a role's seccomp table to the whole process in a child, and refuses an unknown role", () => {
     const r = spawnSync(process.execPath, ['-e', `
       const addon = require(${JSON.stringify(new URL('../../native/build/Release/ringside.node', import.meta.url).pathname)});
-      addon.seccompDeny(['mkdir', 'mkdirat', 'execve']);
+      let unknown = '';
+      try { addon.seccompRole('everything'); } catch (e) { unknown = e.message; }
+      const denied = addon.seccompRole('driver');
       const st = addon.sandboxStatus();
       let code = 'none';
       try { require('node:fs').mkdirSync('/tmp/ringside-seccomp-should-not-exist'); } catch (e) { code = e.code; }
-      console.log(JSON.stringify({ st, code }));
+      let exec = 'none';
+      try { require('node:child_process').execFileSync('/bin/true'); } catch (e) { exec = e.code; }
+      console.log(JSON.stringify({ st, code, exec, denied, unknown }));
     `], { encoding: 'utf8' });
     const out = JSON.parse(r.stdout.trim());
+    expect(out.unknown).toMatch(/unknown role 'everything'/);
+    expect(out.denied).toBeGreaterThan(40);
+    expect(out.exec).toBe('EPERM');
     expect(out.st.noNewPrivs).toBe(true);
     expect(out.st.seccomp).toBe(2);
     expect(out.code).toBe('EPERM');
   });
 
-  it('socket-except-unix leaves Unix sockets and refuses every other family', () => {
+  it('the driver-vhost role leaves Unix sockets and refuses every other family', () => {
     const dir = mkdtempSync(join(tmpdir(), 'rs-seccomp-'));
     const r = spawnSync(process.execPath, ['-e', `
       const addon = require(${JSON.stringify(new URL('../../native/build/Release/ringside.node', import.meta.url).pathname)});
-      addon.seccompDeny(['socket-except-unix', 'connect']);
+      addon.seccompRole('driver-vhost');
       const out = {};
       try { addon.close(addon.unixListen(${JSON.stringify(join(dir, 'l.sock'))})); out.unix = 'ok'; } catch (e) { out.unix = e.message; }
       const net = require('node:net');

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GNTST, GNTCOPY_source_gref, GNTCOPY_dest_gref, DOMID_SELF } from '../src/abi/grant.js';
 import { TestPlatform, type Probe } from './support/platform.js';
+import { until } from './support/until.js';
 
 describe('grant tables across domain processes', () => {
   let t: TestPlatform;
@@ -95,6 +96,38 @@ describe('grant tables across domain processes', () => {
       ],
     });
     expect(bad.statuses).toEqual([GNTST.bad_copy_arg, GNTST.bad_copy_arg, GNTST.permission_denied]);
+  });
+
+  it('runs the same copies through a grant-copy ring, with the same statuses', async () => {
+    const { gfn } = await a.cmd('alloc');
+    await a.cmd('fill', { gfn, value: 0x5a });
+    const { ref } = await a.cmd('grant', { domid: b.domid, gfn });
+    const own = (await b.cmd('alloc')).gfn;
+    const ops = [
+      { source: { ref, domid: a.domid, offset: 0 }, dest: { ref: own, domid: DOMID_SELF, offset: 8 }, len: 64, flags: GNTCOPY_source_gref },
+      { source: { ref, domid: a.domid, offset: 4000 }, dest: { ref: own, domid: DOMID_SELF, offset: 0 }, len: 200, flags: GNTCOPY_source_gref },
+      { source: { ref, domid: a.domid, offset: 0 }, dest: { ref: own, domid: DOMID_SELF, offset: 0 }, len: 8, flags: GNTCOPY_source_gref | GNTCOPY_dest_gref },
+      { source: { ref: 0, domid: c.domid, offset: 0 }, dest: { ref: own, domid: DOMID_SELF, offset: 0 }, len: 8, flags: GNTCOPY_source_gref },
+    ];
+    const r = await b.cmd('copyRing', { ops });
+    // past the frame's end; a destination grant of DOMID_SELF names no grantor; c granted b nothing
+    expect(r.statuses).toEqual([GNTST.okay, GNTST.bad_copy_arg, GNTST.bad_domain, GNTST.permission_denied]);
+    expect((await b.cmd('copy', { ops })).statuses).toEqual(r.statuses);
+    expect((await b.cmd('peek', { gfn: own, offset: 8 })).value).toBe(0x5a);
+  });
+
+  it('gives the control domain no copy ring and a domain at most four', async () => {
+    await expect(t.dom0.call('gnttab_copy_ring', {})).rejects.toThrow(/the control domain copies no guest memory/);
+    const r = await c.cmd('openCopyRings');
+    expect(r).toMatchObject({ opened: 4, error: expect.stringMatching(/at most 4 grant-copy rings/) });
+  });
+
+  it('cuts off a domain that tells hv its ring holds more than it does; the others carry on', async () => {
+    const bad = await t.probe('ring-liar');
+    await bad.cmd('copyRing', { ops: [], count: 0xffffffff });
+    await until('hv to cut off the ring liar', () => t.logs.join('\n'), (l) => /killing dom\d+ \(ring-liar\): grant-copy ring: batch of 4294967295 ops, the ring holds 2048/.test(l));
+    const { gfn } = await a.cmd('alloc');
+    expect(gfn).toBeGreaterThanOrEqual(0);
   });
 
   it('forbids the control domain to map guest memory, and logs the denial', async () => {

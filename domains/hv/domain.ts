@@ -8,6 +8,7 @@ import type { Channel } from '../../src/hypercall/channel.js';
 import type { ConfineSpec, DomainInfo } from '../../src/hypercall/protocol.js';
 import type { PortState } from './evtchn.js';
 import type { MapHandle } from './grant.js';
+import type { HvCopyRing } from './copy-ring.js';
 
 export class DomainRecord {
   state: DomainInfo['state'] = 'paused';
@@ -27,6 +28,8 @@ export class DomainRecord {
   /** hv-side views of this domain's frames, for grant copy; made on first use */
   readonly hvViews = new Map<number, Uint8Array>();
   deathReason: string | null = null;
+  /** its grant-copy rings (gnttab_copy_ring) */
+  readonly copyRings: HvCopyRing[] = [];
   /** set at creation for a confined (driver) domain: what ringside-confine lets it open */
   confine: ConfineSpec | null = null;
   /** kind "vm": the checked QEMU arguments */

@@ -137,30 +137,35 @@ export class GrantService {
   }
 
   copy(caller: DomainRecord, op: GntCopyOp): number {
-    if (op.len > PAGE_SIZE || op.source.offset + op.len > PAGE_SIZE || op.dest.offset + op.len > PAGE_SIZE) return GNTST.bad_copy_arg;
-    const src = this.resolve(caller, op.source, (op.flags & GNTCOPY_source_gref) !== 0, false);
+    return this.copyOne(caller, op.source.ref, op.source.domid, op.source.offset, op.dest.ref, op.dest.domid, op.dest.offset, op.len, op.flags);
+  }
+
+  /** One GNTTABOP_copy op as plain numbers, so the copy ring's path builds no objects. */
+  copyOne(caller: DomainRecord, srcRef: number, srcDom: number, srcOff: number, dstRef: number, dstDom: number, dstOff: number, len: number, flags: number): number {
+    if (len > PAGE_SIZE || srcOff + len > PAGE_SIZE || dstOff + len > PAGE_SIZE) return GNTST.bad_copy_arg;
+    const src = this.resolve(caller, srcRef, srcDom, (flags & GNTCOPY_source_gref) !== 0, false);
     if (typeof src === 'number') return src;
-    const dst = this.resolve(caller, op.dest, (op.flags & GNTCOPY_dest_gref) !== 0, true);
+    const dst = this.resolve(caller, dstRef, dstDom, (flags & GNTCOPY_dest_gref) !== 0, true);
     if (typeof dst === 'number') return dst;
-    if (op.len > 0) dst.set(src.subarray(op.source.offset, op.source.offset + op.len), op.dest.offset);
+    if (len > 0) dst.set(src.subarray(srcOff, srcOff + len), dstOff);
     return GNTST.okay;
   }
 
-  private resolve(caller: DomainRecord, p: GntCopyPtr, isGref: boolean, write: boolean): Uint8Array | number {
+  private resolve(caller: DomainRecord, ref: number, domid: number, isGref: boolean, write: boolean): Uint8Array | number {
     if (!isGref) {
       // By frame number a domain may only name its own memory.
-      if (p.domid !== DOMID_SELF && p.domid !== caller.domid) return GNTST.permission_denied;
-      if (p.ref >= caller.frames.length) return GNTST.bad_page;
-      return caller.frameView(p.ref);
+      if (domid !== DOMID_SELF && domid !== caller.domid) return GNTST.permission_denied;
+      if (ref >= caller.frames.length) return GNTST.bad_page;
+      return caller.frameView(ref);
     }
-    const grantor = this.lookup(p.domid);
+    const grantor = this.lookup(domid);
     if (!grantor || grantor.state === 'dead') return GNTST.bad_domain;
-    if (p.ref >= grantor.grantEntries) return GNTST.bad_gntref;
-    const word = Atomics.load(grantor.grantWords, p.ref * 2);
+    if (ref >= grantor.grantEntries) return GNTST.bad_gntref;
+    const word = Atomics.load(grantor.grantWords, ref * 2);
     const flags = word & 0xffff;
     if ((flags & GTF_type_mask) !== GTF_permit_access || ((word >>> 16) & 0xffff) !== caller.domid) return GNTST.permission_denied;
     if (write && (flags & GTF_readonly) !== 0) return GNTST.permission_denied;
-    const gfn = grantor.grantWords[p.ref * 2 + 1] >>> 0;
+    const gfn = grantor.grantWords[ref * 2 + 1] >>> 0;
     if (gfn >= grantor.frames.length) return GNTST.bad_page;
     return grantor.frameView(gfn);
   }

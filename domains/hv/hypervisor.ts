@@ -15,6 +15,8 @@ import { Policy } from './policy.js';
 import { bundleFor, checkVmArgv, qemuBinary, spawnDomain, spawnVm, KIND_RE, VmArgError } from './spawn.js';
 import { confineArgs, confineLauncher, confineStrength, parseConfine } from './confine.js';
 import { ArgError, bytes, list, obj, str, uint } from './validate.js';
+import { HvCopyRing } from './copy-ring.js';
+import { GNTCOPY_RING_SLOTS, GNTCOPY_RINGS_PER_DOMAIN } from '../../src/abi/gntcopy-ring.js';
 
 export const MAX_IO_FRAMES = 4096;
 export const MAX_GRANT_FRAMES = 32;
@@ -108,6 +110,13 @@ export class Hypervisor {
         return { result: { statuses: handles.map((h) => this.grants.unmap(d, h)) } };
       },
       gnttab_copy: (d, a) => this.gntCopy(d, a),
+      gnttab_copy_ring: (d) => {
+        if (d.copyRings.length >= GNTCOPY_RINGS_PER_DOMAIN) throw new OpError('ENOSPC', `a domain holds at most ${GNTCOPY_RINGS_PER_DOMAIN} grant-copy rings`);
+        const ring = new HvCopyRing(d, this.grants, (dom, why) => this.kill(dom, why));
+        d.copyRings.push(ring);
+        const [memfd] = ring.domainFds;
+        return { result: { slots: GNTCOPY_RING_SLOTS }, fds: [...ring.domainFds], closeAfter: [memfd] };
+      },
       evtchn_alloc_unbound: (d, a) => {
         const { port, rxFd } = this.evtchn.allocUnbound(d, uint(a, 'remoteDom', DOMID_MAX));
         return { result: { port }, fds: [rxFd] };
@@ -437,6 +446,7 @@ export class Hypervisor {
     this.killGroup(dom);
     const reason = dom.deathReason ?? (signal ? `killed by ${signal}` : `exited with code ${code}`);
     this.opts.log(`hv: dom${dom.domid} (${dom.name}) is dead: ${reason}`);
+    for (const r of dom.copyRings.splice(0)) r.close();
     this.grants.unmapAll(dom);
     this.evtchn.closeAll(dom);
     this.grants.forgetGrantor(dom.domid);

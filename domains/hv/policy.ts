@@ -31,6 +31,7 @@ const RULES: Record<string, Rule> = {
     c.privileged && d.targetDom !== undefined && d.targetDom !== c.domid
       ? 'the control domain maps no guest memory (disaggregation policy)'
       : null,
+  gnttab_copy_ring: (c) => (c.privileged ? 'the control domain copies no guest memory (disaggregation policy)' : null),
   gnttab_copy: (c, d) =>
     c.privileged && d.targetDom !== undefined && d.targetDom !== c.domid
       ? 'the control domain copies no guest memory (disaggregation policy)'

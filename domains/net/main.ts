@@ -16,6 +16,8 @@ const dom = await Domain.boot();
 const args = dom.bootArgs<DomainBootArgs>();
 const xs = await connectXenstore(args.xenstore, log);
 const netback = new Netback({ frames: dom.frames, mapper: dom.mapper, evtchn: dom.evtchn, log });
+// grant copies go through rings shared with hv, not a hypercall message per batch
+if (await netback.openCopyRings()) log('netdom: grant copies on two copy rings shared with hv');
 // The uplink: a NIC passed through to us (its DMA through the IOMMU), else a host TAP if configured.
 const nic = (args.devices ?? []).find((d) => d.type === 'nic');
 if (nic) {

@@ -24,6 +24,16 @@ export interface MapService {
   map(dom: number, refs: number[], opts?: MapOptions): Promise<GrantMapping>;
   unmap(m: GrantMapping): Promise<void>;
   copy(ops: GntCopyOp[]): Promise<number[]>;
+  /** a grant-copy ring shared with hv, where the domain has one (a stand-in may not) */
+  openCopyRing?(): Promise<CopyRingPort>;
+}
+
+/** Batches of GNTTABOP_copy in shared memory (src/grant/copy-ring.ts): slots in, statuses out. */
+export interface CopyRingPort {
+  readonly capacity: number;
+  set(i: number, srcRef: number, srcDom: number, srcOff: number, dstRef: number, dstDom: number, dstOff: number, len: number, flags: number): void;
+  status(i: number): number;
+  run(n: number): Promise<void>;
 }
 
 export interface EvtchnService {

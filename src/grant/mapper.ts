@@ -5,6 +5,7 @@ import type { HypercallClient } from '../hypercall/client.js';
 import { MAX_FDS_PER_MESSAGE, safeClose } from '../hypercall/channel.js';
 import type { GntCopyOp } from '../hypercall/protocol.js';
 import { native } from '../native/index.js';
+import { CopyRing } from './copy-ring.js';
 
 export class GrantError extends Error {
   constructor(
@@ -76,6 +77,11 @@ export class GrantMapper {
   async copy(ops: GntCopyOp[]): Promise<number[]> {
     const { result } = await this.hc.call('gnttab_copy', { ops });
     return result.statuses;
+  }
+
+  /** The data path's way to copy: a ring in memory shared with hv (gnttab_copy_ring). */
+  openCopyRing(): Promise<CopyRing> {
+    return CopyRing.open(this.hc);
   }
 }
 

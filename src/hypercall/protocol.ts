@@ -106,6 +106,8 @@ export interface HypercallOps {
   gnttab_map: { args: { ops: GntMapOp[] }; result: { results: GntMapResult[] } };
   gnttab_unmap: { args: { handles: number[] }; result: { statuses: number[] } };
   gnttab_copy: { args: { ops: GntCopyOp[] }; result: { statuses: number[] } };
+  /** a grant-copy ring (src/abi/gntcopy-ring.ts); fds: the memory, the kick and the done eventfds */
+  gnttab_copy_ring: { args: Record<string, never>; result: { slots: number } };
   evtchn_alloc_unbound: { args: { remoteDom: number }; result: { port: number } };
   evtchn_bind_interdomain: { args: { remoteDom: number; remotePort: number }; result: { port: number } };
   evtchn_close: { args: { port: number }; result: Record<string, never> };
@@ -133,7 +135,7 @@ export interface HypercallOps {
 export type OpName = keyof HypercallOps;
 export const OP_NAMES: readonly OpName[] = [
   'boot_info', 'memory_frames', 'domain_create', 'domain_unpause', 'domain_destroy', 'domain_shutdown', 'domain_list',
-  'gnttab_query_size', 'gnttab_map', 'gnttab_unmap', 'gnttab_copy', 'evtchn_alloc_unbound',
+  'gnttab_query_size', 'gnttab_map', 'gnttab_unmap', 'gnttab_copy', 'gnttab_copy_ring', 'evtchn_alloc_unbound',
   'evtchn_bind_interdomain', 'evtchn_close', 'evtchn_status', 'hv_info', 'hv_shutdown',
   'platform_init', 'pci_list', 'pci_assignable_add', 'pci_assignable_remove', 'pci_assignable_list', 'pci_assign',
   'pci_release', 'pci_faults', 'pci_device_open', 'pci_config_read', 'pci_config_write',

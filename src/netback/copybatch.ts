@@ -1,9 +1,10 @@
-// One batch of GNTTABOP_copy operations, preallocated: the data path mutates these objects in
-// place and never builds new ones. A batch runs as a few hypercalls of at most 512 ops each
-// (hv's limit), issued together so their round trips overlap.
+// One batch of GNTTABOP_copy operations, preallocated. With a grant-copy ring attached (a real
+// domain) each op is written straight into a slot of memory shared with hv and the batch is one
+// kick; without one (the in-process stand-in) the ops are objects mutated in place and run as a
+// few gnttab_copy calls of at most 512 ops each, issued together so their round trips overlap.
 import { DOMID_SELF, GNTST } from '../abi/grant.js';
 import type { GntCopyOp } from '../hypercall/protocol.js';
-import type { MapService } from '../domain/services.js';
+import type { CopyRingPort, MapService } from '../domain/services.js';
 
 export const OPS_PER_CALL = 512;
 
@@ -12,6 +13,7 @@ export class CopyBatch {
   private readonly calls: GntCopyOp[][] = [];
   readonly statuses: Int16Array;
   n = 0;
+  private ring: CopyRingPort | null = null;
 
   constructor(readonly capacity: number) {
     for (let i = 0; i < capacity; i++) {
@@ -19,6 +21,17 @@ export class CopyBatch {
     }
     for (let i = 0; i < Math.ceil(capacity / OPS_PER_CALL); i++) this.calls.push([]);
     this.statuses = new Int16Array(capacity);
+  }
+
+  /** Moves the batch onto a grant-copy ring; only between rounds (no op added since reset). */
+  attach(ring: CopyRingPort): void {
+    if (ring.capacity < this.capacity) throw new RangeError(`a ${ring.capacity}-slot ring cannot carry a ${this.capacity}-op batch`);
+    if (this.n !== 0) throw new Error('a copy batch moves to a ring only between rounds');
+    this.ring = ring;
+  }
+
+  get onRing(): boolean {
+    return this.ring !== null;
   }
 
   get free(): number {
@@ -31,6 +44,10 @@ export class CopyBatch {
 
   add(srcRef: number, srcDom: number, srcOff: number, dstRef: number, dstDom: number, dstOff: number, len: number, flags: number): number {
     const i = this.n++;
+    if (this.ring !== null) {
+      this.ring.set(i, srcRef, srcDom, srcOff, dstRef, dstDom, dstOff, len, flags);
+      return i;
+    }
     const op = this.pool[i];
     op.source.ref = srcRef;
     op.source.domid = srcDom;
@@ -47,6 +64,16 @@ export class CopyBatch {
   async run(mapper: MapService): Promise<void> {
     const n = this.n;
     if (n === 0) return;
+    const ring = this.ring;
+    if (ring !== null) {
+      try {
+        await ring.run(n);
+        for (let i = 0; i < n; i++) this.statuses[i] = ring.status(i);
+      } catch {
+        this.statuses.fill(GNTST.general_error, 0, n);
+      }
+      return;
+    }
     const pending: Promise<void>[] = [];
     for (let c = 0, start = 0; start < n; c++, start += OPS_PER_CALL) {
       const arr = this.calls[c];

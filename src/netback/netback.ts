@@ -100,6 +100,10 @@ export class Netback implements VifHost {
   readonly switch: NetSwitch;
   readonly features: NetifBackendFeatures;
   readonly rxOps = new CopyBatch(2048);
+  /** whether the copy batches run on grant-copy rings (openCopyRings) */
+  get copyRings(): boolean {
+    return this.rxOps.onRing && this.txOps.onRing;
+  }
   private readonly txOps = new CopyBatch(1024);
   private readonly vifs: Vif[] = [];
   private readonly retiring: Vif[] = [];
@@ -168,6 +172,20 @@ export class Netback implements VifHost {
    * puts the vif on the switch. Anything wrong (bad ring refs, unbound ports, bad queue count)
    * is refused with a reason and leaves nothing behind.
    */
+  /**
+   * Moves both copy batches onto grant-copy rings shared with hv, where the domain has them; call
+   * before the first vif connects (a batch moves only between rounds). Returns whether it did.
+   */
+  async openCopyRings(): Promise<boolean> {
+    const open = this.env.mapper.openCopyRing;
+    if (open === undefined || this.vifs.length > 0) return false;
+    const rx = await open.call(this.env.mapper);
+    const tx = await open.call(this.env.mapper);
+    this.rxOps.attach(rx);
+    this.txOps.attach(tx);
+    return true;
+  }
+
   async connect(p: VifConnectParams): Promise<Vif> {
     if (this.closed) throw new Error('netback is closed');
     const nq = p.queues.length;

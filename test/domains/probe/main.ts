@@ -12,6 +12,10 @@ import { GNTMAP_host_map, GNTMAP_readonly } from '../../../src/abi/grant.js';
 import type { GrantMapping } from '../../../src/grant/mapper.js';
 import { GrantError } from '../../../src/grant/mapper.js';
 import { serveCommands, type Command } from '../serve.js';
+import type { GntCopyOp } from '../../../src/hypercall/protocol.js';
+import type { CopyRing } from '../../../src/grant/copy-ring.js';
+
+let copyRing: CopyRing | undefined;
 
 
 const dom = await Domain.boot();
@@ -62,6 +66,32 @@ async function run(c: Command): Promise<unknown> {
       return {};
     case 'copy':
       return { statuses: await dom.mapper.copy(c.ops as never) };
+    case 'copyRing': {
+      // the same ops through a grant-copy ring; `count` overrides the batch size hv is told
+      copyRing ??= await dom.mapper.openCopyRing();
+      const ops = c.ops as GntCopyOp[];
+      ops.forEach((o, i) => copyRing!.set(i, o.source.ref, o.source.domid, o.source.offset, o.dest.ref, o.dest.domid, o.dest.offset, o.len, o.flags));
+      if (typeof c.count === 'number') {
+        // a hostile count: written over the header as hv will read it, then a kick and no wait
+        const r = copyRing as unknown as { dv: DataView; kick: number };
+        r.dv.setUint32(0, c.count, true);
+        native.eventfdSignal(r.kick);
+        return {};
+      }
+      await copyRing.run(ops.length);
+      return { statuses: ops.map((_, i) => copyRing!.status(i)) };
+    }
+    case 'openCopyRings': {
+      let opened = 0;
+      try {
+        for (;;) {
+          await dom.mapper.openCopyRing();
+          opened++;
+        }
+      } catch (e) {
+        return { opened, error: (e as Error).message };
+      }
+    }
     case 'allocUnbound': {
       const port = await dom.evtchn.allocUnbound(n('remoteDom'));
       dom.evtchn.on(port, () => events.set(port, (events.get(port) ?? 0) + 1));

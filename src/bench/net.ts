@@ -3,7 +3,7 @@
 // direct veth pair between two namespaces, the physical limit here. CPU is whole-machine busy
 // time from /proc/stat (kernel, iperf3 and every domain), so the two paths are charged alike;
 // the per-domain split says where ringside's time goes.
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -15,6 +15,7 @@ import { Hypervisor } from '../../domains/hv/hypervisor.js';
 import { HypercallClient } from '../hypercall/client.js';
 import { waitForSocket } from '../control/unix.js';
 import { iperf3, type Iperf3End } from '../netns/iperf3.js';
+import { hasTool, mustRun, runTool } from '../tools/run.js';
 
 export interface NetBenchOptions {
   /** seconds per measurement (default 5) */
@@ -49,25 +50,8 @@ export interface NetBenchReport {
   ratio: { tcp: number; pps: number };
 }
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function sh(cmd: string, args: string[], timeoutMs = 60_000): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { timeout: timeoutMs, encoding: 'utf8', maxBuffer: 32 << 20 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : -1) : 0, stdout, stderr });
-    });
-  });
-}
-
-async function must(cmd: string, args: string[]): Promise<string> {
-  const r = await sh(cmd, args);
-  if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr.trim() || `exit ${r.code}`}`);
-  return r.stdout;
-}
+const sh = (cmd: string, args: string[]) => runTool(cmd, args, { timeoutMs: 60_000 });
+const must = (cmd: string, args: string[]) => mustRun(cmd, args, { timeoutMs: 60_000 });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -134,7 +118,7 @@ export async function runNetBench(opts: NetBenchOptions = {}): Promise<NetBenchR
   const udpLen = opts.udpLen ?? 64;
   const log = opts.log ?? (() => {});
   if (process.getuid?.() !== 0) throw new Error('bench net needs root (network namespaces, TAP devices)');
-  if ((await sh('sh', ['-c', 'command -v iperf3'])).code !== 0) throw new Error('bench net needs iperf3 (apt-get install iperf3)');
+  if (!(await hasTool('iperf3'))) throw new Error('bench net needs iperf3 (apt-get install iperf3)');
   const dist = opts.distDir ?? findDist();
   const tag = `${process.pid % 100000}`;
   const nsA = `rsb${tag}a`;

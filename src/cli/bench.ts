@@ -1,6 +1,5 @@
 // `ringside bench ring|blk|net|iommu`: the measurements, each one self-contained. Progress goes to
 // stderr so stdout stays the table (or, with --json, one JSON document a script can read).
-import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -11,6 +10,7 @@ import { runNetBench, formatNetBench } from '../bench/net.js';
 import { runIommuBench, formatIommuBench } from '../bench/iommu.js';
 import { runBlockPathBench, type BlockPathBench } from '../bench/blk-path.js';
 import { up, down } from './lifecycle.js';
+import { hasTool } from '../tools/run.js';
 import { VM_BENCH_JOBS, VM_BENCH_SHAPE, runVmBench, formatVmBench } from '../bench/vm.js';
 import { buildVmImage } from '../vm/image.js';
 import { VM_CMDLINE } from '../vm/init.js';
@@ -279,10 +279,6 @@ export function writeMigrateBenchHosts(hosts: { name: string; sys: string }[], d
 
 /** The disk the bench guest gets; fio's jobs touch all of it. */
 const BLK_BENCH_SIZE_MIB = 256;
-
-function hasTool(name: string): Promise<boolean> {
-  return new Promise((resolve) => execFile('sh', ['-c', `command -v ${name}`], (err) => resolve(err === null)));
-}
 
 /**
  * The throwaway system: one blk driver domain and one guest per measured path. `file`: blkback

@@ -3,7 +3,8 @@
 // "the server is listening", so a refused connect is retried a bounded number of times. iperf3
 // 3.12 with -J can exit 0 and still report {"error": ...} (a connect that timed out), so the
 // report's error field decides, not the exit code.
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { runTool } from '../tools/run.js';
 
 export interface Iperf3End {
   ns: string;
@@ -47,15 +48,6 @@ export class Iperf3Error extends Error {
   }
 }
 
-function nsExec(ns: string, args: readonly string[], timeoutMs: number): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile('ip', ['netns', 'exec', ns, ...args], { timeout: timeoutMs, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
-      const code = err === null ? 0 : typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 1;
-      resolve({ code, stdout: String(stdout), stderr: String(stderr) });
-    });
-  });
-}
-
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export async function iperf3(client: Pick<Iperf3End, 'ns'>, server: Iperf3End, o: Iperf3Options): Promise<Iperf3Result> {
@@ -72,7 +64,7 @@ export async function iperf3(client: Pick<Iperf3End, 'ns'>, server: Iperf3End, o
   try {
     for (let attempt = 0; ; attempt++) {
       await sleep(o.retryMs ?? 200);
-      const r = await nsExec(client.ns, cliArgs, (o.seconds + 30) * 1000);
+      const r = await runTool('ip', ['netns', 'exec', client.ns, ...cliArgs], { timeoutMs: (o.seconds + 30) * 1000 });
       let json: Record<string, unknown> = {};
       try {
         json = JSON.parse(r.stdout) as Record<string, unknown>;

@@ -15,19 +15,15 @@
 // is recorded under <state>/netns/ before it is created, and the record goes only once the
 // namespace is gone. Whatever crashes in between, `ringside down` (or the next `up`) finds the
 // record and removes the namespace.
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { ip } from '../tap/ip.js';
 import { checkNetnsName } from '../tap/names.js';
 
 const STEP_MS = 10_000;
 const MAX_USER_NAMESPACES = '/proc/sys/user/max_user_namespaces';
 
-function ip(args: string[]): Promise<void> {
-  return new Promise((resolve, reject) =>
-    execFile('ip', args, { timeout: STEP_MS, encoding: 'utf8' }, (err, _out, stderr) => (err ? reject(new Error(`ip ${args.join(' ')}: ${stderr.trim() || err.message}`)) : resolve())),
-  );
-}
 
 export const netnsPath = (name: string) => `/run/netns/${checkNetnsName(name)}`;
 

@@ -1,25 +1,14 @@
 // ip(8) from iproute2, run asynchronously (the data path may share this event loop), with a time
 // limit, arguments as an argv array (never a shell), and the tool's own message on failure.
-import { execFile } from 'node:child_process';
 import { statSync } from 'node:fs';
+import { mustRun } from '../tools/run.js';
 import { checkIfName, checkNetnsName } from './names.js';
 
 const IP_TIMEOUT_MS = 10_000;
 
-export class IpError extends Error {
-  constructor(readonly args: readonly string[], readonly stderr: string) {
-    super(`ip ${args.join(' ')}: ${stderr.trim() || 'failed'}`);
-    this.name = 'IpError';
-  }
-}
-
-export function ip(args: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile('ip', args, { timeout: IP_TIMEOUT_MS, encoding: 'utf8' }, (err, stdout, stderr) => {
-      if (err) reject(new IpError(args, stderr || err.message));
-      else resolve(stdout);
-    });
-  });
+/** ip's stdout; a failure throws a ToolError with ip's own message. */
+export function ip(args: readonly string[]): Promise<string> {
+  return mustRun('ip', args, { timeoutMs: IP_TIMEOUT_MS });
 }
 
 export async function netnsList(): Promise<string[]> {

@@ -1,6 +1,6 @@
 // The host tools the image build runs, and what their answers mean. Every failure names the tool and
 // the Debian package that provides it, so a fresh machine is one apt-get away from a working build.
-import { execFile } from 'node:child_process';
+import { runTool, type ToolRun } from '../tools/run.js';
 import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 
@@ -39,20 +39,11 @@ export function findTool(tool: HostTool, path = process.env.PATH ?? '/usr/sbin:/
   throw new VmImageError(missingToolMessage(tool));
 }
 
-export interface RunResult {
-  stdout: string;
-  stderr: string;
-  code: number;
-}
-
-/** Runs a program to completion and gives its output whatever its exit status (a spawn failure throws). */
-export function run(file: string, args: readonly string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    execFile(file, args, { cwd: opts.cwd, env: opts.env, maxBuffer: 64 << 20, encoding: 'utf8' }, (err, stdout, stderr) => {
-      if (err && typeof err.code !== 'number') reject(new VmImageError(`could not run ${file}: ${err.message}`));
-      else resolve({ stdout, stderr, code: err ? Number(err.code) : 0 });
-    });
-  });
+/** Runs a program to completion and gives its output whatever its exit status (a failure to start throws). */
+export async function run(file: string, args: readonly string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<ToolRun> {
+  const r = await runTool(file, args, { ...opts, timeoutMs: 0 });
+  if (r.spawnError !== null) throw new VmImageError(`could not run ${file}: ${r.spawnError}`);
+  return r;
 }
 
 /**

@@ -5,6 +5,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { waitFor } from '../../src/testing/until.js';
 import { native } from '../../src/native/index.js';
 import { NvmeModel } from '../../src/hw/nvme.js';
 import { CQE, NVME_CC_EN, NVME_CFS, NVME_CSTS_CFS, NVME_CSTS_RDY, NVME_OP, NVME_REG, NVME_SC, SQE, statusCode } from '../../src/abi/nvme.js';
@@ -25,12 +26,6 @@ interface TestTransport {
   irq: number;
 }
 
-async function until(cond: () => boolean): Promise<void> {
-  for (let i = 0; !cond(); i++) {
-    if (i > 2000) throw new Error('condition never held');
-    await new Promise((r) => setTimeout(r, 1));
-  }
-}
 
 /**
  * An owner driving the controller by hand through its register page: one 8-entry queue pair in
@@ -133,7 +128,7 @@ describe('hw devices', () => {
       throw new Error('a bug in the model');
     });
     native.eventfdSignal(nvme.doorbell);
-    await until(() => (nvme.regs[NVME_REG.CSTS >> 2] & NVME_CSTS_CFS) !== 0);
+    await waitFor(() => (nvme.regs[NVME_REG.CSTS >> 2] & NVME_CSTS_CFS) !== 0);
     expect(nvme.regs[NVME_REG.CFS_REASON >> 2]).toBe(NVME_CFS.INTERNAL);
     expect(logs.join('\n')).toMatch(/0000:01:00\.0: device model failed \(a bug in the model\)/);
     // the NIC next to it still hears its doorbell: a ring configuration it refuses
@@ -142,7 +137,7 @@ describe('hw devices', () => {
     devs.setBusMaster(1, true);
     nic.regs[NIC_REG.CTRL >> 2] = NIC_CTRL_EN;
     native.eventfdSignal(nic.doorbell);
-    await until(() => (nic.regs[NIC_REG.STATUS >> 2] & NIC_STATUS_FATAL) !== 0);
+    await waitFor(() => (nic.regs[NIC_REG.STATUS >> 2] & NIC_STATUS_FATAL) !== 0);
     expect(nic.regs[NIC_REG.FATAL_REASON >> 2]).toBe(NIC_FATAL.BAD_RING_CONFIG);
   });
 
@@ -204,7 +199,7 @@ describe('hw devices', () => {
       hd.attach(0, first.fds);
       const a = owner(first, rig);
       a.enable();
-      await until(() => (first.regs[NVME_REG.CSTS >> 2] & NVME_CSTS_RDY) !== 0);
+      await waitFor(() => (first.regs[NVME_REG.CSTS >> 2] & NVME_CSTS_RDY) !== 0);
       a.write(0, 0xaa);
       await held.heldCount(1); // the old owner's write is on the (slow) medium
       // pci_assign to another owner: a fresh transport and model on the same medium
@@ -213,17 +208,17 @@ describe('hw devices', () => {
       const kick = vi.spyOn(NvmeModel.prototype, 'kick');
       const b = owner(second, rig);
       b.enable();
-      await until(() => kick.mock.calls.length > 0); // the new model heard the enable
+      await waitFor(() => kick.mock.calls.length > 0); // the new model heard the enable
       expect(second.regs[NVME_REG.CSTS >> 2] & NVME_CSTS_RDY).toBe(0);
       expect(first.regs[NVME_REG.CSTS >> 2]).not.toBe(-1);
       held.holding = false;
       held.release(0);
-      await until(() => (second.regs[NVME_REG.CSTS >> 2] & NVME_CSTS_RDY) !== 0);
+      await waitFor(() => (second.regs[NVME_REG.CSTS >> 2] & NVME_CSTS_RDY) !== 0);
       expect(held.held[0].landed).toBe(true);
       expect(first.regs.every((v) => v === -1)).toBe(true);
       b.write(0, 0xbb);
       let sc: number | null = null;
-      await until(() => (sc = b.completed()) !== null);
+      await waitFor(() => (sc = b.completed()) !== null);
       expect(sc).toBe(NVME_SC.SUCCESS);
       expect(readFileSync(path).subarray(0, 4096).every((v) => v === 0xbb)).toBe(true);
       expect(rig.faults).toEqual([]);

@@ -1,7 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { stat } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
-import { RawConn, startTestServer, until, type TestServer } from './testkit.js';
+import { RawConn, startTestServer, type TestServer } from './testkit.js';
+import { waitFor } from '../../src/testing/until.js';
 import { encodeMessage, XsType } from '../../src/xenstore/wire.js';
 import type { XenstoreClient } from '../../src/xenstore/client.js';
 
@@ -80,12 +81,12 @@ describe('domains', () => {
     expect(await c.isDomainIntroduced(5)).toBe(true);
     const d = await t.dom(5);
     expect(await d.getDomainPath(5)).toBe('/local/domain/5');
-    await until(() => intro.events.length === 2);
+    await waitFor(() => intro.events.length === 2);
     expect(await codeOf(d.introduce(6))).toBe('EACCES');
     expect(await codeOf(d.release(5))).toBe('EACCES');
     await c.release(5);
     await d.closed;
-    await until(() => rel.events.length === 2);
+    await waitFor(() => rel.events.length === 2);
     expect(existsSync(t.h.domainSocketPath(5))).toBe(false);
     expect(await codeOf(c.release(5))).toBe('ENOENT');
     expect(await c.isDomainIntroduced(5)).toBe(false);
@@ -151,7 +152,7 @@ describe('watches', () => {
     await c.write('/w', '2');
     await c.write('/other', '3');
     await c.rm('/w/a');
-    await until(() => w.events.length === 4);
+    await waitFor(() => w.events.length === 4);
     expect(w.events).toEqual(['/w', '/w/a/b', '/w', '/w/a']);
     await c.unwatch('/w', 'tok');
     await c.write('/w/z', '1');
@@ -165,7 +166,7 @@ describe('watches', () => {
     const w = recorder();
     await c.watch('/dev/vbd/51712/state', 'st', w.cb);
     await c.rm('/dev');
-    await until(() => w.events.length === 2);
+    await waitFor(() => w.events.length === 2);
     expect(w.events).toEqual(['/dev/vbd/51712/state', '/dev/vbd/51712/state']);
   });
 
@@ -177,7 +178,7 @@ describe('watches', () => {
     const w = recorder();
     await d.watch('data', 'rel', w.cb);
     await c.write('/local/domain/5/data/k', 'v');
-    await until(() => w.events.length === 2);
+    await waitFor(() => w.events.length === 2);
     expect(w.events).toEqual(['data', 'data/k']);
     expect(await codeOf(d.watch('data', 'rel', () => undefined))).toBe('EEXIST');
   });
@@ -194,14 +195,14 @@ describe('watches', () => {
     await c.write('/private/thing', 'x');
     await c.write('/local/domain/5/data/visible', 'y');
     await t.h.introduce(6);
-    await until(() => w.events.length === 2);
+    await waitFor(() => w.events.length === 2);
     await d.read('data/visible');
     expect(w.events).toEqual(['/', '/local/domain/5/data/visible']);
     expect(intro.events).toEqual(['@introduceDomain']);
     // dom0 may open the special node to a domain.
     await c.setPerms('@introduceDomain', 'n0,r5');
     await t.h.introduce(7);
-    await until(() => intro.events.length === 2);
+    await waitFor(() => intro.events.length === 2);
   });
 
   it('resets watches and transactions on RESET_WATCHES', async () => {
@@ -222,7 +223,7 @@ describe('watches', () => {
     await c.watch('/', token, w.cb);
     await c.write(`/${'p'.repeat(2000)}`, 'x');
     await c.write('/short', 'x');
-    await until(() => w.events.length === 2);
+    await waitFor(() => w.events.length === 2);
     expect(w.events).toEqual(['/', '/short']);
     expect(t.logs.some((l) => l.includes('dropped watch event'))).toBe(true);
   });
@@ -242,7 +243,7 @@ describe('transactions', () => {
     expect(w.events).toEqual(['/tx']);
     await c.transactionEnd(id, true);
     expect(await other.read('/tx/a')).toBe('1');
-    await until(() => w.events.length === 2);
+    await waitFor(() => w.events.length === 2);
     expect(w.events[1]).toBe('/tx/a');
   });
 
@@ -378,7 +379,7 @@ describe('quotas for unprivileged domains', () => {
     const req = Buffer.from('data/big\0');
     const burst = Buffer.concat(Array.from({ length: 2000 }, (_, i) => encodeMessage(XsType.READ, i, 0, req)));
     raw.sendRaw(burst);
-    await until(() => t.h.connections().some((x) => x.domid === 5 && x.paused));
+    await waitFor(() => t.h.connections().some((x) => x.domid === 5 && x.paused));
     const info = t.h.connections().find((x) => x.domid === 5);
     expect(info?.outstanding).toBeLessThanOrEqual(4);
     expect(await c.read('/local/domain/5/data/big')).toHaveLength(4000); // others still served

@@ -3,7 +3,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { startTestServer, until, type TestServer } from './testkit.js';
+import { startTestServer, type TestServer } from './testkit.js';
+import { waitFor } from '../../src/testing/until.js';
 
 const TOOLS = ['read', 'write', 'ls', 'list', 'rm', 'chmod', 'watch', 'exists'].map((n) => `/usr/bin/xenstore-${n}`);
 
@@ -87,7 +88,7 @@ describe('Debian xenstore-utils against ringside xenstored', () => {
     const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
     const killer = setTimeout(() => child.kill(), 10_000);
     try {
-      await until(() => out.includes('/watched\n'), 5000);
+      await waitFor(() => out.includes('/watched\n'));
       await ok('write', '/watched/x/y', '1');
       expect(await exited).toBe(0);
       expect(out).toBe('/watched\n/watched/x/y\n');
@@ -106,7 +107,7 @@ describe('Debian xenstore-utils against ringside xenstored', () => {
     const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
     const killer = setTimeout(() => child.kill(), 10_000);
     try {
-      await until(() => out.length > 0, 5000);
+      await waitFor(() => out.length > 0);
       const dom7 = await t.dom(7);
       await dom7.write('data/state', '4');
       expect(await exited).toBe(0);

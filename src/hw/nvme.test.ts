@@ -2,6 +2,7 @@ import { mkdtempSync, openSync, closeSync, ftruncateSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { waitFor } from '../testing/until.js';
 import { NvmeDriver, type NvmeDriverOptions } from '../drivers/nvme.js';
 import { DmaList } from '../blkdev/device.js';
 import { ENABLE_HELD_LOG_MS, MEDIUM_JOBS, NvmeModel, type MediumIo } from './nvme.js';
@@ -365,12 +366,6 @@ describe('NVMe model under a driver, through the IOMMU', () => {
     await new Promise((r) => setTimeout(r, 10));
   }
 
-  async function until(cond: () => boolean): Promise<void> {
-    for (let i = 0; !cond(); i++) {
-      if (i > 2000) throw new Error('condition never held');
-      await new Promise((r) => setTimeout(r, 1));
-    }
-  }
 
   /** A driver writes an SQ tail doorbell outside its queue: the controller goes fatal. */
   function goFatal(): void {
@@ -413,7 +408,7 @@ describe('NVMe model under a driver, through the IOMMU', () => {
     expect(ends).toEqual([]);
     expect(page.every((b) => b === 0x11)).toBe(true);
     held.release(0);
-    await until(() => ends.length > 0);
+    await waitFor(() => ends.length > 0);
     expect(ends).toHaveLength(1);
     expect(ends[0].err?.message).toMatch(/controller fatal status \(reason 2\)/);
     // the bytes the controller moved while the request was outstanding, and none after
@@ -469,7 +464,7 @@ describe('NVMe model under a driver, through the IOMMU', () => {
     expect(late).toEqual(lost);
     // even once the transfer lands the request is never completed
     held.release(0);
-    await until(() => held.held[0].landed);
+    await waitFor(() => held.held[0].landed);
     await settle();
     expect(ends).toEqual([]);
     expect(model.busySlots).toBe(0);
@@ -497,7 +492,7 @@ describe('NVMe model under a driver, through the IOMMU', () => {
     goFatal();
     await settle();
     held.releaseAll();
-    await until(() => calls.length > 0 || thrown.length > 0);
+    await waitFor(() => calls.length > 0 || thrown.length > 0);
     await settle();
     expect(thrown).toEqual([]);
     expect(calls).toHaveLength(1);
@@ -559,7 +554,7 @@ describe('NVMe model under a driver, through the IOMMU', () => {
     held.release(0);
     await held.heldCount(65);
     held.releaseAll();
-    await until(() => {
+    await waitFor(() => {
       poll();
       return got.size === 66;
     });
@@ -567,7 +562,7 @@ describe('NVMe model under a driver, through the IOMMU', () => {
     // and later doorbells are still heard
     stage(66, 0);
     ring();
-    await until(() => {
+    await waitFor(() => {
       poll();
       return got.has(66);
     });
@@ -631,12 +626,12 @@ describe('NVMe model under a driver, through the IOMMU', () => {
     expect(model.stats.commands).toBe(1); // the controller is still resetting: nothing fetched
     held.release(0);
     // the reset completes (RDY falls), then the pending enable takes effect (RDY rises)
-    await until(() => model.busySlots === 0);
+    await waitFor(() => model.busySlots === 0);
     expect(w[R.CSTS >> 2] & NVME_CSTS_RDY).toBe(NVME_CSTS_RDY);
     expect(model.stats.reads).toBe(0); // the old command's completion was dropped
     w[R.SQ0TDBL >> 2] = 1; // the enable cleared the doorbell rung too early
     model.kick();
-    await until(() => cq.bytes[14] !== 0);
+    await waitFor(() => cq.bytes[14] !== 0);
     const cqe = new DataView(cq.bytes.buffer, cq.bytes.byteOffset, 16);
     expect(cqe.getUint16(CQE.CID, true)).toBe(9);
     expect(statusCode(cqe.getUint16(CQE.STATUS, true))).toBe(NVME_SC.SUCCESS);
@@ -757,7 +752,7 @@ describe('NVMe model under a driver, through the IOMMU', () => {
     expect(now).toBeGreaterThan(0);
     expect(now).toBeLessThan(200);
     let all = now;
-    await until(() => (all += q.reap()) === 200);
+    await waitFor(() => (all += q.reap()) === 200);
     expect(model.stats.commands).toBe(200);
   });
 
@@ -801,7 +796,7 @@ describe('NVMe model under a driver, through the IOMMU', () => {
     expect(held.held).toHaveLength(cap);
     expect(model.busySlots).toBe(12);
     held.releaseAll();
-    await until(() => calls.length === 12);
+    await waitFor(() => calls.length === 12);
     expect(calls.every((e) => e === null)).toBe(true);
     expect(model.busySlots).toBe(0);
   });
@@ -827,7 +822,7 @@ describe('NVMe model under a driver, through the IOMMU', () => {
     expect(removed).toBe(false); // the transfer is still moving the owner's memory
     expect(calls).toEqual([]);
     held.releaseAll();
-    await until(() => calls.length > 0);
+    await waitFor(() => calls.length > 0);
     expect(removed).toBe(true);
     expect(calls[0]?.message).toMatch(/gone/);
     expect(d.removed).toBe(true);

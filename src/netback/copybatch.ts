@@ -1,4 +1,4 @@
-// One batch of GNTTABOP_copy operations, preallocated. With a grant-copy ring attached (a real
+// One batch of GNTTABOP_copy operations, allocated once. With a grant-copy ring attached (a real
 // domain) each op is written straight into a slot of memory shared with hv and the batch is one
 // kick; without one (the in-process stand-in) the ops are objects mutated in place and run as a
 // few gnttab_copy calls of at most 512 ops each, issued together so their round trips overlap.
@@ -16,11 +16,15 @@ export class CopyBatch {
   private ring: CopyRingPort | null = null;
 
   constructor(readonly capacity: number) {
-    for (let i = 0; i < capacity; i++) {
+    this.statuses = new Int16Array(capacity);
+  }
+
+  /** The op objects the hypercall path mutates in place: built once, on its first op, never on a ring. */
+  private buildPool(): void {
+    for (let i = 0; i < this.capacity; i++) {
       this.pool.push({ source: { ref: 0, domid: 0, offset: 0 }, dest: { ref: 0, domid: 0, offset: 0 }, len: 0, flags: 0 });
     }
-    for (let i = 0; i < Math.ceil(capacity / OPS_PER_CALL); i++) this.calls.push([]);
-    this.statuses = new Int16Array(capacity);
+    for (let i = 0; i < Math.ceil(this.capacity / OPS_PER_CALL); i++) this.calls.push([]);
   }
 
   /** Moves the batch onto a grant-copy ring; only between rounds (no op added since reset). */
@@ -48,6 +52,7 @@ export class CopyBatch {
       this.ring.set(i, srcRef, srcDom, srcOff, dstRef, dstDom, dstOff, len, flags);
       return i;
     }
+    if (this.pool.length === 0) this.buildPool();
     const op = this.pool[i];
     op.source.ref = srcRef;
     op.source.domid = srcDom;

@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { waitFor } from '../testing/until.js';
 import { NETTXF_more_data, NETTXF_extra_info, XEN_NETIF_GSO_TYPE_TCPV4, netifTxRequest, netifExtraInfo } from '../abi/netif.js';
 import { SRING_REQ_PROD } from '../abi/sring.js';
 import { FakeXen, type FakeDomain } from '../domain/testing/fake-xen.js';
@@ -60,13 +61,6 @@ afterEach(async () => {
   rig = null;
 });
 
-async function until(pred: () => boolean, ms = 2000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > end) throw new Error('condition not reached');
-    await settle(2);
-  }
-}
 
 describe('netback + switch + netfront (in-process hv stand-in)', () => {
   it('switches a unicast frame between two vifs, bytes intact', async () => {
@@ -75,12 +69,12 @@ describe('netback + switch + netfront (in-process hv stand-in)', () => {
     const b = await rig.guest(3, MAC[1]);
     const f = frame(MAC[1], MAC[0], 1514);
     expect(a.nf.send(f)).toBe(true);
-    await until(() => b.got.length === 1);
+    await waitFor(() => b.got.length === 1);
     expect(b.got[0].data).toEqual(f);
     expect(a.got.length).toBe(0);
     expect(a.vif.vstats.txPackets).toBe(1);
     expect(b.vif.vstats.rxPackets).toBe(1);
-    await until(() => a.nf.txFree === 8);
+    await waitFor(() => a.nf.txFree === 8);
   });
 
   it('carries a 64 KiB GSO frame over many slots with its GSO extra and checksum flags', async () => {
@@ -94,7 +88,7 @@ describe('netback + switch + netfront (in-process hv stand-in)', () => {
     meta.gsoType = XEN_NETIF_GSO_TYPE_TCPV4;
     meta.gsoSize = 1448;
     expect(a.nf.send(f, meta)).toBe(true);
-    await until(() => b.got.length === 1);
+    await waitFor(() => b.got.length === 1);
     expect(b.got[0].data).toEqual(f);
     expect(b.got[0].meta).toMatchObject({ csumBlank: true, gsoType: XEN_NETIF_GSO_TYPE_TCPV4, gsoSize: 1448 });
   });
@@ -105,11 +99,11 @@ describe('netback + switch + netfront (in-process hv stand-in)', () => {
     const b = await rig.guest(3, MAC[1]);
     const c = await rig.guest(4, MAC[2]);
     a.nf.send(frame('ff:ff:ff:ff:ff:ff', MAC[0], 60));
-    await until(() => b.got.length === 1 && c.got.length === 1);
+    await waitFor(() => b.got.length === 1 && c.got.length === 1);
     a.nf.send(frame(MAC[1], '00:16:3e:66:66:66', 60));
     a.nf.send(frame(MAC[1], MAC[2], 60));
     b.nf.send(frame(MAC[2], MAC[1], 100));
-    await until(() => c.got.length === 2);
+    await waitFor(() => c.got.length === 2);
     expect(a.vif.stats.spoofDrops).toBe(2);
     expect(b.got.length).toBe(1);
     expect(a.vif.dead).toBe(false);
@@ -120,7 +114,7 @@ describe('netback + switch + netfront (in-process hv stand-in)', () => {
     const a = await rig.guest(2, MAC[0], { rate: { bytesPerInterval: 3000, intervalUsec: 5000 } });
     const b = await rig.guest(3, MAC[1]);
     for (let i = 0; i < 6; i++) a.nf.send(frame(MAC[1], MAC[0], 1500, i));
-    await until(() => b.got.length === 6);
+    await waitFor(() => b.got.length === 6);
     expect(a.vif.vstats.txRateLimited).toBeGreaterThan(0);
   });
 
@@ -136,9 +130,9 @@ describe('netback + switch + netfront (in-process hv stand-in)', () => {
       f.set([0x45, 0, 0, 186, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2], 14);
       f.set([i, 1, 0, 53, 0, 166, 0, 0], 34);
       expect(a.nf.send(f)).toBe(true);
-      if (a.nf.txFree === 0) await until(() => a.nf.txFree > 0);
+      if (a.nf.txFree === 0) await waitFor(() => a.nf.txFree > 0);
     }
-    await until(() => b.got.length === 40);
+    await waitFor(() => b.got.length === 40);
     expect(b.nf.queues.filter((q) => q.rx.rspCons > 0).length).toBeGreaterThan(1);
   });
 
@@ -150,7 +144,7 @@ describe('netback + switch + netfront (in-process hv stand-in)', () => {
     const info = await a.nf.reconnect();
     a.vif = await rig.nb.connect({ frontendDomid: 2, name: 'vif2.0', mac: MAC[0], queues: info.queues, features: info.features, rate: null });
     a.nf.send(frame(MAC[1], MAC[0], 300));
-    await until(() => b.got.length === 1);
+    await waitFor(() => b.got.length === 1);
   });
 });
 
@@ -166,7 +160,7 @@ describe('netback against hostile frontends: the offender is cut off, the others
   async function stillFlows(a: Guest, b: Guest): Promise<void> {
     const n = b.got.length;
     a.nf.send(frame(MAC[2], MAC[1], 1000));
-    await until(() => b.got.length === n + 1);
+    await waitFor(() => b.got.length === n + 1);
   }
 
   /** writes raw tx requests into the bad guest's tx ring and notifies */
@@ -190,7 +184,7 @@ describe('netback against hostile frontends: the offender is cut off, the others
     const ring = bad.nf.queues[0].tx;
     ring.view.setUint32(SRING_REQ_PROD, 300, true);
     bad.dom.evtchn.notify(bad.nf.queues[0].portTx);
-    await until(() => bad.vif.dead);
+    await waitFor(() => bad.vif.dead);
     expect(bad.vif.fatalReason).toMatch(/bogus ring requests/);
     await stillFlows(a, b);
   });
@@ -199,7 +193,7 @@ describe('netback against hostile frontends: the offender is cut off, the others
     const { bad, a, b } = await setup();
     const g = txGref(bad);
     rawTx(bad, [{ gref: g, offset: 0, flags: NETTXF_more_data, id: 0, size: 100 }, { gref: g, offset: 0, flags: 0, id: 1, size: 0 }]);
-    await until(() => bad.vif.dead);
+    await waitFor(() => bad.vif.dead);
     expect(bad.vif.fatalReason).toMatch(/zero-length fragment/);
     await stillFlows(a, b);
   });
@@ -208,7 +202,7 @@ describe('netback against hostile frontends: the offender is cut off, the others
     const { bad, a, b } = await setup();
     const g = txGref(bad);
     rawTx(bad, [{ gref: g, offset: 4000, flags: 0, id: 0, size: 1000 }]);
-    await until(() => bad.vif.dead);
+    await waitFor(() => bad.vif.dead);
     expect(bad.vif.fatalReason).toMatch(/crosses its page/);
     await stillFlows(a, b);
   });
@@ -217,7 +211,7 @@ describe('netback against hostile frontends: the offender is cut off, the others
     const { bad, a, b } = await setup();
     const g = txGref(bad);
     rawTx(bad, [{ gref: g, offset: 0, flags: NETTXF_more_data, id: 0, size: 100 }, { gref: g, offset: 0, flags: 0, id: 1, size: 2000 }]);
-    await until(() => bad.vif.dead);
+    await waitFor(() => bad.vif.dead);
     expect(bad.vif.fatalReason).toMatch(/more than the packet size/);
     await stillFlows(a, b);
   });
@@ -228,10 +222,10 @@ describe('netback against hostile frontends: the offender is cut off, the others
     const chain = (n: number, id0: number) =>
       Array.from({ length: n }, (_, i) => ({ gref: g, offset: 0, flags: i < n - 1 ? NETTXF_more_data : 0, id: id0 + i, size: i === 0 ? n * 100 : 100 }));
     rawTx(bad, chain(19, 0));
-    await until(() => bad.vif.vstats.txErrors === 1);
+    await waitFor(() => bad.vif.vstats.txErrors === 1);
     expect(bad.vif.dead).toBe(false);
     rawTx(bad, chain(21, 19));
-    await until(() => bad.vif.dead);
+    await waitFor(() => bad.vif.dead);
     expect(bad.vif.fatalReason).toMatch(/more than 20 slots/);
     await stillFlows(a, b);
   });
@@ -239,7 +233,7 @@ describe('netback against hostile frontends: the offender is cut off, the others
   it('a bad gref', async () => {
     const { bad, a, b } = await setup();
     rawTx(bad, [{ gref: 4000, offset: 0, flags: 0, id: 0, size: 100 }]);
-    await until(() => bad.vif.dead);
+    await waitFor(() => bad.vif.dead);
     expect(bad.vif.fatalReason).toMatch(/GNTST_permission_denied/);
     await stillFlows(a, b);
   });
@@ -252,7 +246,7 @@ describe('netback against hostile frontends: the offender is cut off, the others
     ring.view.setUint32(ring.produceRequest(), 0x0001_0001 | (0 << 16), true); // GSO extra, size 0
     ring.pushRequests();
     bad.dom.evtchn.notify(bad.nf.queues[0].portTx);
-    await until(() => bad.vif.dead);
+    await waitFor(() => bad.vif.dead);
     expect(bad.vif.fatalReason).toMatch(/GSO/);
     await stillFlows(a, b);
   });
@@ -269,10 +263,10 @@ describe('netback against hostile frontends: the offender is cut off, the others
     // the vif was connected with 256 posted: it consumes them first, then starves
     for (let i = 0; i < 400; i++) {
       a.nf.send(frame(MAC[0], MAC[1], 1000, i & 0xff));
-      if (a.nf.txFree === 0) await until(() => a.nf.txFree > 0);
+      if (a.nf.txFree === 0) await waitFor(() => a.nf.txFree > 0);
     }
-    await until(() => starving.vif.vstats.rxQueueDrops > 0 || starving.vif.vstats.rxStalls > 0);
-    await until(() => starving.vif.vstats.rxStalls > 0, 3000);
+    await waitFor(() => starving.vif.vstats.rxQueueDrops > 0 || starving.vif.vstats.rxStalls > 0);
+    await waitFor(() => starving.vif.vstats.rxStalls > 0);
     expect(starving.vif.queues[0].backlog.count).toBe(0);
     await stillFlows(a, b);
   });

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
+import { waitFor } from '../testing/until.js';
 import {
   VHOST_USER_F_PROTOCOL_FEATURES,
   VHOST_USER_HDR_SIZE,
@@ -188,13 +189,6 @@ async function rig(): Promise<Rig> {
   return { dir, disk, server, logs, gone };
 }
 
-async function until(what: string, ok: () => boolean): Promise<void> {
-  for (let i = 0; i < 5000; i++) {
-    if (ok()) return;
-    await sleep(2);
-  }
-  throw new Error(`gave up waiting for ${what}`);
-}
 
 describe('vhost-user backend', () => {
   /** A frontend through the whole handshake, ring 0 running; `request` puts one virtio-blk request on it. */
@@ -263,7 +257,7 @@ describe('vhost-user backend', () => {
       ram.setUint16(AVAIL + 4 + 2 * (idx % QSIZE), base, true);
       ram.setUint16(AVAIL + 2, (idx + 1) & 0xffff, true);
       native.eventfdSignal(kick);
-      await until(`request ${idx} on the used ring`, () => ram.getUint16(USED + VIRTQ_USED_IDX, true) === ((idx + 1) & 0xffff));
+      await waitFor(() => ram.getUint16(USED + VIRTQ_USED_IDX, true) === ((idx + 1) & 0xffff), `request ${idx} on the used ring`);
       return status;
     };
     return { fe, ram, call, acked, request };
@@ -387,7 +381,7 @@ describe('vhost-user backend', () => {
       // the backend hangs up: whatever it answered before, the stream ends
       for (let m = await fe.reply(); m !== 'closed'; m = await fe.reply());
       fe.close();
-      await until('the backend to report the frontend gone', () => r.gone.length === 1);
+      await waitFor(() => r.gone.length === 1, 'the backend to report the frontend gone');
       expect(r.gone[0]).toMatch(reason);
       expect(r.logs.some((l) => l.includes('frontend gone') && reason.test(l))).toBe(true);
       expect(openFds(), 'descriptors left open').toBe(before);

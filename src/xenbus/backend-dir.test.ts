@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestServer, until, type TestServer } from '../../domains/xenstored/testkit.js';
+import { startTestServer, type TestServer } from '../../domains/xenstored/testkit.js';
+import { waitFor } from '../testing/until.js';
 import type { XenstoreClient } from '../xenstore/client.js';
 import { TRANSPORT_KEY } from '../vhost-user/xenstore-keys.js';
 import { serveBackendDir, type ServedDevice } from './backend-dir.js';
@@ -36,11 +37,11 @@ describe('serving a backend directory', () => {
     await xs.write(`${base}/51712/${TRANSPORT_KEY}`, 'vhost-user');
     await xs.write(`${base}/51728/dev`, 'xvdb'); // no key: the Xen-ABI backend
     await xs.write(`${base}/51744/${TRANSPORT_KEY}`, 'virtio-mmio');
-    await until(() => started.length === 2 && logs.some((l) => l.includes('51744')), 10_000);
+    await waitFor(() => started.length === 2 && logs.some((l) => l.includes('51744')));
     expect(started.sort()).toEqual([`blkif ${base}/51728`, `vhost-user ${base}/51712`]);
     expect(logs.join('\n')).toMatch(/blkdom: vbd \/local\/domain\/1\/backend\/vbd\/5\/51744: .*ringside\/transport = "virtio-mmio": expected blkif or vhost-user/);
     await xs.rm(`${base}/51712`);
-    await until(() => closed.length === 1, 10_000);
+    await waitFor(() => closed.length === 1);
     expect(closed).toEqual([`${base}/51712`]);
   });
 });

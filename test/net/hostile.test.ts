@@ -1,6 +1,7 @@
 // Hostile frontends against a real netdom: each misbehaving vif is cut off with its reason logged
 // (or, for rx starvation, bounded and counted), while two honest guests keep talking over TCP.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { until } from '../support/until.js';
 import { NetRig, missingTool, netUnsupported, nsRun, type Guest } from './support.js';
 import { sleep, type Probe } from '../support/platform.js';
 import { NETTXF_more_data } from '../../src/abi/netif.js';
@@ -40,16 +41,8 @@ describe.skipIf(why !== null)('net: hostile frontends', () => {
   });
 
   async function cutOff(pattern: RegExp): Promise<void> {
-    const end = Date.now() + 10_000;
-    for (;;) {
-      const v = await rig.vif(nd, bad);
-      if (v.dead) {
-        expect(String(v.fatalReason)).toMatch(pattern);
-        break;
-      }
-      if (Date.now() > end) throw new Error(`bad vif not cut off: ${JSON.stringify(v)}`);
-      await sleep(50);
-    }
+    const v = await until('netdom to cut off the bad vif', () => rig.vif(nd, bad), (x) => x.dead === true);
+    expect(String(v.fatalReason)).toMatch(pattern);
     // the honest guests still reach each other
     await rig.reaches(a, b.ip);
     // the hostile guest comes back with fresh rings (netfront reconnect) for the next case

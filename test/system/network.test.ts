@@ -3,10 +3,11 @@
 // iperf3) goes guest A's TAP -> netfront -> netback + switch in netdom -> netfront -> guest B's
 // TAP, and back; the link comes back by itself after a netdom restart; `down` leaves nothing.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { until } from '../support/until.js';
 import { existsSync, readlinkSync, statSync } from 'node:fs';
 import { requireBuilt } from '../support/platform.js';
 import { iperf3, type Iperf3Result } from '../../src/netns/iperf3.js';
-import { SystemUnderTest, alive, allConnected, deviceStates, netnsNames, procStatus, run, sleep, type UpJson } from './support.js';
+import { SystemUnderTest, alive, allConnected, deviceStates, netnsNames, procStatus, run, type UpJson } from './support.js';
 
 /** Why this kernel/container cannot run the test, or null. */
 async function netUnsupported(): Promise<string | null> {
@@ -59,8 +60,7 @@ describe.skipIf(why !== null)('network: a driver domain switching TCP between tw
     // What a user sees the moment `up` returns ...
     atUp = await Promise.all([[NSA, IPA], [NSB, IPB]].map(async ([ns, ip]) => `${ns}: ${(await tapAddr(ns)).includes(`${ip}/24`) ? 'configured' : 'missing'}`));
     // ... and, so the other tests don't depend on that, the TAPs once they are there.
-    const end = Date.now() + 5000;
-    while (Date.now() < end && !((await tapAddr(NSA)).includes(`${IPA}/24`) && (await tapAddr(NSB)).includes(`${IPB}/24`))) await sleep(50);
+    await until('both TAPs to carry their addresses', async () => [await tapAddr(NSA), await tapAddr(NSB)], ([a, b]) => a.includes(`${IPA}/24`) && b.includes(`${IPB}/24`));
   });
 
   afterAll(async () => {
@@ -125,11 +125,11 @@ describe.skipIf(why !== null)('network: a driver domain switching TCP between tw
     const r = await s.cli(['restart', NET], 40_000);
     expect(r.code, r.stderr).toBe(0);
     // no action on the guests: ping until it answers again
-    const end = Date.now() + 10_000;
+    const end = Date.now() + 30_000;
     let p = await nsRun(NSA, 'ping', ['-c', '1', '-W', '1', IPB]);
     while (p.code !== 0 && Date.now() < end) p = await nsRun(NSA, 'ping', ['-c', '1', '-W', '1', IPB]);
     const rows = await s.list();
-    expect(p.code, `no ping 10 s after restart; devices ${deviceStates(rows)}\n--- ringside.log ---\n${s.logTail()}`).toBe(0);
+    expect(p.code, `no ping 30 s after restart; devices ${deviceStates(rows)}\n--- ringside.log ---\n${s.logTail()}`).toBe(0);
     const nd = rows.find((d) => d.name === NET)!;
     expect(nd.restarts).toBe(1);
     expect(nd.domid).toBe(before.domid);

@@ -5,12 +5,10 @@
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { waitFor } from '../testing/until.js';
 import {
   VHOST_USER_F_PROTOCOL_FEATURES,
-  VHOST_USER_HDR_SIZE,
   VHOST_USER_NEED_REPLY,
   VHOST_F_LOG_ALL,
   VHOST_USER_PROTOCOL_F_CONFIG,
@@ -23,120 +21,20 @@ import {
   VhostUserRequest as R,
 } from '../abi/vhost-user.js';
 import {
-  VIRTIO_BLK_OUTHDR_SIZE,
   VIRTIO_BLK_S_OK,
   VIRTIO_BLK_T_IN,
   VIRTIO_BLK_T_OUT,
   VIRTIO_F_VERSION_1,
   VIRTIO_RING_F_EVENT_IDX,
-  VIRTQ_DESC_F_NEXT,
-  VIRTQ_DESC_F_WRITE,
-  VIRTQ_USED_IDX,
   bit,
 } from '../abi/virtio.js';
 import { RawFile } from '../blkdev/raw-file.js';
 import { native } from '../native/index.js';
 import { VirtioBlk } from '../virtio/blk.js';
 import { VhostUserServer } from './server.js';
+import { Frontend, GUEST, logBase, memTable, startBlkQueue, vringAddr } from './testing/frontend.js';
 
-const MEM = 1 << 20;
-const GPA = 0x40000000;
-const UADDR = 0x7f1200000000;
-const DESC = 0;
-const AVAIL = 0x1000;
-const USED = 0x2000;
-const QSIZE = 8;
-
-/** A frontend that speaks the wire format by hand (QEMU's role). */
-class Frontend {
-  readonly fd: number;
-  private readonly buf = new Uint8Array(4096 + VHOST_USER_HDR_SIZE);
-
-  constructor(path: string) {
-    this.fd = native.unixConnect(path);
-  }
-
-  send(req: number, payload: Uint8Array = new Uint8Array(0), fds: number[] = [], flags = VHOST_USER_VERSION, announced = payload.length): void {
-    const m = new Uint8Array(VHOST_USER_HDR_SIZE + payload.length);
-    const v = new DataView(m.buffer);
-    v.setUint32(0, req, true);
-    v.setUint32(4, flags, true);
-    v.setUint32(8, announced, true);
-    m.set(payload, VHOST_USER_HDR_SIZE);
-    native.sendmsg(this.fd, m, fds);
-  }
-
-  u64(req: number, value: bigint, flags = VHOST_USER_VERSION, fds: number[] = []): void {
-    const b = new DataView(new ArrayBuffer(8));
-    b.setBigUint64(0, value, true);
-    this.send(req, new Uint8Array(b.buffer), fds, flags);
-  }
-
-  state(req: number, index: number, num: number, flags = VHOST_USER_VERSION): void {
-    const b = new DataView(new ArrayBuffer(8));
-    b.setUint32(0, index, true);
-    b.setUint32(4, num, true);
-    this.send(req, new Uint8Array(b.buffer), [], flags);
-  }
-
-  /** The next reply, or 'closed' once the backend hung up. */
-  async reply(): Promise<{ req: number; flags: number; payload: DataView; fds: number[] } | 'closed'> {
-    let got = 0;
-    const fds: number[] = [];
-    for (let spins = 0; ; spins++) {
-      const want = got < VHOST_USER_HDR_SIZE ? VHOST_USER_HDR_SIZE : VHOST_USER_HDR_SIZE + new DataView(this.buf.buffer).getUint32(8, true);
-      if (got === want) {
-        const v = new DataView(this.buf.buffer);
-        return { req: v.getUint32(0, true), flags: v.getUint32(4, true), payload: new DataView(this.buf.buffer.slice(VHOST_USER_HDR_SIZE, want)), fds };
-      }
-      const r = native.recvmsg(this.fd, this.buf.subarray(got, want));
-      if (r === null) {
-        if (spins > 10_000) throw new Error('no reply from the backend');
-        await sleep(1);
-        continue;
-      }
-      fds.push(...r.fds);
-      if (r.len === 0) return 'closed';
-      got += r.len;
-    }
-  }
-
-  async u64Reply(req: number): Promise<bigint> {
-    const r = await this.reply();
-    if (r === 'closed') throw new Error(`backend closed instead of answering ${R[req]}`);
-    expect(r.req).toBe(req);
-    expect(r.flags).toBe(VHOST_USER_VERSION | VHOST_USER_REPLY);
-    return r.payload.getBigUint64(0, true);
-  }
-
-  close(): void {
-    native.close(this.fd);
-  }
-}
-
-function memTable(regions: { gpa: number; size: number; uaddr: number; off: number }[]): Uint8Array {
-  const b = new DataView(new ArrayBuffer(8 + 32 * regions.length));
-  b.setUint32(0, regions.length, true);
-  regions.forEach((r, i) => {
-    const o = 8 + 32 * i;
-    b.setBigUint64(o, BigInt(r.gpa), true);
-    b.setBigUint64(o + 8, BigInt(r.size), true);
-    b.setBigUint64(o + 16, BigInt(r.uaddr), true);
-    b.setBigUint64(o + 24, BigInt(r.off), true);
-  });
-  return new Uint8Array(b.buffer);
-}
-
-function vringAddr(index: number, desc: number, used: number, avail: number, flags = 0, log = 0): Uint8Array {
-  const b = new DataView(new ArrayBuffer(40));
-  b.setUint32(0, index, true);
-  b.setUint32(4, flags, true);
-  b.setBigUint64(8, BigInt(desc), true);
-  b.setBigUint64(16, BigInt(used), true);
-  b.setBigUint64(24, BigInt(avail), true);
-  b.setBigUint64(32, BigInt(log), true);
-  return new Uint8Array(b.buffer);
-}
+const { MEM, GPA, UADDR, DESC, AVAIL, USED, QSIZE } = GUEST;
 
 /** Memory, ring 0 and a kick: the ring runs once the backend has read these. */
 function runningRing(fe: Frontend, memfd: number): void {
@@ -148,13 +46,6 @@ function runningRing(fe: Frontend, memfd: number): void {
   fe.u64(R.SET_VRING_KICK, 0n, VHOST_USER_VERSION, [kick]);
   native.close(kick); // the backend holds its own copy
   fe.state(R.SET_VRING_ENABLE, 0, 1);
-}
-
-function logBase(size: number, offset: number): Uint8Array {
-  const b = new DataView(new ArrayBuffer(16));
-  b.setBigUint64(0, BigInt(size), true);
-  b.setBigUint64(8, BigInt(offset), true);
-  return new Uint8Array(b.buffer);
 }
 
 const openFds = () => readdirSync('/proc/self/fd').length;
@@ -193,74 +84,20 @@ async function rig(): Promise<Rig> {
 describe('vhost-user backend', () => {
   /** A frontend through the whole handshake, ring 0 running; `request` puts one virtio-blk request on it. */
   async function connected(r: Rig, protocol: bigint) {
-    const fe = new Frontend(r.server.path);
-    cleanups.push(() => fe.close());
-    fe.send(R.GET_FEATURES);
-    const features = await fe.u64Reply(R.GET_FEATURES);
-    expect(features & bit(VHOST_USER_F_PROTOCOL_FEATURES)).not.toBe(0n);
-    expect(features & bit(VIRTIO_F_VERSION_1)).not.toBe(0n);
-    fe.send(R.GET_PROTOCOL_FEATURES);
-    const pf = await fe.u64Reply(R.GET_PROTOCOL_FEATURES);
-    expect(pf & protocol).toBe(protocol);
-    fe.u64(R.SET_PROTOCOL_FEATURES, protocol);
-    fe.send(R.GET_QUEUE_NUM);
-    expect(await fe.u64Reply(R.GET_QUEUE_NUM)).toBe(1n);
-    const acked = bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_RING_F_EVENT_IDX) | bit(VHOST_USER_F_PROTOCOL_FEATURES);
-    fe.u64(R.SET_FEATURES, acked);
+    const q = await startBlkQueue(r.server.path, protocol);
+    cleanups.push(() => q.close());
+    expect(q.offered & bit(VHOST_USER_F_PROTOCOL_FEATURES)).not.toBe(0n);
+    expect(q.offered & bit(VIRTIO_F_VERSION_1)).not.toBe(0n);
+    q.fe.send(R.GET_QUEUE_NUM);
+    expect(await q.fe.u64Reply(R.GET_QUEUE_NUM)).toBe(1n);
     // config: capacity in 512-byte sectors
     const cfgReq = new DataView(new ArrayBuffer(12 + 8));
     cfgReq.setUint32(4, 8, true);
-    fe.send(R.GET_CONFIG, new Uint8Array(cfgReq.buffer));
-    const cfg = await fe.reply();
+    q.fe.send(R.GET_CONFIG, new Uint8Array(cfgReq.buffer));
+    const cfg = await q.fe.reply();
     if (cfg === 'closed') throw new Error('closed');
     expect(cfg.payload.getBigUint64(12, true)).toBe(BigInt((1 << 20) / 512));
-
-    const memfd = native.memfdCreate('guest', MEM);
-    cleanups.push(() => native.close(memfd));
-    const ram = new DataView(native.mmap(memfd, MEM, true));
-    cleanups.push(() => native.munmap(ram.buffer as ArrayBuffer));
-    fe.send(R.SET_MEM_TABLE, memTable([{ gpa: GPA, size: MEM, uaddr: UADDR, off: 0 }]), [memfd], VHOST_USER_VERSION | VHOST_USER_NEED_REPLY);
-    expect(await fe.u64Reply(R.SET_MEM_TABLE)).toBe(0n); // REPLY_ACK: 0 is success
-    fe.state(R.SET_VRING_NUM, 0, QSIZE);
-    fe.state(R.SET_VRING_BASE, 0, 0);
-    fe.send(R.SET_VRING_ADDR, vringAddr(0, UADDR + DESC, UADDR + USED, UADDR + AVAIL));
-    const call = native.eventfd();
-    const kick = native.eventfd();
-    cleanups.push(() => (native.close(call), native.close(kick)));
-    fe.u64(R.SET_VRING_CALL, 0n, VHOST_USER_VERSION, [call]);
-    fe.u64(R.SET_VRING_KICK, 0n, VHOST_USER_VERSION, [kick]);
-    fe.state(R.SET_VRING_ENABLE, 0, 1, VHOST_USER_VERSION | VHOST_USER_NEED_REPLY);
-    expect(await fe.u64Reply(R.SET_VRING_ENABLE)).toBe(0n);
-
-    // header / data / status in three descriptors; resolves with the status byte's offset once answered
-    // two slots of three descriptors; each request is answered before the next is made
-    let made = 0;
-    const request = async (type: number, sector: number, data: number, len: number) => {
-      const slot = made++ % 2;
-      const hdr = 0x10000 + slot * 0x100;
-      const status = hdr + 0x80;
-      ram.setUint32(hdr, type, true);
-      ram.setBigUint64(hdr + 8, BigInt(sector), true);
-      ram.setUint8(status, 0xff);
-      const d = (i: number, addr: number, l: number, flags: number, next: number) => {
-        const o = DESC + 16 * i;
-        ram.setBigUint64(o, BigInt(GPA + addr), true);
-        ram.setUint32(o + 8, l, true);
-        ram.setUint16(o + 12, flags, true);
-        ram.setUint16(o + 14, next, true);
-      };
-      const base = slot * 3;
-      d(base, hdr, VIRTIO_BLK_OUTHDR_SIZE, VIRTQ_DESC_F_NEXT, base + 1);
-      d(base + 1, data, len, VIRTQ_DESC_F_NEXT | (type === VIRTIO_BLK_T_IN ? VIRTQ_DESC_F_WRITE : 0), base + 2);
-      d(base + 2, status, 1, VIRTQ_DESC_F_WRITE, 0);
-      const idx = ram.getUint16(AVAIL + 2, true);
-      ram.setUint16(AVAIL + 4 + 2 * (idx % QSIZE), base, true);
-      ram.setUint16(AVAIL + 2, (idx + 1) & 0xffff, true);
-      native.eventfdSignal(kick);
-      await waitFor(() => ram.getUint16(USED + VIRTQ_USED_IDX, true) === ((idx + 1) & 0xffff), `request ${idx} on the used ring`);
-      return status;
-    };
-    return { fe, ram, call, acked, request };
+    return q;
   }
 
   it('negotiates, takes guest memory and a ring, and serves virtio-blk writes and reads through it', async () => {
@@ -288,7 +125,7 @@ describe('vhost-user backend', () => {
 
   it('migration: with a log from SET_LOG_BASE and LOG_ALL switched on under a running ring, every page it writes is marked, and nothing it only reads', async () => {
     const r = await rig();
-    const { fe, ram, acked, request } = await connected(r, bit(VHOST_USER_PROTOCOL_F_REPLY_ACK) | bit(VHOST_USER_PROTOCOL_F_LOG_SHMFD));
+    const { fe, acked, request } = await connected(r, bit(VHOST_USER_PROTOCOL_F_REPLY_ACK) | bit(VHOST_USER_PROTOCOL_F_LOG_SHMFD));
     const page = (off: number) => (GPA + off) / 4096;
     // QEMU's log covers guest-physical 0 to the top of RAM: one bit per page, at an offset in its memfd
     const logBytes = Math.ceil(page(MEM) / 8);

@@ -148,8 +148,13 @@ export class VmConsole {
     const id = `${this.nonce}-${++this.seq}`;
     const from = this.output.length;
     const quoted = `'${cmd.replace(/'/g, `'\\''`)}'`;
-    this.send(`printf '%s-%s\\n' RSB ${id}; eval ${quoted}; printf '%s-%s %d\\n' RSE ${id} $?`);
-    const begin = `\nRSB-${id}\n`;
+    // Each marker is written twice, by two printf calls. CI lost one marker line twice, both times
+    // just as a background job of the guest's shell ended; our guess is the shell's SIGCHLD
+    // interrupting a printf blocked on the slow serial line. A lost copy is now harmless: losing
+    // both would take two such coincidences in one command.
+    const mark = (m: string, arg = '') => `printf '%s-%s${arg ? ' %d' : ''}\\n' ${m} ${id}${arg ? ` ${arg}` : ''}`;
+    this.send(`${mark('RSB')}; ${mark('RSB')}; eval ${quoted}; __rs=$?; ${mark('RSE', '$__rs')}; ${mark('RSE', '$__rs')}`);
+    const begin = `RSB-${id}\n`;
     // not anchored to a line start: a command's output need not end in a newline (sysfs serial)
     const end = new RegExp(`RSE-${id} (\\d+)\\n`);
     try {
@@ -157,12 +162,14 @@ export class VmConsole {
         `the end marker of '${cmd}'`,
         (o) => {
           const seen = o.slice(from);
-          const b = seen.indexOf(begin);
+          const b = seen.indexOf(`\n${begin}`);
           if (b < 0) return undefined;
-          const body = seen.slice(b + begin.length - 1);
+          let start = b + 1 + begin.length;
+          if (seen.startsWith(begin, start)) start += begin.length;
+          const body = seen.slice(start);
           const m = end.exec(body);
           if (!m) return undefined;
-          return { code: Number(m[1]), output: body.slice(1, m.index) };
+          return { code: Number(m[1]), output: body.slice(0, m.index) };
         },
         timeoutMs,
       );

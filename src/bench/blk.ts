@@ -2,9 +2,10 @@
 // `nbdkit file` serving the same image (the peer to beat), job by job, as a ratio. The guest's
 // export is served by blkfront -> blkif ring -> blkback in another process -> the image; nbdkit
 // reads the file directly, so the ratio is what the driver-domain split costs.
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { runTool } from '../tools/run.js';
 
 export interface BlkBenchJob {
   name: string;
@@ -63,7 +64,7 @@ export interface BlkBenchOptions {
 const uri = (sock: string) => `nbd+unix:///?socket=${sock}`;
 
 /** One fio job over NBD against the export at `sock` (no peer run). */
-export function fio(sock: string, job: BlkBenchJob, sizeBytes: number, runtimeSec: number): Promise<FioFigures> {
+export async function fio(sock: string, job: BlkBenchJob, sizeBytes: number, runtimeSec: number): Promise<FioFigures> {
   const args = [
     `--name=${job.rw}`, '--ioengine=nbd', `--uri=${uri(sock)}`, `--rw=${job.rw}`, `--bs=${job.bs}`, `--iodepth=${job.iodepth}`,
     // one second unmeasured first: JIT warm-up in the domains, so the first job on a path is not
@@ -71,16 +72,13 @@ export function fio(sock: string, job: BlkBenchJob, sizeBytes: number, runtimeSe
     `--size=${sizeBytes}`, '--time_based', `--runtime=${runtimeSec}`, '--ramp_time=1', '--percentile_list=50:99',
     '--randrepeat=0', '--output-format=json',
   ];
-  return new Promise((resolve, reject) => {
-    execFile('fio', args, { maxBuffer: 16 << 20, timeout: (runtimeSec + 60) * 1000 }, (err, stdout, stderr) => {
-      if (err) return reject(new Error(`fio ${job.name} on ${sock} failed: ${String(stderr).trim() || err.message}`));
-      try {
-        resolve(parseFio(String(stdout), job.rw));
-      } catch (e) {
-        reject(new Error(`fio ${job.name}: cannot read its JSON output: ${(e as Error).message}`));
-      }
-    });
-  });
+  const r = await runTool('fio', args, { timeoutMs: (runtimeSec + 60) * 1000 });
+  if (r.code !== 0) throw new Error(`fio ${job.name} on ${sock} failed: ${r.stderr.trim() || r.spawnError || `exit ${r.code}${r.signal ? ` (${r.signal})` : ''}`}`);
+  try {
+    return parseFio(r.stdout, job.rw);
+  } catch (e) {
+    throw new Error(`fio ${job.name}: cannot read its JSON output: ${(e as Error).message}`);
+  }
 }
 
 interface FioSide {

@@ -15,7 +15,7 @@ export interface ToolRun {
 }
 
 export interface ToolOptions {
-  /** default 120 s */
+  /** default 120 s; 0 means no limit (execFile's meaning), for a tool whose caller bounds it */
   timeoutMs?: number;
   cwd?: string;
   env?: NodeJS.ProcessEnv;

@@ -2,16 +2,12 @@
 // (header in any split), frames in through posted buffers, and a driver that breaks the rules
 // stops only its queue with a reason.
 import { afterEach, describe, expect, it } from 'vitest';
-import { native } from '../native/index.js';
 import { VIRTQ_AVAIL_IDX, VIRTQ_AVAIL_RING, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE, VIRTQ_DESC_SIZE, VIRTQ_USED_IDX, VIRTQ_USED_RING, VIRTIO_NET_HDR_SIZE } from '../abi/virtio.js';
-import { GuestMemory } from './guest-memory.js';
+import { GPA, UADDR, testMemory } from './testing/memory.js';
 import { SplitQueue } from './virtqueue.js';
 import { MAX_FRAME, VirtioNet, type TxSink } from './net.js';
 import type { VirtioQueueHost } from './device.js';
 
-const GPA = 0x100000;
-const MEM = 1 << 20;
-const UADDR = 0x7f0000000000;
 const RING = [0x0000, 0x4000]; // per queue: desc at +0, avail at +0x1000, used at +0x2000
 const DATA = 0x10000;
 const QSIZE = 16;
@@ -22,13 +18,8 @@ afterEach(() => {
 });
 
 function rig() {
-  const fd = native.memfdCreate('vnet-test', MEM);
-  const mem = new GuestMemory(4);
-  mem.add({ gpa: BigInt(GPA), size: BigInt(MEM), uaddr: BigInt(UADDR), mmapOffset: 0n }, fd);
-  native.close(fd);
-  open.push(() => mem.close());
-  const g = mem.view(GPA, MEM)!;
-  const dv = new DataView(g.buffer, g.byteOffset, g.byteLength);
+  const { mem, view: g, bytes: dv, close } = testMemory('vnet-test', 4);
+  open.push(close);
   const sent: number[][] = [];
   let ready = 0;
   const dev = new VirtioNet({ name: 'vif', mac: Uint8Array.of(0, 0x16, 0x3e, 1, 2, 3), mtu: 1500, txReady: () => ready++ });

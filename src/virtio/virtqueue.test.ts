@@ -2,7 +2,6 @@
 // what was wrong, never a crash or a buffer outside guest memory; and a bounded fuzzer of random
 // descriptor tables holds the walker to that.
 import { afterEach, describe, expect, it } from 'vitest';
-import { native } from '../native/index.js';
 import {
   VIRTQ_AVAIL_IDX,
   VIRTQ_AVAIL_RING,
@@ -15,12 +14,10 @@ import {
   availUsedEvent,
   usedAvailEvent,
 } from '../abi/virtio.js';
-import { GuestMemory } from './guest-memory.js';
+import type { GuestMemory } from './guest-memory.js';
+import { GPA, MEM, UADDR, testMemory } from './testing/memory.js';
 import { DescChain, SplitQueue, VirtqueueError } from './virtqueue.js';
 
-const GPA = 0x100000;
-const MEM = 1 << 20;
-const UADDR = 0x7f0000000000;
 const DESC = 0x0;
 const AVAIL = 0x1000;
 const USED = 0x2000;
@@ -39,13 +36,8 @@ afterEach(() => {
 });
 
 function rig(size = 8, o: { eventIdx?: boolean; indirect?: boolean } = {}): Rig {
-  const fd = native.memfdCreate('vq-test', MEM);
-  const mem = new GuestMemory(8);
-  mem.add({ gpa: BigInt(GPA), size: BigInt(MEM), uaddr: BigInt(UADDR), mmapOffset: 0n }, fd);
-  native.close(fd);
-  open.push(() => mem.close());
-  const v = mem.view(GPA, MEM)!;
-  const bytes = new DataView(v.buffer, v.byteOffset, v.byteLength);
+  const { mem, bytes, close } = testMemory('vq-test', 8);
+  open.push(close);
   const q = new SplitQueue(mem, size, { desc: UADDR + DESC, avail: UADDR + AVAIL, used: UADDR + USED }, { eventIdx: o.eventIdx ?? true, indirect: o.indirect ?? true }, 0);
   return { mem, bytes, q, chain: new DescChain(size) };
 }

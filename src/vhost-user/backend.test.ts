@@ -107,7 +107,7 @@ describe('vhost-user backend', () => {
     for (let i = 0; i < 512; i++) ram.setUint8(0x20000 + i, (i * 7 + 1) & 0xff);
     const s1 = await request(VIRTIO_BLK_T_OUT, 2, 0x20000, 512);
     expect(ram.getUint8(s1)).toBe(VIRTIO_BLK_S_OK);
-    expect(native.eventfdRead(call)).toBeGreaterThan(0);
+    expect(native.eventfdRead(call[0])).toBeGreaterThan(0);
     const onDisk = readFileSync(r.disk).subarray(1024, 1536);
     expect([...onDisk]).toEqual(Array.from({ length: 512 }, (_, i) => (i * 7 + 1) & 0xff));
     const s2 = await request(VIRTIO_BLK_T_IN, 2, 0x30000, 512);

@@ -119,7 +119,7 @@ describe('hostile vhost-user frontends against a running blkdom with a bystander
     }, /frontend gone: SET_MEM_TABLE: region wants bytes/],
     ['a descriptor chain that loops', async () => {
       const q = await honest();
-      q.raw([
+      q.raw(0, [
         { i: 0, addr: GUEST.GPA + 0x10000, len: VIRTIO_BLK_OUTHDR_SIZE, flags: VIRTQ_DESC_F_NEXT, next: 1 },
         { i: 1, addr: GUEST.GPA + DATA, len: 512, flags: VIRTQ_DESC_F_NEXT, next: 0 },
       ], 0);
@@ -127,7 +127,7 @@ describe('hostile vhost-user frontends against a running blkdom with a bystander
     ['a data buffer outside guest memory', async () => {
       const q = await honest();
       q.ram.setUint32(0x10000, VIRTIO_BLK_T_OUT, true);
-      q.raw([
+      q.raw(0, [
         { i: 0, addr: GUEST.GPA + 0x10000, len: VIRTIO_BLK_OUTHDR_SIZE, flags: VIRTQ_DESC_F_NEXT, next: 1 },
         { i: 1, addr: GUEST.GPA + GUEST.MEM - 256, len: 4096, flags: VIRTQ_DESC_F_NEXT, next: 2 },
         { i: 2, addr: GUEST.GPA + 0x10080, len: 1, flags: VIRTQ_DESC_F_WRITE, next: 0 },
@@ -136,7 +136,7 @@ describe('hostile vhost-user frontends against a running blkdom with a bystander
     ['an avail index far ahead of the ring', async () => {
       const q = await honest();
       q.ram.setUint16(GUEST.AVAIL + 2, 200, true);
-      native.eventfdSignal(q.kick);
+      native.eventfdSignal(q.kick[0]);
     }, /ring 0 stopped: avail index 200 is 200 ahead of ours/],
   ];
 

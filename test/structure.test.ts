@@ -6,9 +6,6 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { ROOT } from './support/platform.js';
 
-/** Known debt (issue 11): bench net runs an in-process hv to wire its two guests. */
-const ALLOWED = new Set(['src/bench/net.ts -> domains/hv/hypervisor.ts']);
-
 function files(dir: string): string[] {
   const out: string[] = [];
   for (const e of readdirSync(join(ROOT, dir), { withFileTypes: true })) {
@@ -52,15 +49,9 @@ describe('the import direction', () => {
         // domains/<kind>/: a domain's code is its own; what two processes share lives in the library
         const otherDomain = from === 'domains' && to === 'domains' && f.split('/')[1] !== target.split('/')[1];
         const bad = to === 'test' || to === 'dist' || ((from === 'src' || from === 'iommu') && to === 'domains') || otherDomain;
-        if (bad && !ALLOWED.has(`${f} -> ${target}`)) wrong.push(`${f}:${line} imports ${target}`);
+        if (bad) wrong.push(`${f}:${line} imports ${target}`);
       }
     }
     expect(wrong).toEqual([]);
-  });
-
-  it('the allowed exceptions still exist (a paid-off debt leaves the list)', () => {
-    const seen = new Set<string>();
-    for (const f of files('src')) for (const { target } of importsOf(f)) seen.add(`${f} -> ${target}`);
-    for (const a of ALLOWED) expect(seen.has(a), a).toBe(true);
   });
 });

@@ -621,7 +621,7 @@ export class Toolstack implements MigrationHost {
       out.push({
         domid: d.domid, name: d.name, role, kind: d.kind, state: d.state, memoryMiB: d.memoryMiB,
         uptimeS: (now - d.startedAt) / 1000, pid: d.pid, restarts: m?.restarts ?? 0,
-        grantsMapped: d.grantsMapped, evtchns: d.evtchns, devices,
+        grantsMapped: d.grantsMapped, evtchns: d.evtchns, copyBatches: d.copyBatches, copyOps: d.copyOps, devices,
         ...(m?.accel ? { accel: m.accel } : {}),
         ...(m?.cpu ? { cpu: m.cpu } : {}),
       });

@@ -16,7 +16,6 @@ export class HvCopyRing {
   private readonly done: number;
   private readonly watcher: Watcher;
   private closed = false;
-  batches = 0;
 
   constructor(
     private readonly dom: DomainRecord,
@@ -55,7 +54,8 @@ export class HvCopyRing {
       );
       dv.setInt16(o + SLOT.STATUS, st, true);
     }
-    this.batches++;
+    this.dom.copyBatches++;
+    this.dom.copyOps += count;
     native.eventfdSignal(this.done);
   }
 

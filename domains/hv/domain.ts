@@ -30,6 +30,9 @@ export class DomainRecord {
   deathReason: string | null = null;
   /** its grant-copy rings (gnttab_copy_ring) */
   readonly copyRings: HvCopyRing[] = [];
+  /** grant copies it asked for, as xentop would count them: batches (hypercalls and ring kicks) and ops */
+  copyBatches = 0;
+  copyOps = 0;
   /** set at creation for a confined (driver) domain: what ringside-confine lets it open */
   confine: ConfineSpec | null = null;
   /** kind "vm": the checked QEMU arguments */
@@ -75,6 +78,8 @@ export class DomainRecord {
       startedAt: this.startedAt,
       grantsMapped: this.mapped.size,
       evtchns: this.ports.size,
+      copyBatches: this.copyBatches,
+      copyOps: this.copyOps,
     };
   }
 

@@ -361,6 +361,8 @@ export class Hypervisor {
       const x = obj(o, `ops[${i}]`);
       return { source: ptr(obj(x.source, 'source')), dest: ptr(obj(x.dest, 'dest')), len: uint(x, 'len', 0xffff), flags: uint(x, 'flags', 0xffff) };
     });
+    d.copyBatches++;
+    d.copyOps += ops.length;
     const statuses = ops.map((op) => {
       for (const p of [op.source, op.dest])
         if (this.policy.check('gnttab_copy', d.caller, { targetDom: p.domid === 0x7ff0 ? d.domid : p.domid })) return GNTST.permission_denied;

@@ -3,25 +3,17 @@
 // direct veth pair between two namespaces, the physical limit here. CPU is whole-machine busy
 // time from /proc/stat (kernel, iperf3 and every domain), so the two paths are charged alike;
 // the per-domain split says where ringside's time goes.
-import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import type { Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { CommandClient } from '../control/command-client.js';
-import { fileURLToPath } from 'node:url';
-import { pack } from 'msgpackr';
-import { Hypervisor } from '../../domains/hv/hypervisor.js';
-import { HypercallClient } from '../hypercall/client.js';
-import { waitForSocket } from '../control/unix.js';
+import { readFileSync } from 'node:fs';
+import type { DomainRow } from '../control/wire.js';
 import { iperf3, type Iperf3End } from '../netns/iperf3.js';
+import { CLOCK_TICKS, cpuTicks } from '../tools/proc.js';
 import { hasTool, mustRun, runTool } from '../tools/run.js';
 
 export interface NetBenchOptions {
   /** seconds per measurement (default 5) */
   seconds?: number;
-  /** the dist/ directory holding domains/ and test-domains/ bundles (default: found from this module) */
-  distDir?: string;
+  /** brings up the system under test (the CLI does it with `ringside up` in a throwaway directory) */
+  withSystem: WithSystem;
   /** UDP payload bytes for the small-packet rate (default 64) */
   udpLen?: number;
   log?: (line: string) => void;
@@ -43,9 +35,9 @@ export interface NetBenchReport {
   ringside: NetBenchPath & {
     /** CPU seconds during the TCP run, by who spent them */
     cpu: { hv: number; netdom: number; guests: number; kernelAndIperf: number; total: number };
-    /** grant-copy hypercall batches and netback rounds per GB */
+    /** netdom's grant-copy batches (ring kicks and hypercalls) and copy ops per GB, as hv counted them */
     copyCallsPerGB: number;
-    roundsPerGB: number;
+    copyOpsPerGB: number;
   };
   ratio: { tcp: number; pps: number };
 }
@@ -78,48 +70,50 @@ async function udpRate(client: Endpoint, server: Endpoint, secs: number, port: n
   return (sum.packets - sum.lost_packets) / (sum.seconds || secs);
 }
 
-function findDist(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
+/** What runNetBench needs of the system it measures, once `ringside up` has brought it up. */
+export interface NetBenchSystem {
+  list(): Promise<DomainRow[]>;
+  hvPid: number;
+}
+
+/** Brings up a system from `files` (config file name -> text), runs `body` on it, and always takes it down. */
+export type WithSystem = <T>(files: Record<string, string>, body: (sys: NetBenchSystem) => Promise<T>) => Promise<T>;
+
+const NETDOM = 'benchnet';
+const GUESTS = ['benchg1', 'benchg2'] as const;
+
+/** The bench's system: a net driver domain and two guests, each vif a TAP with its address in its own namespace. */
+export function netBenchFiles(netns: readonly [string, string], ips: readonly [string, string]): Record<string, string> {
+  const head = '# written by ringside bench net; removed when it ends';
+  const files: Record<string, string> = { [`${NETDOM}.cfg`]: [head, `name = "${NETDOM}"`, 'memory = 128', 'driver_domain = 1', 'role = "net"', ''].join('\n') };
+  GUESTS.forEach((g, i) => {
+    files[`${g}.cfg`] = [head, `name = "${g}"`, 'memory = 128', `vif = [ 'backend=${NETDOM}, mac=00:16:3e:5b:00:0${i + 1}, ip=${ips[i]}/24, netns=${netns[i]}' ]`, ''].join('\n');
+  });
+  return files;
+}
+
+/** CPU seconds of a process so far (0 once it is gone: the bench then reports what it saw) */
+const cpuSec = (pid: number | null) => (pid === null ? 0 : (cpuTicks(pid) ?? 0) / CLOCK_TICKS);
+
+/** Waits until the guest's TAP in `ns` carries `ip` (the guest configures it once its vif connects). */
+async function tapReady(ns: string, ip: string): Promise<void> {
+  const end = Date.now() + 60_000;
   for (;;) {
-    if (existsSync(join(dir, 'test-domains', 'nettest.js'))) return dir;
-    if (existsSync(join(dir, 'dist', 'test-domains', 'nettest.js'))) return join(dir, 'dist');
-    const up = dirname(dir);
-    if (up === dir) throw new Error('bench net: dist/test-domains/nettest.js not found: run `npm run build`');
-    dir = up;
+    const r = await sh('ip', ['-n', ns, '-o', 'addr', 'show', 'dev', 'eth0']);
+    if (r.code === 0 && r.stdout.includes(`${ip}/`)) return;
+    if (Date.now() > end) throw new Error(`the guest's TAP in ${ns} has no address ${ip} after 60 s: ${(r.stderr || r.stdout).trim()}`);
+    await sleep(100);
   }
 }
 
-/** a JSON-lines control connection to a bench domain */
-class Control {
-  private readonly client: CommandClient;
-  constructor(readonly domid: number, sock: Socket) {
-    this.client = new CommandClient(sock);
-  }
-  async cmd(cmd: string, args: Record<string, unknown> = {}): Promise<Record<string, unknown>> {
-    const r = await this.client.request(cmd, args);
-    if (!r.ok) throw new Error(`bench domain ${this.domid} ${cmd}: ${String(r.error)}`);
-    return r;
-  }
-  close(): void {
-    this.client.close();
-  }
-}
-
-const waitConnect = (path: string): Promise<Socket> => waitForSocket(path, 15_000, 'bench domain socket');
-
-const cpuOf = (r: Record<string, unknown>) => {
-  const c = r.cpu as { user: number; system: number };
-  return (c.user + c.system) / 1e6;
-};
-
-export async function runNetBench(opts: NetBenchOptions = {}): Promise<NetBenchReport> {
+export async function runNetBench(opts: NetBenchOptions): Promise<NetBenchReport> {
   const secs = opts.seconds ?? 5;
   if (!Number.isInteger(secs) || secs < 1 || secs > 600) throw new RangeError('bench net: --seconds must be 1..600');
   const udpLen = opts.udpLen ?? 64;
   const log = opts.log ?? (() => {});
   if (process.getuid?.() !== 0) throw new Error('bench net needs root (network namespaces, TAP devices)');
   if (!(await hasTool('iperf3'))) throw new Error('bench net needs iperf3 (apt-get install iperf3)');
-  const dist = opts.distDir ?? findDist();
+  const withSystem = opts.withSystem;
   const tag = `${process.pid % 100000}`;
   const nsA = `rsb${tag}a`;
   const nsB = `rsb${tag}b`;
@@ -128,7 +122,6 @@ export async function runNetBench(opts: NetBenchOptions = {}): Promise<NetBenchR
   const va = `rsb${tag}va`;
   const vb = `rsb${tag}vb`;
   const cleanups: (() => Promise<unknown>)[] = [];
-  const dir = mkdtempSync(join(tmpdir(), 'ringside-bench-'));
   try {
     // ---- baseline: a veth pair between two namespaces ----
     log('bench net: veth baseline');
@@ -150,71 +143,44 @@ export async function runNetBench(opts: NetBenchOptions = {}): Promise<NetBenchR
     const veth: NetBenchPath = { tcpGbps: vt.bps / 1e9, pps: vp, cpuSecPerGB: vt.cpu / (vt.bytes / 1e9) };
     log(`bench net: veth ${veth.tcpGbps.toFixed(2)} Gbit/s, ${Math.round(vp)} pkt/s`);
 
-    // ---- ringside: hv in this process, netdom and two guests as processes ----
-    log('bench net: starting hv, netdom and two guests');
-    const hvLog: string[] = [];
-    const hv = new Hypervisor({ bundleDirs: [join(dist, 'domains'), join(dist, 'test-domains')], log: (l) => hvLog.push(l) });
-    const dom0 = new HypercallClient(hv.attachControlDomain());
-    const ctls: Control[] = [];
-    cleanups.push(async () => {
-      // Killing a domain closes its TAP; the namespaces go below.
-      for (const c of ctls) c.close();
-      const gone = new Promise<void>((r) => {
-        const t = setInterval(() => {
-          if (hv.list().every((d) => d.domid === 0)) {
-            clearInterval(t);
-            r();
-          }
-        }, 10);
-      });
-      for (const d of hv.list()) if (d.domid !== 0) hv.kill(d, 'bench done');
-      await gone;
-      dom0.close();
+    // ---- ringside: the same two endpoints as guests of a system `ringside up` brought up ----
+    log('bench net: starting netdom and two guests (ringside up)');
+    const ringside = await withSystem(netBenchFiles([nsG1, nsG2], ['10.215.0.1', '10.215.0.2']), async (sys) => {
+      await tapReady(nsG1, '10.215.0.1');
+      await tapReady(nsG2, '10.215.0.2');
+      const sample = async () => {
+        const rows = await sys.list();
+        const row = (name: string) => {
+          const r = rows.find((d) => d.name === name);
+          if (!r) throw new Error(`bench net: the system has no domain ${name}`);
+          return r;
+        };
+        const nd = row(NETDOM);
+        return { hv: cpuSec(sys.hvPid), netdom: cpuSec(nd.pid), guests: GUESTS.reduce((a, g) => a + cpuSec(row(g).pid), 0), batches: nd.copyBatches, ops: nd.copyOps };
+      };
+      const g1 = { ns: nsG1, ip: '10.215.0.1' };
+      const g2 = { ns: nsG2, ip: '10.215.0.2' };
+      const before = await sample();
+      const m0 = machineCpu();
+      const rt = await iperfTcp(g1, g2, secs, 5211);
+      const after = await sample();
+      // the split is over the same window as the per-domain counters
+      const window = machineCpu() - m0;
+      const rp = await udpRate(g1, g2, secs, 5212, udpLen);
+      const gb = rt.bytes / 1e9;
+      const hv = after.hv - before.hv;
+      const netdom = after.netdom - before.netdom;
+      const guests = after.guests - before.guests;
+      return {
+        tcpGbps: rt.bps / 1e9,
+        pps: rp,
+        cpuSecPerGB: rt.cpu / gb,
+        cpu: { hv, netdom, guests, kernelAndIperf: Math.max(0, window - hv - netdom - guests), total: window },
+        copyCallsPerGB: (after.batches - before.batches) / gb,
+        copyOpsPerGB: (after.ops - before.ops) / gb,
+      };
     });
-    const start = async (name: string, ioFrames: number): Promise<Control> => {
-      const { result } = await dom0.call('domain_create', { name: `${name}${tag}`, kind: 'nettest', memoryMiB: 256, ioFrames, grantFrames: 8 });
-      const control = join(dir, `${name}.sock`);
-      await dom0.call('domain_unpause', { domid: result.domid, bootArgs: pack({ control }) });
-      const c = new Control(result.domid, await waitConnect(control));
-      ctls.push(c);
-      return c;
-    };
-    const nd = await start('netdom', 1024);
-    await nd.cmd('backInit', { opts: {} });
-    const guests: Control[] = [];
-    for (const [i, ns] of [[1, nsG1], [2, nsG2]] as const) {
-      const g = await start(`guest${i}`, 1200);
-      const mac = `00:16:3e:5b:00:0${i}`;
-      const { info } = (await g.cmd('frontInit', { backendDomid: nd.domid, mac, txBuffers: 32 })) as { info: { queues: unknown; features: unknown } };
-      await nd.cmd('backConnect', { params: { frontendDomid: g.domid, name: `vif${g.domid}.0`, mac, queues: info.queues, features: info.features, rate: null } });
-      cleanups.push(() => sh('ip', ['netns', 'del', ns]));
-      await g.cmd('tap', { netns: ns, mac, ip: `10.215.0.${i}/24`, mtu: 1500 });
-      guests.push(g);
-    }
-    const g1 = { ns: nsG1, ip: '10.215.0.1' };
-    const g2 = { ns: nsG2, ip: '10.215.0.2' };
-    const before = await Promise.all([nd.cmd('backStats'), ...guests.map((g) => g.cmd('frontStats'))]);
-    const hv0 = process.cpuUsage();
-    const m0 = machineCpu();
-    const rt = await iperfTcp(g1, g2, secs, 5211);
-    const hv1 = process.cpuUsage(hv0);
-    const after = await Promise.all([nd.cmd('backStats'), ...guests.map((g) => g.cmd('frontStats'))]);
-    // the split is over the same window as the per-domain counters (set-up included)
-    const window = machineCpu() - m0;
-    const rp = await udpRate(g1, g2, secs, 5212, udpLen);
-    const gb = rt.bytes / 1e9;
-    const netdomCpu = cpuOf(after[0]) - cpuOf(before[0]);
-    const guestCpu = cpuOf(after[1]) - cpuOf(before[1]) + cpuOf(after[2]) - cpuOf(before[2]);
-    const hvCpu = (hv1.user + hv1.system) / 1e6;
-    const ringside = {
-      tcpGbps: rt.bps / 1e9,
-      pps: rp,
-      cpuSecPerGB: rt.cpu / gb,
-      cpu: { hv: hvCpu, netdom: netdomCpu, guests: guestCpu, kernelAndIperf: Math.max(0, window - hvCpu - netdomCpu - guestCpu), total: window },
-      copyCallsPerGB: (Number(after[0].copyCalls) - Number(before[0].copyCalls)) / gb,
-      roundsPerGB: (Number(after[0].rounds) - Number(before[0].rounds)) / gb,
-    };
-    log(`bench net: ringside ${ringside.tcpGbps.toFixed(2)} Gbit/s, ${Math.round(rp)} pkt/s`);
+    log(`bench net: ringside ${ringside.tcpGbps.toFixed(2)} Gbit/s, ${Math.round(ringside.pps)} pkt/s`);
     return {
       seconds: secs,
       udpLen,
@@ -224,7 +190,6 @@ export async function runNetBench(opts: NetBenchOptions = {}): Promise<NetBenchR
     };
   } finally {
     for (const c of cleanups.reverse()) await c().catch(() => {});
-    rmSync(dir, { recursive: true, force: true });
   }
 }
 
@@ -239,6 +204,6 @@ export function formatNetBench(r: NetBenchReport): string {
     row('ringside via netdom', r.ringside),
     `ratio to veth: TCP ${r.ratio.tcp.toFixed(3)}x, packets ${r.ratio.pps.toFixed(3)}x`,
     `ringside CPU in the TCP run (${c.total.toFixed(1)} s): hv ${pct(c.hv)}, netdom ${pct(c.netdom)}, guests ${pct(c.guests)}, kernel+iperf3 ${pct(c.kernelAndIperf)}; ` +
-      `${r.ringside.copyCallsPerGB.toFixed(0)} grant-copy batches/GB, ${r.ringside.roundsPerGB.toFixed(0)} netback rounds/GB`,
+      `${r.ringside.copyCallsPerGB.toFixed(0)} grant-copy batches/GB (${r.ringside.copyOpsPerGB.toFixed(0)} ops/GB)`,
   ].join('\n');
 }

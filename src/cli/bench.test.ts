@@ -2,39 +2,22 @@
 // leaves nothing behind. No timing assertions: figures depend on the machine.
 import { openFdTargets } from '../../test/support/proc.js';
 import { afterAll, describe, expect, it } from 'vitest';
-import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
+import { hasTool, runTool } from '../tools/run.js';
+import type { NetBenchReport } from '../bench/net.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const CLI = join(ROOT, 'dist', 'ringside.js');
-const execFileP = promisify(execFile);
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function ringside(args: string[], env: NodeJS.ProcessEnv = process.env, timeout = 60_000): Promise<Run> {
-  try {
-    const r = await execFileP(process.execPath, [CLI, ...args], { timeout, env });
-    return { code: 0, stdout: r.stdout, stderr: r.stderr };
-  } catch (e) {
-    const x = e as { code?: number; stdout?: string; stderr?: string };
-    return { code: typeof x.code === 'number' ? x.code : -1, stdout: x.stdout ?? '', stderr: x.stderr ?? '' };
-  }
-}
+const ringside = (args: string[], env: NodeJS.ProcessEnv = process.env, timeoutMs = 60_000) => runTool(process.execPath, [CLI, ...args], { env, timeoutMs });
 
 /** Processes holding any file under `dir` open (every domain's stdout is the system's log there). */
 function holdersUnder(dir: string): string[] {
   return [...new Set(openFdTargets().filter((f) => f.target.startsWith(dir)).map((f) => f.pid))];
 }
-
-const hasTool = async (t: string): Promise<boolean> => execFileP('sh', ['-c', `command -v ${t}`]).then(() => true, () => false);
 
 describe('ringside bench', () => {
   if (!existsSync(CLI)) throw new Error('dist/ringside.js is not built: run `npm run build` first');
@@ -127,28 +110,35 @@ describe('ringside bench', () => {
     }
   });
 
-  it('bench net --json from the CLI process: both paths measured, its namespaces removed', async (ctx) => {
+  it("bench net --json: both paths measured, netdom's copies counted by hv, and nothing left behind", async (ctx) => {
     if (process.getuid?.() !== 0 || !(await hasTool('iperf3'))) ctx.skip();
-    // the bench names its namespaces after its pid: look for the child's after it ends
-    const p = execFileP(process.execPath, [CLI, 'bench', 'net', '--seconds', '1', '--json'], { timeout: 120_000 });
-    const pid = p.child.pid;
-    const r = await p;
-    const j = JSON.parse(r.stdout) as { veth: { tcpGbps: number }; ringside: { tcpGbps: number; pps: number }; ratio: { tcp: number } };
+    const tmp = mkdtempSync(join(work, 't-'));
+    const nsBefore = (await runTool('ip', ['netns', 'list'])).stdout;
+    const r = await ringside(['bench', 'net', '--seconds', '1', '--json'], { ...process.env, TMPDIR: tmp }, 180_000);
+    expect(r.code, r.stderr).toBe(0);
+    const j = JSON.parse(r.stdout) as NetBenchReport;
     expect(j.veth.tcpGbps).toBeGreaterThan(0);
     expect(j.ringside.tcpGbps).toBeGreaterThan(0);
+    expect(j.ringside.pps).toBeGreaterThan(0);
     expect(j.ratio.tcp).toBeGreaterThan(0);
-    const ns = (await execFileP('ip', ['netns', 'list'])).stdout;
-    expect(ns).not.toMatch(new RegExp(`rsb${(pid ?? 0) % 100000}[a-z]`));
+    // netback moves every byte by grant copy, so a TCP run without copies was not through netdom
+    expect(j.ringside.copyCallsPerGB).toBeGreaterThan(0);
+    expect(j.ringside.copyOpsPerGB).toBeGreaterThanOrEqual(j.ringside.copyCallsPerGB);
+    expect(j.ringside.cpu.netdom).toBeGreaterThan(0);
+    expect(j.ringside.cpu.hv).toBeGreaterThan(0);
+    // the system it brought up is gone: its directory, every process that held a file in it, its namespaces
+    expect(readdirSync(tmp)).toEqual([]);
+    expect(holdersUnder(tmp)).toEqual([]);
+    const names = (t: string) => new Set(t.split('\n').map((l) => l.split(' ')[0]).filter(Boolean));
+    const before = names(nsBefore);
+    expect([...names((await runTool('ip', ['netns', 'list'])).stdout)].filter((n) => !before.has(n) && n.startsWith('rsb'))).toEqual([]);
   });
 
   it('bench net without root says it needs root (exit 1)', async () => {
     // As root (CI), run it in a fresh user namespace: there it is uid 65534 and has no
     // capabilities, yet it still reads the checkout, wherever that lives and whatever its mode.
     const asUser = process.getuid?.() === 0 ? ['unshare', '--user', process.execPath] : [process.execPath];
-    const r = await execFileP(asUser[0], [...asUser.slice(1), CLI, 'bench', 'net', '--seconds', '1'], { timeout: 60_000 }).then(
-      (x) => ({ code: 0, stderr: x.stderr }),
-      (e: { code?: number; stderr?: string }) => ({ code: e.code ?? -1, stderr: e.stderr ?? '' }),
-    );
+    const r = await runTool(asUser[0], [...asUser.slice(1), CLI, 'bench', 'net', '--seconds', '1'], { timeoutMs: 60_000 });
     expect(r.code, r.stderr).toBe(1);
     expect(r.stderr).toMatch(/needs root/);
   });

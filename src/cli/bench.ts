@@ -1,12 +1,12 @@
 // `ringside bench ring|blk|net|iommu`: the measurements, each one self-contained. Progress goes to
 // stderr so stdout stays the table (or, with --json, one JSON document a script can read).
-import { existsSync, mkdirSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ringBenchMain } from '../bench/ring/index.js';
 import { BLK_BENCH_JOBS, benchBlk, fio, formatBlkBench, type BlkBenchJob, type FioFigures } from '../bench/blk.js';
-import { runNetBench, formatNetBench } from '../bench/net.js';
+import { runNetBench, formatNetBench, type WithSystem } from '../bench/net.js';
 import { runIommuBench, formatIommuBench } from '../bench/iommu.js';
 import { runBlockPathBench, type BlockPathBench } from '../bench/blk-path.js';
 import { up, down } from './lifecycle.js';
@@ -27,8 +27,9 @@ export const BENCH_USAGE = `usage: ringside bench <ring|blk|net|iommu|vm|migrate
   blk [--seconds N] [--jobs LIST] [--path file|device|both] [--timeout S] [--json]
                                           fio over NBD into a guest disk served by a blk driver domain,
                                           vs nbdkit on the same image; starts and stops its own system
-  net [--seconds N] [--json]              iperf3 between two guests through a net driver domain vs a
-                                          veth pair (needs root and iperf3)
+  net [--seconds N] [--timeout S] [--json]
+                                          iperf3 between two guests through a net driver domain vs a
+                                          veth pair (needs root and iperf3); starts and stops its own system
   iommu [--duration MS] [--fio S] [--json]
                                           VT-d translation rates, the block path through the NVMe
                                           model + IOMMU vs the same reads straight from the file, and
@@ -351,26 +352,31 @@ async function benchBlkCommand(args: string[]): Promise<number> {
   return 0;
 }
 
-interface BenchSystem {
+/** A throwaway system that `ringside up` brought up in `work`, for one bench. */
+interface BenchRun {
   work: string;
-  images: Partial<Record<BlkBenchPath, string>>;
-  /** the NBD export of the guest on `p` */
-  socket(p: BlkBenchPath): string;
+  stateDir: string;
   /** runs a measurement; its failure names the system's log */
   guard<T>(f: () => Promise<T>): Promise<T>;
 }
 
+interface BenchSystem extends BenchRun {
+  images: Partial<Record<BlkBenchPath, string>>;
+  /** the NBD export of the guest on `p` */
+  socket(p: BlkBenchPath): string;
+}
+
 /**
- * Brings up the throwaway bench system for `paths`, runs `body` on it, and always takes it down
- * and removes it (also on SIGINT/SIGTERM). `bench blk` and `bench iommu` both measure on it.
+ * Writes a system into a fresh work directory (`write` gets it, and puts the config files in
+ * work/system), brings it up, runs `body` on it, and always takes it down and removes the
+ * directory (also on SIGINT/SIGTERM).
  */
-async function withBenchSystem<T>(sub: string, paths: BlkBenchPath[], timeoutS: number, body: (sys: BenchSystem) => Promise<T>): Promise<T> {
-  const work = mkdtempSync(join(tmpdir(), 'ringside-benchblk-'));
+async function withSystem<T>(sub: string, what: string, write: (work: string, systemDir: string) => void, timeoutS: number, body: (run: BenchRun) => Promise<T>): Promise<T> {
+  const work = mkdtempSync(join(tmpdir(), `ringside-bench${sub}-`));
   const systemDir = join(work, 'system');
   const stateDir = join(work, 'state');
-  const images: Partial<Record<BlkBenchPath, string>> = {};
-  for (const p of paths) images[p] = join(work, `bench-${p}.img`);
-  writeBenchSystem(systemDir, images);
+  mkdirSync(systemDir, { recursive: true });
+  write(work, systemDir);
 
   // hv runs detached (its own process group), so an interrupted bench must still bring it down:
   // the same cleanup runs from finally and from SIGINT/SIGTERM, once.
@@ -394,13 +400,12 @@ async function withBenchSystem<T>(sub: string, paths: BlkBenchPath[], timeoutS: 
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   try {
-    progress(`bench ${sub}: starting a blk driver domain and ${paths.length} guest(s) with ${BLK_BENCH_SIZE_MIB} MiB disks: ${paths.join(' and ')} path (in ${work})`);
+    progress(`bench ${sub}: starting ${what} (in ${work})`);
     started = true;
     await up({ system: systemDir, stateDir, detach: true, timeoutMs: timeoutS * 1000, progress });
     return await body({
       work,
-      images,
-      socket: (p) => join(statePaths(stateDir).nbd, `${p === 'file' ? 'benchguest' : 'benchdev'}-xvda.sock`),
+      stateDir,
       guard: async (f) => {
         try {
           return await f();
@@ -416,6 +421,19 @@ async function withBenchSystem<T>(sub: string, paths: BlkBenchPath[], timeoutS: 
   }
 }
 
+/** The blk bench system for `paths` (see writeBenchSystem); `bench blk` and `bench iommu` both measure on it. */
+function withBenchSystem<T>(sub: string, paths: BlkBenchPath[], timeoutS: number, body: (sys: BenchSystem) => Promise<T>): Promise<T> {
+  const images: Partial<Record<BlkBenchPath, string>> = {};
+  const what = `a blk driver domain and ${paths.length} guest(s) with ${BLK_BENCH_SIZE_MIB} MiB disks: ${paths.join(' and ')} path`;
+  const write = (work: string, systemDir: string) => {
+    for (const p of paths) images[p] = join(work, `bench-${p}.img`);
+    writeBenchSystem(systemDir, images);
+  };
+  return withSystem(sub, what, write, timeoutS, (run) =>
+    body({ ...run, images, socket: (p) => join(statePaths(run.stateDir).nbd, `${p === 'file' ? 'benchguest' : 'benchdev'}-xvda.sock`) }),
+  );
+}
+
 function deviceVsFile(file: Awaited<ReturnType<typeof benchBlk>>, device: Awaited<ReturnType<typeof benchBlk>>): { job: string; ratio: number }[] {
   return file.lines.map((l, i) => ({ job: l.job.name, ratio: device.lines[i].ringside.iops / l.ringside.iops }));
 }
@@ -423,20 +441,23 @@ function deviceVsFile(file: Awaited<ReturnType<typeof benchBlk>>, device: Awaite
 // ---- net ----
 
 async function benchNetCommand(args: string[]): Promise<number> {
-  const v = parse('net', args, { seconds: { type: 'string' }, json: { type: 'boolean', default: false } });
+  const v = parse('net', args, { seconds: { type: 'string' }, json: { type: 'boolean', default: false }, timeout: { type: 'string' } });
   const seconds = intOption('net', 'seconds', v.seconds, 1, 600, 5);
-  // runNetBench runs hv in this process, whose handles are unref'd: with nothing else ref'd the loop
-  // drains while the domains start, node exits mid-bench (and the addon's watchers crash in
-  // teardown). A ref'd timer keeps the process alive until the bench settles.
-  const keepAlive = setInterval(() => undefined, 1 << 30);
+  const timeoutS = intOption('net', 'timeout', v.timeout, 1, 3600, 60);
+  const withNetSystem: WithSystem = (files, body) =>
+    withSystem('net', 'a net driver domain and two guests', (_work, dir) => {
+      for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
+    }, timeoutS, (run) => {
+      const hvPid = Number(readFileSync(statePaths(run.stateDir).hvPid, 'utf8'));
+      return run.guard(() => body({ hvPid, list: async () => (await control(run.stateDir, { op: 'list' })).domains ?? [] }));
+    });
   let report;
   try {
-    report = await runNetBench({ seconds, log: progress });
+    report = await runNetBench({ seconds, log: progress, withSystem: withNetSystem });
   } catch (e) {
+    if (e instanceof CliError) throw e;
     // not root, no iperf3, a namespace that cannot be made: the bench says which
     throw new CliError(`ringside bench net: ${(e as Error).message}`);
-  } finally {
-    clearInterval(keepAlive);
   }
   process.stdout.write((v.json ? JSON.stringify(report, null, 2) : formatNetBench(report)) + '\n');
   return 0;

@@ -1,30 +1,9 @@
 // `ringside top`: the domains with live CPU and memory use, read from /proc for each domain's
 // process, refreshed in place.
-import { readFileSync } from 'node:fs';
 import type { DomainRow } from '../control/wire.js';
 import { control } from './control.js';
 import { table } from './table.js';
-
-const TICKS = 100; // USER_HZ on Linux
-
-function cpuTicks(pid: number): number | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return Number(f[11]) + Number(f[12]); // utime + stime
-  } catch {
-    return null;
-  }
-}
-
-function rssKiB(pid: number): number | null {
-  try {
-    const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) : null;
-  } catch {
-    return null;
-  }
-}
+import { CLOCK_TICKS, cpuTicks, rssKiB } from '../tools/proc.js';
 
 export interface TopSample {
   domains: (DomainRow & { cpuPercent: number | null; rssMiB: number | null })[];
@@ -41,7 +20,7 @@ export async function topSamples(stateDir: string, intervalMs: number, iteration
       const t = d.pid ? cpuTicks(d.pid) : null;
       if (d.pid && t !== null) next.set(d.pid, t);
       const before = d.pid ? prev.get(d.pid) : undefined;
-      const cpuPercent = t !== null && before !== undefined ? ((t - before) / TICKS / ((now - prevAt) / 1000)) * 100 : null;
+      const cpuPercent = t !== null && before !== undefined ? ((t - before) / CLOCK_TICKS / ((now - prevAt) / 1000)) * 100 : null;
       const rss = d.pid ? rssKiB(d.pid) : null;
       return { ...d, cpuPercent, rssMiB: rss === null ? null : rss / 1024 };
     });

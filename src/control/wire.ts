@@ -20,6 +20,9 @@ export interface DomainRow {
   restarts: number;
   grantsMapped: number;
   evtchns: number;
+  /** grant copies hv ran for it: batches and ops (for a driver domain, its data path's copies) */
+  copyBatches: number;
+  copyOps: number;
   devices: DeviceRow[];
   /** a VM: the accelerator it runs under, and why that one */
   accel?: { accel: string; why: string };

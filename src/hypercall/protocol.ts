@@ -25,6 +25,9 @@ export interface DomainInfo {
   startedAt: number;
   grantsMapped: number;
   evtchns: number;
+  /** grant-copy batches (gnttab_copy calls and copy-ring kicks) and the ops in them, since the domain started */
+  copyBatches: number;
+  copyOps: number;
 }
 
 export interface GntMapOp {

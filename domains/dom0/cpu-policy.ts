@@ -65,15 +65,24 @@ export class CpuPolicy {
   }
 }
 
+/** A peer's words in our log and errors: one line, at most 200 characters. */
+const clip = (t: string) => (t.length > 200 ? `${t.slice(0, 200)}…` : t).replace(/[\r\n]+/g, ' ');
+
 async function askPeer(peer: string, accel: Accelerator, models: string[]): Promise<Record<string, string[]>> {
   const sock = await tryConnect(statePaths(peer).control);
   if (!sock) throw new Error(`cpu = "baseline" levels across host.cfg's peers, and no ringside host answers at ${peer}: start it, or take it out of peers`);
   try {
     // A peer that never answers is cut off: the destroyed socket fails the request.
-    const timer = setTimeout(() => sock.destroy(new Error(`the peer host at ${peer} did not say which CPU models it offers within ${PEER_MS / 1000} s`)), PEER_MS);
-    const r = await request(sock, { op: 'cpu-check', accel, models }).finally(() => clearTimeout(timer));
-    if (!r.ok) throw new Error(`the peer host at ${peer} could not say which CPU models it offers: ${r.error}`);
-    // The peer is another host: its answer is read as hostile. A model it says nothing about counts as missing.
+    const timer = setTimeout(() => sock.destroy(new Error(`did not say which CPU models it offers within ${PEER_MS / 1000} s`)), PEER_MS);
+    // The peer is another host: its answer is read as hostile, and every failure names it.
+    let r;
+    try {
+      r = await request(sock, { op: 'cpu-check', accel, models }).finally(() => clearTimeout(timer));
+    } catch (e) {
+      throw new Error(`the peer host at ${peer}: ${clip((e as Error).message)}`);
+    }
+    if (!r.ok) throw new Error(`the peer host at ${peer} could not say which CPU models it offers: ${clip(String(r.error))}`);
+    // A model it says nothing about, or says something unreadable about, counts as missing.
     const out: Record<string, string[]> = {};
     const missing = r.cpuMissing;
     if (typeof missing === 'object' && missing !== null)

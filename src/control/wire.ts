@@ -148,7 +148,9 @@ export function request(sock: Socket, req: ControlRequest, onProgress?: (line: s
           if (isProgress(v)) return onProgress?.(v.progress.slice(0, 1000));
           done = true;
           cleanup();
-          resolve(v as ControlReply);
+          // the other end may be another host's dom0: a frame that is no reply is an error, not a value
+          if (typeof v !== 'object' || v === null || typeof (v as { ok?: unknown }).ok !== 'boolean') reject(new Error('the answer is not a control reply (no boolean ok)'));
+          else resolve(v as ControlReply);
         });
       } catch (e) {
         cleanup();

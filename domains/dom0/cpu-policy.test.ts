@@ -3,32 +3,26 @@
 // cleared or refuses with an error naming the peer, and never trusts what it could not read.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type Server, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { statePaths } from '../../src/control/paths.js';
 import { encodeFrame, MAX_CONTROL_FRAME } from '../../src/control/wire.js';
 import { probeHostCpu } from '../../src/vm/cpu.js';
 import { CpuPolicy } from './cpu-policy.js';
+import { fakeHost, type FakeHost } from '../../test/support/fake-control.js';
 
 describe('cpu = "baseline" against a peer host that answers what it likes', () => {
   const dirs: string[] = [];
-  const servers: Server[] = [];
   let own: string;
   let alone: string;
   let models: string[];
 
-  /** A peer's control socket that answers each connection with `answer(socket)`. */
+  const hosts: FakeHost[] = [];
+  /** A peer whose dom0 answers each request with `answer(socket)`. */
   async function peer(answer: (s: Socket) => void): Promise<string> {
-    const dir = mkdtempSync(join(tmpdir(), 'rs-cpu-peer-'));
-    dirs.push(dir);
-    const srv = createServer((s) => {
-      s.on('error', () => {});
-      s.once('data', () => answer(s));
-    });
-    servers.push(srv);
-    await new Promise<void>((r) => srv.listen(statePaths(dir).control, r));
-    return dir;
+    const h = await fakeHost((_req, s) => answer(s));
+    hosts.push(h);
+    return h.dir;
   }
 
   const policy = (peers: string[]) => new CpuPolicy({ name: 'here', cpuMask: [], peers }, own);
@@ -41,7 +35,7 @@ describe('cpu = "baseline" against a peer host that answers what it likes', () =
   });
 
   afterAll(() => {
-    for (const s of servers) s.close();
+    for (const h of hosts) h.close();
     for (const d of dirs) rmSync(d, { recursive: true, force: true });
   });
 

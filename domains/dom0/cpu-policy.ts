@@ -4,7 +4,7 @@
 // destination checks the model it is sent the same way, before it creates anything.
 import { statePaths } from '../../src/control/paths.js';
 import { tryConnect } from '../../src/control/unix.js';
-import { request } from '../../src/control/wire.js';
+import { clipPeerText as clip, request } from '../../src/control/wire.js';
 import { baselineModel, checkMask, missingFeatures, probeHostCpu, type HostCpu } from '../../src/vm/cpu.js';
 import type { Accelerator } from '../../src/vm/qemu.js';
 
@@ -64,9 +64,6 @@ export class CpuPolicy {
     return { model, why: `cpu = "baseline": ${model}, the most capable model ${pool} all offer` };
   }
 }
-
-/** A peer's words in our log and errors: one line, at most 200 characters. */
-const clip = (t: string) => (t.length > 200 ? `${t.slice(0, 200)}…` : t).replace(/[\r\n]+/g, ' ');
 
 async function askPeer(peer: string, accel: Accelerator, models: string[]): Promise<Record<string, string[]>> {
   const sock = await tryConnect(statePaths(peer).control);

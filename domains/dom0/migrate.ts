@@ -6,8 +6,8 @@
 // source; after it, the VM runs at the destination whatever happens to the source.
 import { existsSync } from 'node:fs';
 import { freemem } from 'node:os';
-import { join } from 'node:path';
-import { request, type ControlReply, type MigrationReport } from '../../src/control/wire.js';
+import { join, normalize } from 'node:path';
+import { clipPeerText as clip, request, type ControlReply, type MigrationReport } from '../../src/control/wire.js';
 import { statePaths, vmDir, vmQmpSocket, type StatePaths } from '../../src/control/paths.js';
 import { tryConnect } from '../../src/control/unix.js';
 import { Qmp } from '../../src/vm/console.js';
@@ -47,9 +47,16 @@ const DEST_START_MS = 30_000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function ok(r: ControlReply, what: string): ControlReply & { ok: true } {
-  if (!r.ok) throw new Error(`${what}: ${r.error}`);
+  if (!r.ok) throw new Error(`${what}: ${clip(String(r.error))}`);
   return r;
 }
+
+/** Whether the destination's incoming socket is a plain path inside one of its VM directories (no .., no QEMU option separator). */
+function isIncomingSocket(p: unknown, vmRoot: string): p is string {
+  return typeof p === 'string' && p.length < 108 && !p.includes(',') && p.startsWith(vmRoot + '/') && normalize(p) === p && !p.split('/').includes('..');
+}
+
+const isDomid = (d: unknown): d is number => typeof d === 'number' && Number.isInteger(d) && d > 0 && d < 0x7ff0;
 
 /** Source side of `ringside migrate NAME DEST`. */
 export async function migrateOut(h: MigrationHost, name: string, dest: string, progress: (line: string) => void, bandwidthMiB?: number): Promise<MigrationReport> {
@@ -64,11 +71,14 @@ export async function migrateOut(h: MigrationHost, name: string, dest: string, p
   try {
     const started = Date.now();
     progress(`${name}: asking the host at ${to.dir} to take it`);
-    const prep = ok(await request(sock, { op: 'migrate-incoming', name, ...src }), `the destination refused ${name}`);
+    const asked = await request(sock, { op: 'migrate-incoming', name, ...src }).catch((e: Error) => {
+      throw new Error(`the destination at ${to.dir} did not answer migrate-incoming: ${clip(e.message)}`);
+    });
+    const prep = ok(asked, `the destination refused ${name}`);
     const incoming = prep.incoming;
     // The destination is another host: its answer is checked before QEMU is pointed at it.
-    if (typeof incoming !== 'string' || !incoming.startsWith(to.vm + '/') || incoming.includes(',') || typeof prep.domid !== 'number')
-      throw new Error(`the destination answered with incoming socket ${JSON.stringify(incoming)}: not one of its VM directories`);
+    if (!isIncomingSocket(incoming, to.vm)) throw new Error(`the destination answered with incoming socket ${clip(JSON.stringify(incoming) ?? String(incoming))}: not a socket in one of its VM directories (${to.vm})`);
+    if (!isDomid(prep.domid)) throw new Error(`the destination answered with domid ${clip(JSON.stringify(prep.domid) ?? String(prep.domid))}: not a domain id`);
     const qmp = await Qmp.connect(vmQmpSocket(h.state, name), { timeoutMs: 10_000 });
     try {
       let summary: MigrationSummary;
@@ -91,11 +101,11 @@ export async function migrateOut(h: MigrationHost, name: string, dest: string, p
         // The destination has the guest but cannot run it: the source's copy is still whole.
         await resumeHere(qmp, h, name);
         await request(sock, { op: 'migrate-abort', name }).catch(() => undefined);
-        throw new Error(`the destination could not run ${name} (${fin.error}): it runs on here`);
+        throw new Error(`the destination could not run ${name} (${clip(String(fin.error))}): it runs on here`);
       }
       qmp.close();
       await h.dropVm(name, `migrated to ${to.dir}`);
-      const report: MigrationReport = { ...summary, name, from: h.state.dir, to: to.dir, fromHost: h.hostName, toHost: typeof prep.host === 'string' ? prep.host.slice(0, 63) : '?', domid: fin.domid ?? prep.domid, cpu: src.cpu };
+      const report: MigrationReport = { ...summary, name, from: h.state.dir, to: to.dir, fromHost: h.hostName, toHost: typeof prep.host === 'string' ? clip(prep.host.slice(0, 63)) : '?', domid: isDomid(fin.domid) ? fin.domid : prep.domid, cpu: src.cpu };
       h.log(`dom0: ${name} migrated to host ${report.toHost} (${to.dir}) as dom${report.domid}: ${summary.totalMs} ms total, ${summary.downtimeMs} ms downtime, ${summary.rounds} rounds, ${(summary.transferredBytes / (1 << 20)).toFixed(1)} MiB sent (${Date.now() - started} ms end to end)`);
       return report;
     } finally {

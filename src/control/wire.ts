@@ -113,6 +113,11 @@ export function isProgress(v: unknown): v is ControlProgress {
   return typeof v === 'object' && v !== null && typeof (v as { progress?: unknown }).progress === 'string' && !('ok' in v);
 }
 
+/** Another host's words in our errors and log: one line, at most `max` characters. */
+export function clipPeerText(t: string, max = 200): string {
+  return (t.length > max ? `${t.slice(0, max)}…` : t).replace(/[\r\n]+/g, ' ');
+}
+
 export function encodeFrame(v: unknown): Buffer {
   const body = packr.pack(v);
   const hdr = Buffer.alloc(4);

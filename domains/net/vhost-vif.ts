@@ -6,12 +6,20 @@ import type { LocalPort, Netback } from '../../src/netback/netback.js';
 import { macKey, parseMacBytes } from '../../src/packet/mac.js';
 import type { PacketMeta } from '../../src/packet/meta.js';
 import { SoftwareGso } from '../../src/packet/segment.js';
+import { newPacketMeta } from '../../src/packet/meta.js';
+import { Backlog } from '../../src/netback/backlog.js';
 import { newPortStats, type SwitchFrame } from '../../src/netswitch/frame.js';
 import type { UplinkSink } from '../../src/netswitch/uplink.js';
 import { VhostUserEnd } from '../../src/vhost-user/xenbus-end.js';
 import { VirtioNet } from '../../src/virtio/net.js';
 import { XenbusDevice } from '../../src/xenbus/device.js';
 import type { XenstoreClient } from '../../src/xenstore/client.js';
+
+/** As netback's per-queue rx backlog: frames wait here while the guest has no buffer posted, within bounds (XSA-392). */
+const BACKLOG_BYTES = 32 * 4096;
+const BACKLOG_FRAMES = 256;
+/** netback's rx drain timeout (Linux's rx_drain_timeout_msecs): a frame that waited longer goes */
+const BACKLOG_DRAIN_MS = 10_000;
 
 /** The switch's view of the VM: frames it pulls from the guest, frames it hands to the guest. */
 class VmPort implements LocalPort {
@@ -20,7 +28,21 @@ class VmPort implements LocalPort {
   drops = 0;
   /** the guest takes no offloads yet: GSO frames from other ports are cut and checksummed here */
   private readonly gso: SoftwareGso;
-  private readonly emit = (mem: Uint8Array, off: number, len: number, _meta: PacketMeta): boolean => this.dev.receive(mem, off, len);
+  private readonly backlog = new Backlog(new Uint8Array(BACKLOG_BYTES), 0, BACKLOG_BYTES, BACKLOG_FRAMES);
+  private readonly held: SwitchFrame = { mem: new Uint8Array(0), off: 0, len: 0, meta: newPacketMeta() };
+  /** a frame (or GSO segment) for the guest: behind the backlog, into its buffers, or kept while it has none */
+  private readonly emit = (mem: Uint8Array, off: number, len: number, meta: PacketMeta): boolean => {
+    if (this.backlog.count === 0) {
+      const r = this.dev.receive(mem, off, len);
+      if (r !== 'no-buffer') return r === 'delivered';
+    }
+    const h = this.held;
+    h.mem = mem;
+    h.off = off;
+    h.len = len;
+    h.meta = meta;
+    return this.backlog.push(h, performance.now());
+  };
 
   constructor(
     readonly portName: string,
@@ -37,11 +59,29 @@ class VmPort implements LocalPort {
   }
 
   receive(sink: UplinkSink, max: number): number {
+    this.drain();
     return this.dev.pullTx(sink, max);
   }
 
   hasWork(): boolean {
-    return this.dev.hasTxWork();
+    return this.dev.hasTxWork() || (this.backlog.count > 0 && this.dev.hasRxBuffer());
+  }
+
+  /** Backlog frames into the buffers the guest has posted since, oldest first. */
+  private drain(): void {
+    const b = this.backlog;
+    const now = performance.now();
+    while (b.count > 0 && b.ageOfHead(now) >= BACKLOG_DRAIN_MS) {
+      b.pop();
+      this.drops++;
+    }
+    while (b.count > 0) {
+      const f = b.peek(0)!;
+      const r = this.dev.receive(f.mem, f.off, f.len);
+      if (r === 'no-buffer') return;
+      if (r === 'dropped') this.drops++;
+      b.pop();
+    }
   }
 }
 
@@ -75,7 +115,7 @@ export class VhostUserVif {
     if (mtu < 68 || mtu > 9000) return this.end.fatal(`${xb.path}/mtu = ${JSON.stringify(mtuText.slice(0, 20))}: expected 68..9000`);
     const socket = await this.end.socketPath();
     if ('error' in socket) return this.end.fatal(socket.error);
-    const dev = new VirtioNet({ name, mac, mtu, txReady: () => this.netback.kick() });
+    const dev = new VirtioNet({ name, mac, mtu, txReady: () => this.netback.kick(), rxReady: () => this.netback.kick() });
     const port = new VmPort(name, mac, mtu, dev);
     try {
       this.netback.addLocalPort(port);

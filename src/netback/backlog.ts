@@ -43,7 +43,10 @@ export class Backlog {
       else return false;
     } else if (this.t + len < this.h) at = this.t;
     else return false;
-    this.mem.copyWithin(this.base + at, f.off, f.off + len);
+    // netback's frames sit in the same memory as its backlog; a VM port's may come from elsewhere
+    // (a software-GSO segment), and only this slow path pays for the view
+    if (f.mem === this.mem) this.mem.copyWithin(this.base + at, f.off, f.off + len);
+    else this.mem.set(f.mem.subarray(f.off, f.off + len), this.base + at);
     this.t = at + len;
     const i = (this.head + this.count) % this.maxFrames;
     this.offs[i] = at;

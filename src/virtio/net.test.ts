@@ -22,7 +22,8 @@ function rig() {
   open.push(close);
   const sent: number[][] = [];
   let ready = 0;
-  const dev = new VirtioNet({ name: 'vif', mac: Uint8Array.of(0, 0x16, 0x3e, 1, 2, 3), mtu: 1500, txReady: () => ready++ });
+  let rxReady = 0;
+  const dev = new VirtioNet({ name: 'vif', mac: Uint8Array.of(0, 0x16, 0x3e, 1, 2, 3), mtu: 1500, txReady: () => ready++, rxReady: () => rxReady++ });
   // the switch's side: staging memory with room for a few frames per round
   const staging = new Uint8Array(MAX_FRAME + 450);
   let used = 0;
@@ -75,7 +76,7 @@ function rig() {
     const u = RING[q] + 0x2000;
     return { idx: dv.getUint16(u + VIRTQ_USED_IDX, true), id: dv.getUint32(u + VIRTQ_USED_RING + 8 * n, true), len: dv.getUint32(u + VIRTQ_USED_RING + 8 * n + 4, true) };
   };
-  return { dev, g, sent, events, post, used: usedAt, pull, ready: () => ready };
+  return { dev, g, sent, events, post, used: usedAt, pull, ready: () => ready, rxReady: () => rxReady };
 }
 
 const frame = (n: number, seed: number) => Array.from({ length: n }, (_, i) => (i * 7 + seed) & 0xff);
@@ -114,32 +115,45 @@ describe('virtio-net', () => {
     const r = rig();
     const [a] = r.post(0, [{ writable: 1526 }]);
     const f = Uint8Array.from(frame(100, 3));
-    expect(r.dev.receive(f, 0, f.length)).toBe(true);
+    expect(r.dev.receive(f, 0, f.length)).toBe('delivered');
     expect(r.used(0, 0)).toMatchObject({ idx: 1, len: VIRTIO_NET_HDR_SIZE + 100 });
     expect([...r.g.subarray(a, a + VIRTIO_NET_HDR_SIZE)]).toEqual([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
     expect([...r.g.subarray(a + VIRTIO_NET_HDR_SIZE, a + VIRTIO_NET_HDR_SIZE + 100)]).toEqual([...f]);
     // across buffers, the header itself split
     const [b1, b2, b3] = r.post(0, [{ writable: 5 }, { writable: 40 }, { writable: 1500 }]);
-    expect(r.dev.receive(f, 0, f.length)).toBe(true);
+    expect(r.dev.receive(f, 0, f.length)).toBe('delivered');
     const got = [...r.g.subarray(b1, b1 + 5), ...r.g.subarray(b2, b2 + 40), ...r.g.subarray(b3, b3 + 67)];
     expect(got.slice(0, 12)).toEqual([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
     expect(got.slice(12)).toEqual([...f]);
     expect(r.events.interrupts[0]).toBe(2);
   });
 
-  it('drops and counts what it cannot deliver: no buffer posted, a buffer too small, a frame too large', () => {
+  it('with no buffer posted it says so and counts nothing (the caller keeps the frame); the next kick says buffers came', () => {
+    const r = rig();
+    const f = Uint8Array.from(frame(100, 6));
+    expect(r.dev.hasRxBuffer()).toBe(false);
+    expect(r.dev.receive(f, 0, f.length)).toBe('no-buffer');
+    expect(r.dev.stats.rxDropped).toBe(0);
+    expect(r.rxReady()).toBe(0);
+    r.post(0, [{ writable: 1526 }]);
+    r.dev.kick(0);
+    expect(r.rxReady()).toBe(1);
+    expect(r.dev.hasRxBuffer()).toBe(true);
+    expect(r.dev.receive(f, 0, f.length)).toBe('delivered');
+  });
+
+  it('drops and counts what it cannot deliver: a buffer too small, a frame too large', () => {
     const r = rig();
     const f = Uint8Array.from(frame(1000, 4));
-    expect(r.dev.receive(f, 0, f.length)).toBe(false);
     r.post(0, [{ writable: 500 }]);
-    expect(r.dev.receive(f, 0, f.length)).toBe(false);
+    expect(r.dev.receive(f, 0, f.length)).toBe('dropped');
     expect(r.used(0, 0)).toMatchObject({ idx: 1, len: 0 });
     r.post(1, [[...hdr(), ...frame(MAX_FRAME + 1, 5)]]);
     r.post(1, [hdr()]);
     r.post(1, [[...hdr(), 1, 2, 3]]); // shorter than an Ethernet header
     expect(r.pull()).toBe(0);
     expect(r.sent).toEqual([]);
-    expect(r.dev.stats).toMatchObject({ rxDropped: 2, txDropped: 3, txFrames: 0, rxFrames: 0 });
+    expect(r.dev.stats).toMatchObject({ rxDropped: 1, txDropped: 3, txFrames: 0, rxFrames: 0 });
     expect(r.events.faults).toEqual([]);
   });
 
@@ -149,7 +163,7 @@ describe('virtio-net', () => {
     expect(r.pull()).toBe(0);
     expect(r.events.faults).toEqual(['q1: tx chain at head 0 has device-writable buffers']);
     r.post(0, [[1, 2, 3]]);
-    expect(r.dev.receive(Uint8Array.of(1, 2, 3), 0, 3)).toBe(false);
+    expect(r.dev.receive(Uint8Array.of(1, 2, 3), 0, 3)).toBe('dropped');
     expect(r.events.faults[1]).toBe('q0: rx chain at head 0 has driver-readable buffers');
     // stopped queues stay stopped: nothing more is taken or sent
     r.post(1, [[...hdr(), ...frame(20, 9)]]);

@@ -39,7 +39,12 @@ export interface VirtioNetOptions {
   mtu: number;
   /** the guest kicked its transmit queue: the switch should pull (pullTx) */
   txReady(): void;
+  /** the guest posted receive buffers: frames that waited for them can go in */
+  rxReady?(): void;
 }
+
+/** What receive() did with a frame: the caller keeps a no-buffer frame for later, and counts a drop. */
+export type RxOutcome = 'delivered' | 'no-buffer' | 'dropped';
 
 /** Where pullTx puts frames: the switch's staging memory (netback's UplinkSink). */
 export interface TxSink {
@@ -116,8 +121,8 @@ export class VirtioNet implements VirtioDevice {
   }
 
   kick(index: number): void {
-    // rx buffers posted: nothing to do until a frame arrives (we do not queue frames)
     if (index === VIRTIO_NET_TXQ && this.queues[VIRTIO_NET_TXQ]) this.o.txReady();
+    else if (index === VIRTIO_NET_RXQ && this.queues[VIRTIO_NET_RXQ]) this.o.rxReady?.();
   }
 
   /**
@@ -220,18 +225,31 @@ export class VirtioNet implements VirtioDevice {
     return total;
   }
 
-  /** Puts one frame into the guest's next receive buffer; false when it had none (the frame is dropped). */
-  receive(mem: Uint8Array, off: number, len: number): boolean {
+  /** Whether the guest has a receive buffer posted (a stopped queue has none). */
+  hasRxBuffer(): boolean {
+    const r = this.queues[VIRTIO_NET_RXQ];
+    if (!r) return false;
+    try {
+      return r.q.pending() > 0;
+    } catch (e) {
+      this.stopRx(r, e as Error);
+      return false;
+    }
+  }
+
+  /**
+   * Puts one frame into the guest's next receive buffer. With none posted it asks the guest for a
+   * kick (rxReady follows) and says 'no-buffer', counting nothing: the caller may keep the frame.
+   */
+  receive(mem: Uint8Array, off: number, len: number): RxOutcome {
     const r = this.queues[VIRTIO_NET_RXQ];
     if (!r) {
       this.stats.rxDropped++;
-      return false;
+      return 'dropped';
     }
     try {
-      if (!r.q.pop(r.chain)) {
-        this.stats.rxDropped++;
-        return false;
-      }
+      // armKick says whether buffers came while it armed: then take one after all
+      if (!r.q.pop(r.chain) && !(r.q.armKick() && r.q.pop(r.chain))) return 'no-buffer';
       const c = r.chain;
       if (c.readable !== 0) throw new VirtqueueError(`rx chain at head ${c.head} has driver-readable buffers`);
       let room = 0;
@@ -247,12 +265,16 @@ export class VirtioNet implements VirtioDevice {
       r.q.push(c, written);
       r.host.completed(c.head, r.q.usedIdx);
       if (r.q.needsInterrupt()) r.host.interrupt();
-      return written > 0;
+      return written > 0 ? 'delivered' : 'dropped';
     } catch (e) {
-      this.queues[VIRTIO_NET_RXQ] = null;
-      r.host.fault((e as Error).message);
-      return false;
+      this.stopRx(r, e as Error);
+      return 'dropped';
     }
+  }
+
+  private stopRx(r: Running, e: Error): void {
+    this.queues[VIRTIO_NET_RXQ] = null;
+    r.host.fault(e.message);
   }
 
   /** A zeroed v1 header (one buffer, no GSO) and the frame, across the chain's buffers. */

@@ -8,7 +8,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync } from 'node:fs';
 import { requireBuilt } from '../support/platform.js';
 import { until, waitFor } from '../support/until.js';
-import { echoReply, echoRequest, type EchoEnds } from '../support/icmp.js';
+import { echoReply, echoRequest, icmpCounters, type EchoEnds } from '../support/icmp.js';
 import { SystemUnderTest, netnsNames, run, type UpJson } from './support.js';
 import { XenstoreClient } from '../../src/xenstore/client.js';
 import { statePaths, vhostSocket } from '../../src/control/paths.js';
@@ -137,6 +137,27 @@ describe('hostile vhost-user frontends against a running netdom with two bystand
     const q = await honest();
     const ids = await exchange(q);
     expect([...ids]).toEqual([HONEST_ID]);
+    await hangUp();
+  });
+
+  it('replies that find no rx buffer posted wait in netdom until the VM posts one', async () => {
+    const q = await startNetQueues(socket, 0n, { postRx: false });
+    open.push(q);
+    const echoReps = async () => icmpCounters((await nsRun(NSA, 'cat', ['/proc/net/snmp'])).stdout).OutEchoReps;
+    const before = await echoReps();
+    const sent = [1, 2, 3, 4, 5].map(() => ++seq & 0xffff);
+    for (const n of sent) await q.send(echoRequest(HONEST, HONEST_ID, n));
+    // A has answered all five, so the replies are on their way to a VM with nowhere to put them
+    await until(`${GA} to answer the VM's 5 echo requests`, echoReps, (v) => v >= before + sent.length);
+    q.postRx();
+    const got = new Set<number>();
+    await waitFor(() => {
+      q.drain((f) => {
+        const r = echoReply(f, HONEST);
+        if (r?.id === HONEST_ID) got.add(r.seq);
+      });
+      return sent.every((n) => got.has(n));
+    }, 'all 5 replies once rx buffers are posted');
     await hangUp();
   });
 

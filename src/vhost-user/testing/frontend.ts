@@ -297,6 +297,8 @@ const NET_TX = NET_RX + GUEST.QSIZE * NET_BUF;
 export interface NetQueues extends Queues {
   /** Sends one Ethernet frame on the tx queue (a zeroed header, then the frame) and waits until it is answered. */
   send(frame: Uint8Array): Promise<void>;
+  /** Posts every rx buffer (startNetQueues does unless told not to). */
+  postRx(): void;
   /** Hands each frame received since the last call to `each`, reposting its buffer; gives how many there were. */
   drain(each: (frame: Uint8Array) => void): number;
 }
@@ -305,7 +307,7 @@ export interface NetQueues extends Queues {
  * A virtio-net device's rx and tx queues running, with every rx descriptor posted as one
  * NET_BUF-byte buffer (a header and a 1514-byte frame fit; no MRG_RXBUF).
  */
-export async function startNetQueues(path: string, protocol: bigint): Promise<NetQueues> {
+export async function startNetQueues(path: string, protocol: bigint, opts: { postRx?: boolean } = {}): Promise<NetQueues> {
   const q = await startQueues(path, protocol, 2);
   const { GPA, QSIZE, USED } = GUEST;
   const rx = VIRTIO_NET_RXQ;
@@ -314,10 +316,14 @@ export async function startNetQueues(path: string, protocol: bigint): Promise<Ne
     q.desc(rx, { i, addr: GPA + NET_RX + i * NET_BUF, len: NET_BUF, flags: VIRTQ_DESC_F_WRITE, next: 0 });
     q.publish(rx, i);
   };
-  for (let i = 0; i < QSIZE; i++) post(i);
+  const postRx = () => {
+    for (let i = 0; i < QSIZE; i++) post(i);
+  };
+  if (opts.postRx ?? true) postRx();
   let seen = 0;
   const bytes = new Uint8Array(q.ram.buffer);
   return Object.assign(q, {
+    postRx,
     async send(frame: Uint8Array) {
       if (VIRTIO_NET_HDR_SIZE + frame.length > NET_BUF) throw new RangeError(`a ${frame.length}-byte frame does not fit the test's tx buffer`);
       bytes.fill(0, NET_TX, NET_TX + VIRTIO_NET_HDR_SIZE);

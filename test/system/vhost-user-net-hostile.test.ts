@@ -4,6 +4,7 @@
 // was wrong in its log and ends that connection or stops that ring, and nothing else: netdom keeps
 // its pid, the two bystander guests (Xen-ABI netfronts on the same switch) keep reaching each
 // other, the socket keeps listening, and an honest frontend then exchanges ICMP with a bystander.
+// Last, netdom is SIGKILLed under a connected frontend and comes back serving both kinds of guest.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync } from 'node:fs';
 import { requireBuilt } from '../support/platform.js';
@@ -51,6 +52,14 @@ describe('hostile vhost-user frontends against a running netdom with two bystand
   let netPid: number;
   let seq = 0;
   const open: NetQueues[] = [];
+  let netDomid: number;
+
+  /** The VM vif as dom0 writes it for a VM it is about to start (and again when netdom restarts): a vif under netdom marked vhost-user. */
+  async function writeVmVif(): Promise<string> {
+    const vif = parseVif(`backend=${NET}, mac=${VM_MAC}`, { file: 'test', line: 1 }, VM);
+    socket = vhostSocket(statePaths(s.state), NET, VM, `vif${vif.devid}`);
+    return (await xs.transaction((tx) => writeVif(tx, VM_DOMID, netDomid, vif, { backend: true, frontend: false }, vhostDeviceKeys(socket, 1)))).backend;
+  }
 
   const nsRun = (ns: string, cmd: string, args: string[]) => run('ip', ['netns', 'exec', ns, cmd, ...args], { timeoutMs: 20_000 });
 
@@ -102,7 +111,7 @@ describe('hostile vhost-user frontends against a running netdom with two bystand
   beforeAll(async () => {
     requireBuilt();
     s = new SystemUnderTest('ringside-vnh-', {
-      [`${NET}.cfg`]: `name = "${NET}"\nmemory = 128\ndriver_domain = 1\nrole = "net"\n`,
+      [`${NET}.cfg`]: `name = "${NET}"\nmemory = 128\ndriver_domain = 1\nrole = "net"\non_crash = "restart"\n`,
       [`${GA}.cfg`]: `name = "${GA}"\nmemory = 128\nvif = [ 'backend=${NET}, mac=${mac(1)}, ip=${IPA}/24, netns=${NSA}' ]\n`,
       [`${GB}.cfg`]: `name = "${GB}"\nmemory = 128\nvif = [ 'backend=${NET}, mac=${mac(2)}, ip=${IPB}/24, netns=${NSB}' ]\n`,
     });
@@ -110,11 +119,8 @@ describe('hostile vhost-user frontends against a running netdom with two bystand
     const net = up.domains.find((d) => d.name === NET)!;
     netPid = net.pid as number;
     xs = await XenstoreClient.connect(up.xenstoredPath);
-    // the VM vif as dom0 writes it for a VM it is about to start: a vif under netdom marked vhost-user
-    const vif = parseVif(`backend=${NET}, mac=${VM_MAC}`, { file: 'test', line: 1 }, VM);
-    socket = vhostSocket(statePaths(s.state), NET, VM, `vif${vif.devid}`);
-    const paths = await xs.transaction((tx) => writeVif(tx, VM_DOMID, net.domid, vif, { backend: true, frontend: false }, vhostDeviceKeys(socket, 1)));
-    backendPath = paths.backend;
+    netDomid = net.domid;
+    backendPath = await writeVmVif();
     await until('netdom to listen on the VM vif at InitWait', () => xs.read(`${backendPath}/state`), (st) => st === String(XenbusState.InitWait) && existsSync(socket));
     // A answers the VM at its MAC without asking (the test's frontend does not do ARP)
     const neigh = await nsRun(NSA, 'ip', ['neigh', 'replace', VM_IP, 'lladdr', VM_MAC, 'dev', 'eth0', 'nud', 'permanent']);
@@ -244,4 +250,23 @@ describe('hostile vhost-user frontends against a running netdom with two bystand
       await hangUp();
     });
   }
+
+  // last: it replaces netdom, which every case above checks is the one they started with
+  it('netdom SIGKILLed with a VM frontend connected: dom0 restarts it under its domid, it listens again on the rewritten VM vif, and both kinds of guest get through', async () => {
+    const q = await honest();
+    await exchange(q);
+    process.kill(netPid, 'SIGKILL');
+    const rows = await until('dom0 to restart netdom', () => s.list(), (r) => {
+      const n = r.find((d) => d.name === NET);
+      return n !== undefined && n.restarts === 1 && typeof n.pid === 'number' && n.pid !== netPid;
+    });
+    expect(rows.find((d) => d.name === NET)!.state).not.toBe('dead');
+    open.splice(0).forEach((x) => x.close());
+    // dom0 rewrites the backend dirs of the devices it manages; this VM is the test's, so the test does it
+    expect(await writeVmVif()).toBe(backendPath);
+    await until('the VM vif back at InitWait under the new netdom', () => xs.read(`${backendPath}/state`), (st) => st === String(XenbusState.InitWait) && existsSync(socket));
+    await exchange(await honest());
+    await bystandersReach();
+    await hangUp();
+  });
 });

@@ -26,14 +26,15 @@ class VmPort implements LocalPort {
   readonly stats = newPortStats();
   readonly mac: number;
   drops = 0;
-  /** the guest takes no offloads yet: GSO frames from other ports are cut and checksummed here */
+  /** for what the guest did not ack: GSO frames from other ports are cut, blank checksums filled in, here */
   private readonly gso: SoftwareGso;
+  private readonly plain = newPacketMeta();
   private readonly backlog = new Backlog(new Uint8Array(BACKLOG_BYTES), 0, BACKLOG_BYTES, BACKLOG_FRAMES);
   private readonly held: SwitchFrame = { mem: new Uint8Array(0), off: 0, len: 0, meta: newPacketMeta() };
   /** a frame (or GSO segment) for the guest: behind the backlog, into its buffers, or kept while it has none */
   private readonly emit = (mem: Uint8Array, off: number, len: number, meta: PacketMeta): boolean => {
     if (this.backlog.count === 0) {
-      const r = this.dev.receive(mem, off, len);
+      const r = this.dev.receive(mem, off, len, meta);
       if (r !== 'no-buffer') return r === 'delivered';
     }
     const h = this.held;
@@ -54,8 +55,12 @@ class VmPort implements LocalPort {
     this.gso = new SoftwareGso(mtu + 14);
   }
 
+  /** what SoftwareGso hands on: segments and checksummed frames (plain), or a small frame as it was */
+  private readonly emitCut = (mem: Uint8Array, off: number, len: number, meta: PacketMeta): boolean => this.emit(mem, off, len, this.dev.takes(meta) ? meta : this.plain);
+
   deliver(f: SwitchFrame): void {
-    if (!this.gso.process(f.mem, f.off, f.len, f.meta, this.emit)) this.drops++;
+    const ok = this.dev.takes(f.meta) ? this.emit(f.mem, f.off, f.len, f.meta) : this.gso.process(f.mem, f.off, f.len, f.meta, this.emitCut);
+    if (!ok) this.drops++;
   }
 
   receive(sink: UplinkSink, max: number): number {
@@ -77,7 +82,7 @@ class VmPort implements LocalPort {
     }
     while (b.count > 0) {
       const f = b.peek(0)!;
-      const r = this.dev.receive(f.mem, f.off, f.len);
+      const r = this.dev.receive(f.mem, f.off, f.len, f.meta);
       if (r === 'no-buffer') return;
       if (r === 'dropped') this.drops++;
       b.pop();

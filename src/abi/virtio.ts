@@ -129,6 +129,14 @@ export const VIRTIO_BLK_CONFIG_SIZE = 60;
 export const bit = (n: number): bigint => 1n << BigInt(n);
 
 // ---- virtio-net (virtio 1.x, 5.1) ----
+/** the driver may send frames with a partial checksum (NEEDS_CSUM) */
+export const VIRTIO_NET_F_CSUM = 0;
+/** the driver takes frames with a partial checksum */
+export const VIRTIO_NET_F_GUEST_CSUM = 1;
+export const VIRTIO_NET_F_GUEST_TSO4 = 7;
+export const VIRTIO_NET_F_GUEST_TSO6 = 8;
+export const VIRTIO_NET_F_HOST_TSO4 = 11;
+export const VIRTIO_NET_F_HOST_TSO6 = 12;
 export const VIRTIO_NET_F_MTU = 3;
 export const VIRTIO_NET_F_MAC = 5;
 export const VIRTIO_NET_F_MRG_RXBUF = 15;

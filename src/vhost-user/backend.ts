@@ -243,6 +243,7 @@ export class VhostUserBackend {
         if ((f ^ this.acked) & ~bit(VHOST_F_LOG_ALL) && this.vrings.some((v) => v.running)) throw new VhostUserError('features changed while a queue runs');
         const stopsLogging = (this.acked & bit(VHOST_F_LOG_ALL)) !== 0n && (f & bit(VHOST_F_LOG_ALL)) === 0n;
         this.acked = f;
+        this.device.setFeatures?.(f);
         this.applyLog();
         if (stopsLogging) {
           // QEMU frees its log once logging ends; a new one comes with the next SET_LOG_BASE.
@@ -586,6 +587,7 @@ export class VhostUserBackend {
     for (const v of this.vrings) for (const f of [v.kick, v.call, v.err]) closeFd(f);
     this.vrings.forEach((_, i) => (this.vrings[i] = this.freshVring()));
     this.acked = 0n;
+    this.device.setFeatures?.(0n);
     this.status = 0;
   }
 

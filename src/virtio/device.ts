@@ -33,6 +33,8 @@ export interface VirtioDevice {
   readonly features: bigint;
   /** whether the backend serves the config space (vhost-user CONFIG), or the frontend keeps its own */
   readonly servesConfig: boolean;
+  /** the features the driver acked (SET_FEATURES; 0 when it goes), before any queue starts */
+  setFeatures?(acked: bigint): void;
   /** the device's config space as the driver reads it */
   config(queueSize: number): Uint8Array;
   startQueue(index: number, queue: SplitQueue, mem: GuestMemory, host: VirtioQueueHost): void;

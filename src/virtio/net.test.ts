@@ -5,8 +5,17 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { VIRTQ_AVAIL_IDX, VIRTQ_AVAIL_RING, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE, VIRTQ_DESC_SIZE, VIRTQ_USED_IDX, VIRTQ_USED_RING, VIRTIO_NET_HDR_SIZE } from '../abi/virtio.js';
 import { GPA, UADDR, testMemory } from './testing/memory.js';
 import { SplitQueue } from './virtqueue.js';
-import { MAX_FRAME, VirtioNet, type TxSink } from './net.js';
+import { MAX_FRAME, MAX_GSO_FRAME, VirtioNet, type TxSink } from './net.js';
 import type { VirtioQueueHost } from './device.js';
+import { copyMeta, newPacketMeta, type PacketMeta } from '../packet/meta.js';
+import { XEN_NETIF_GSO_TYPE_NONE, XEN_NETIF_GSO_TYPE_TCPV4, XEN_NETIF_GSO_TYPE_TCPV6 } from '../abi/netif.js';
+import {
+  VIRTIO_NET_F_CSUM,
+  VIRTIO_NET_F_GUEST_CSUM,
+  VIRTIO_NET_F_GUEST_TSO4,
+  VIRTIO_NET_F_HOST_TSO4,
+  bit,
+} from '../abi/virtio.js';
 
 const RING = [0x0000, 0x4000]; // per queue: desc at +0, avail at +0x1000, used at +0x2000
 const DATA = 0x10000;
@@ -17,21 +26,23 @@ afterEach(() => {
   for (const c of open.splice(0)) c();
 });
 
-function rig() {
+function rig(stagingBytes = MAX_FRAME + 450) {
   const { mem, view: g, bytes: dv, close } = testMemory('vnet-test', 4);
   open.push(close);
   const sent: number[][] = [];
+  const metas: PacketMeta[] = [];
   let ready = 0;
   let rxReady = 0;
   const dev = new VirtioNet({ name: 'vif', mac: Uint8Array.of(0, 0x16, 0x3e, 1, 2, 3), mtu: 1500, txReady: () => ready++, rxReady: () => rxReady++ });
   // the switch's side: staging memory with room for a few frames per round
-  const staging = new Uint8Array(MAX_FRAME + 450);
+  const staging = new Uint8Array(stagingBytes);
   let used = 0;
   const sink: TxSink = {
     mem: staging,
     reserve: (max) => (used + max <= staging.length ? used : -1),
-    commit: (off, len) => {
+    commit: (off, len, meta) => {
       sent.push([...staging.subarray(off, off + len)]);
+      metas.push(copyMeta(newPacketMeta(), meta));
       used = off + len;
     },
   };
@@ -76,7 +87,7 @@ function rig() {
     const u = RING[q] + 0x2000;
     return { idx: dv.getUint16(u + VIRTQ_USED_IDX, true), id: dv.getUint32(u + VIRTQ_USED_RING + 8 * n, true), len: dv.getUint32(u + VIRTQ_USED_RING + 8 * n + 4, true) };
   };
-  return { dev, g, sent, events, post, used: usedAt, pull, ready: () => ready, rxReady: () => rxReady };
+  return { dev, g, sent, metas, events, post, used: usedAt, pull, ready: () => ready, rxReady: () => rxReady };
 }
 
 const frame = (n: number, seed: number) => Array.from({ length: n }, (_, i) => (i * 7 + seed) & 0xff);
@@ -196,5 +207,77 @@ describe('virtio-net', () => {
   it('offers its MAC, link up, one queue pair and its MTU', () => {
     const c = rig().dev.config();
     expect([...c]).toEqual([0, 0x16, 0x3e, 1, 2, 3, 1, 0, 1, 0, 0xdc, 0x05]);
+  });
+
+  describe('offloads, as netif carries them', () => {
+    /** Ethernet + IPv4 + a 20-byte TCP header + `payload` bytes: what parseL4 must find */
+    const tcp4 = (payload: number): number[] => {
+      const ipLen = 20 + 20 + payload;
+      return [
+        ...[0, 0x16, 0x3e, 9, 9, 9, 0, 0x16, 0x3e, 1, 2, 3, 0x08, 0x00],
+        ...[0x45, 0, ipLen >> 8, ipLen & 0xff, 0, 0, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2],
+        ...[0x30, 0x39, 0x00, 0x50, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0],
+        ...frame(payload, 3),
+      ];
+    };
+    /** a virtio_net_hdr_v1 */
+    const vhdr = (flags: number, gso: number, hdrLen = 0, gsoSize = 0, csumStart = 0, csumOffset = 0) => [flags, gso, hdrLen & 0xff, hdrLen >> 8, gsoSize & 0xff, gsoSize >> 8, csumStart & 0xff, csumStart >> 8, csumOffset & 0xff, csumOffset >> 8, 0, 0];
+    const ack = (...b: number[]) => b.reduce((a, x) => a | bit(x), 0n);
+
+    it('offers partial checksums and TSO both ways', () => {
+      const f = rig().dev.features;
+      for (const b of [VIRTIO_NET_F_CSUM, VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_HOST_TSO4, VIRTIO_NET_F_GUEST_TSO4]) expect(f & bit(b), `bit ${b}`).not.toBe(0n);
+    });
+
+    it('a transmitted frame with NEEDS_CSUM, and a 20000-byte TSO frame, reach the switch with their meta', () => {
+      const r = rig(MAX_GSO_FRAME + 1024);
+      r.dev.setFeatures(ack(VIRTIO_NET_F_CSUM, VIRTIO_NET_F_HOST_TSO4));
+      r.post(1, [[...vhdr(1, 0, 0, 0, 34, 16), ...tcp4(100)]]);
+      r.post(1, [vhdr(1, 1, 54, 1448, 34, 16), tcp4(20000 - 54)]);
+      expect(r.pull()).toBe(2);
+      expect(r.metas[0]).toMatchObject({ csumBlank: true, gsoType: XEN_NETIF_GSO_TYPE_NONE });
+      expect(r.metas[1]).toMatchObject({ csumBlank: true, gsoType: XEN_NETIF_GSO_TYPE_TCPV4, gsoSize: 1448 });
+      expect(r.sent[1].length).toBe(20000);
+      expect(r.dev.stats).toMatchObject({ txFrames: 2, txDropped: 0 });
+    });
+
+    it('drops a header that asks for what was not acked, or a frame too large for what it is', () => {
+      const r = rig(MAX_GSO_FRAME + 1024);
+      r.dev.setFeatures(ack(VIRTIO_NET_F_HOST_TSO4)); // TSO without CSUM is not honoured
+      r.post(1, [[...vhdr(1, 0, 0, 0, 34, 16), ...tcp4(100)]]); // NEEDS_CSUM without CSUM
+      r.post(1, [[...vhdr(1, 1, 54, 1448, 34, 16), ...tcp4(3000)]]);
+      expect(r.pull()).toBe(0);
+      r.dev.setFeatures(ack(VIRTIO_NET_F_CSUM)); // CSUM, no TSO
+      r.post(1, [[...vhdr(1, 4, 74, 1428, 54, 16), ...tcp4(3000)]]); // TCPv6 GSO not acked
+      r.post(1, [[...vhdr(1, 3, 0, 1400), ...tcp4(3000)]]); // UDP GSO: netif has none
+      r.dev.setFeatures(ack(VIRTIO_NET_F_CSUM, VIRTIO_NET_F_HOST_TSO4));
+      r.post(1, [[...vhdr(0, 1, 54, 1448), ...tcp4(3000)]]); // GSO with a complete checksum
+      r.post(1, [[...hdr(), ...tcp4(MAX_FRAME)]]); // no GSO, yet past MAX_FRAME
+      expect(r.pull()).toBe(0);
+      expect(r.dev.stats).toMatchObject({ txFrames: 0, txDropped: 6 });
+      expect(r.events.faults).toEqual([]);
+    });
+
+    it('a received frame carries NEEDS_CSUM and GSO to a guest that acked them, and is refused to one that did not', () => {
+      const r = rig();
+      const f = Uint8Array.from(tcp4(3000));
+      const gso: PacketMeta = { ...newPacketMeta(), csumBlank: true, dataValidated: true, gsoType: XEN_NETIF_GSO_TYPE_TCPV4, gsoSize: 1448 };
+      const blank: PacketMeta = { ...newPacketMeta(), csumBlank: true, dataValidated: true };
+      expect(r.dev.takes(gso)).toBe(false);
+      expect(r.dev.takes(blank)).toBe(false);
+      const [a] = r.post(0, [{ writable: 4096 }]);
+      expect(r.dev.receive(f, 0, f.length, gso)).toBe('dropped');
+      expect(r.used(0, 0).idx, 'a refused frame took a buffer').toBe(0);
+      r.dev.setFeatures(ack(VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_GUEST_TSO4));
+      expect(r.dev.takes(gso)).toBe(true);
+      expect(r.dev.takes({ ...gso, gsoType: XEN_NETIF_GSO_TYPE_TCPV6 })).toBe(false);
+      expect(r.dev.receive(f, 0, f.length, gso)).toBe('delivered');
+      // NEEDS_CSUM, GSO_TCPV4, hdr_len 54, gso_size 1448, csum_start 34, csum_offset 16, num_buffers 1
+      expect([...r.g.subarray(a, a + VIRTIO_NET_HDR_SIZE)]).toEqual(vhdr(1, 1, 54, 1448, 34, 16).map((x, i) => (i === 10 ? 1 : x)));
+      const [b] = r.post(0, [{ writable: 4096 }]);
+      const small = Uint8Array.from(tcp4(100));
+      expect(r.dev.receive(small, 0, small.length, blank)).toBe('delivered');
+      expect([...r.g.subarray(b, b + VIRTIO_NET_HDR_SIZE)]).toEqual(vhdr(1, 0, 0, 0, 34, 16).map((x, i) => (i === 10 ? 1 : x)));
+    });
   });
 });

@@ -1,8 +1,9 @@
 // virtio-net on one queue pair. The switch pulls what the guest transmits (pullTx copies each frame
 // straight into the switch's staging memory, in the switch's own round), and `receive` puts a frame
-// into the next buffer the guest posted. No offloads yet (no CSUM, no GSO,
-// no MRG_RXBUF), so every frame is whole in one chain with a zeroed header: what Linux's virtio_net
-// handles with its "small buffers" receive path.
+// into the next buffer the guest posted. Offloads as Xen's netif carries them: partial checksums
+// both ways (CSUM, GUEST_CSUM) and TCP segmentation both ways (HOST_TSO4/6, GUEST_TSO4/6), the
+// virtio-net header mapped to and from the switch's PacketMeta. No MRG_RXBUF: every frame is whole
+// in one chain (Linux's "big packets" receive path when it takes TSO, "small buffers" otherwise).
 import {
   VIRTIO_F_VERSION_1,
   VIRTIO_NET_CFG_MAC,
@@ -10,11 +11,15 @@ import {
   VIRTIO_NET_CFG_MTU,
   VIRTIO_NET_CFG_STATUS,
   VIRTIO_NET_CONFIG_SIZE,
+  VIRTIO_NET_F_CSUM,
+  VIRTIO_NET_F_GUEST_CSUM,
+  VIRTIO_NET_F_GUEST_TSO4,
+  VIRTIO_NET_F_GUEST_TSO6,
+  VIRTIO_NET_F_HOST_TSO4,
+  VIRTIO_NET_F_HOST_TSO6,
   VIRTIO_NET_F_MAC,
   VIRTIO_NET_F_MTU,
   VIRTIO_NET_F_STATUS,
-  VIRTIO_NET_HDR_GSO_NONE,
-  VIRTIO_NET_HDR_GSO_TYPE,
   VIRTIO_NET_HDR_NUM_BUFFERS,
   VIRTIO_NET_HDR_SIZE,
   VIRTIO_NET_RXQ,
@@ -26,12 +31,19 @@ import {
 } from '../abi/virtio.js';
 import type { GuestMemory } from './guest-memory.js';
 import { formatMac } from '../packet/mac.js';
-import { newPacketMeta, type PacketMeta } from '../packet/meta.js';
+import { clearMeta, newPacketMeta, type PacketMeta } from '../packet/meta.js';
+import { XEN_NETIF_GSO_TYPE_NONE, XEN_NETIF_GSO_TYPE_TCPV4 } from '../abi/netif.js';
+import { newL4Info } from '../packet/headers.js';
+import { VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_NONE, readVnetHdr, writeVnetHdr } from '../packet/vnet.js';
 import { DescChain, type SplitQueue, VirtqueueError } from './virtqueue.js';
 import type { VirtioDevice, VirtioQueueHost } from './device.js';
 
 /** the largest frame we pass either way without GSO: MTU 9000 plus its Ethernet header and a VLAN tag */
 export const MAX_FRAME = 9000 + 18;
+/** the largest GSO frame: 64 KiB of IP packet, its Ethernet header and a VLAN tag (Linux's limit) */
+export const MAX_GSO_FRAME = 65535 + 18;
+
+const OFFLOADS = [VIRTIO_NET_F_CSUM, VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_HOST_TSO4, VIRTIO_NET_F_HOST_TSO6, VIRTIO_NET_F_GUEST_TSO4, VIRTIO_NET_F_GUEST_TSO6];
 
 export interface VirtioNetOptions {
   name: string;
@@ -59,7 +71,7 @@ export interface VirtioNetStats {
   rxFrames: number;
   /** frames that arrived while the guest had posted no buffer, or one too small */
   rxDropped: number;
-  /** frames the guest sent that were empty or larger than MAX_FRAME */
+  /** frames the guest sent that were empty, too large, or whose header asked for what it had not negotiated */
   txDropped: number;
 }
 
@@ -82,13 +94,47 @@ export class VirtioNet implements VirtioDevice {
   private readonly plain: PacketMeta = newPacketMeta();
   /** a RARP frame the frontend asked us to send for the VM (SEND_RARP), until the switch pulls it */
   private announcement: Uint8Array | null = null;
+  // the offloads the driver acked, read on every frame
+  private csum = false;
+  private guestCsum = false;
+  private hostTso4 = false;
+  private hostTso6 = false;
+  private guestTso4 = false;
+  private guestTso6 = false;
+  /** room the switch reserves for each frame pulled: a GSO frame once the driver may send them */
+  private txMax = MAX_FRAME;
+  /** the header of the frame being pulled (gathered from its chain), and what it says */
+  private readonly txHdr = new Uint8Array(VIRTIO_NET_HDR_SIZE);
+  private readonly txMeta: PacketMeta = newPacketMeta();
+  /** the header written in front of a received frame */
+  private readonly rxHdr = new Uint8Array(VIRTIO_NET_HDR_SIZE);
+  private readonly l4 = newL4Info();
 
   constructor(private readonly o: VirtioNetOptions) {
     if (o.mac.length !== 6) throw new Error(`${o.name}: a MAC is 6 bytes, not ${o.mac.length}`);
     if (!Number.isInteger(o.mtu) || o.mtu < 68 || o.mtu > 9000) throw new Error(`${o.name}: MTU ${o.mtu} is outside 68..9000`);
     this.name = o.name;
     this.features =
-      bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_RING_F_EVENT_IDX) | bit(VIRTIO_RING_F_INDIRECT_DESC) | bit(VIRTIO_NET_F_MAC) | bit(VIRTIO_NET_F_STATUS) | bit(VIRTIO_NET_F_MTU);
+      bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_RING_F_EVENT_IDX) | bit(VIRTIO_RING_F_INDIRECT_DESC) | bit(VIRTIO_NET_F_MAC) | bit(VIRTIO_NET_F_STATUS) | bit(VIRTIO_NET_F_MTU) |
+      OFFLOADS.reduce((a, b) => a | bit(b), 0n);
+  }
+
+  setFeatures(acked: bigint): void {
+    const has = (b: number) => (acked & bit(b)) !== 0n;
+    this.csum = has(VIRTIO_NET_F_CSUM);
+    this.guestCsum = has(VIRTIO_NET_F_GUEST_CSUM);
+    // TSO rests on the checksum offload (virtio 5.1.3.1): without it a TSO bit is not honoured
+    this.hostTso4 = this.csum && has(VIRTIO_NET_F_HOST_TSO4);
+    this.hostTso6 = this.csum && has(VIRTIO_NET_F_HOST_TSO6);
+    this.guestTso4 = this.guestCsum && has(VIRTIO_NET_F_GUEST_TSO4);
+    this.guestTso6 = this.guestCsum && has(VIRTIO_NET_F_GUEST_TSO6);
+    this.txMax = this.hostTso4 || this.hostTso6 ? MAX_GSO_FRAME : MAX_FRAME;
+  }
+
+  /** Whether the guest takes `meta`'s frame as it is (its offloads acked), or it must be segmented and checksummed first. */
+  takes(meta: PacketMeta): boolean {
+    if (meta.gsoType !== XEN_NETIF_GSO_TYPE_NONE) return meta.gsoType === XEN_NETIF_GSO_TYPE_TCPV4 ? this.guestTso4 : this.guestTso6;
+    return !meta.csumBlank || this.guestCsum;
   }
 
   config(): Uint8Array {
@@ -173,17 +219,17 @@ export class VirtioNet implements VirtioDevice {
     try {
       for (;;) {
         while (moved < max) {
-          const off = sink.reserve(MAX_FRAME);
+          const off = sink.reserve(this.txMax);
           if (off < 0) break;
           if (!r.q.pop(r.chain)) break;
           const c = r.chain;
           if (c.readable !== c.count) throw new VirtqueueError(`tx chain at head ${c.head} has device-writable buffers`);
           const total = this.gather(r, c, sink.mem, off);
           const len = total - VIRTIO_NET_HDR_SIZE;
-          if (len < 14 || len > MAX_FRAME) this.stats.txDropped++;
+          if (len < 14 || !this.readTxHeader(len)) this.stats.txDropped++;
           else {
             this.stats.txFrames++;
-            sink.commit(off, len, this.plain);
+            sink.commit(off, len, this.txMeta);
             moved++;
           }
           r.host.began(c.head);
@@ -206,16 +252,40 @@ export class VirtioNet implements VirtioDevice {
     r.host.fault(e.message);
   }
 
-  /** Copies the chain's readable bytes past the header to mem[off..]; returns the chain's byte count. */
+  /**
+   * The pulled frame's header into txMeta; false when it asks for what the driver did not ack
+   * (NEEDS_CSUM without CSUM, a GSO type without its HOST_TSO, a GSO frame without NEEDS_CSUM) or
+   * the frame is too large for what it is.
+   */
+  private readTxHeader(len: number): boolean {
+    const m = this.txMeta;
+    const h = this.txHdr;
+    if ((h[0] & VIRTIO_NET_HDR_F_NEEDS_CSUM) === 0 && h[1] === VIRTIO_NET_HDR_GSO_NONE) {
+      clearMeta(m);
+      return len <= MAX_FRAME;
+    }
+    if (!this.csum || readVnetHdr(h, 0, m) !== null) return false;
+    if (m.gsoType === XEN_NETIF_GSO_TYPE_NONE) return len <= MAX_FRAME;
+    return m.csumBlank && (m.gsoType === XEN_NETIF_GSO_TYPE_TCPV4 ? this.hostTso4 : this.hostTso6) && len <= MAX_GSO_FRAME;
+  }
+
+  /** Copies the chain's header to txHdr and its readable bytes past it to mem[off..]; returns the chain's byte count. */
   private gather(r: Running, c: DescChain, mem: Uint8Array, off: number): number {
     let total = 0;
     let out = 0;
+    const max = this.txMax;
+    this.txHdr.fill(0);
     for (let i = 0; i < c.readable; i++) {
       const l = c.len[i];
       const from = Math.max(0, VIRTIO_NET_HDR_SIZE - total);
+      if (from > 0) {
+        const h = r.mem.view(c.addr[i], Math.min(l, from));
+        if (!h) throw new VirtqueueError(`buffer ${i} of head ${c.head} left guest memory`);
+        this.txHdr.set(h, total);
+      }
       total += l;
       if (from >= l) continue;
-      const n = Math.min(l - from, MAX_FRAME - out);
+      const n = Math.min(l - from, max - out);
       if (n <= 0) continue; // oversized: the caller counts it from the total
       const v = r.mem.view(c.addr[i] + from, n);
       if (!v) throw new VirtqueueError(`buffer ${i} of head ${c.head} left guest memory`);
@@ -240,10 +310,11 @@ export class VirtioNet implements VirtioDevice {
   /**
    * Puts one frame into the guest's next receive buffer. With none posted it asks the guest for a
    * kick (rxReady follows) and says 'no-buffer', counting nothing: the caller may keep the frame.
+   * A frame the guest does not take as it is (see takes) is the caller's to segment or checksum first.
    */
-  receive(mem: Uint8Array, off: number, len: number): RxOutcome {
+  receive(mem: Uint8Array, off: number, len: number, meta: PacketMeta = this.plain): RxOutcome {
     const r = this.queues[VIRTIO_NET_RXQ];
-    if (!r) {
+    if (!r || !this.takes(meta) || !this.rxHeader(mem, off, len, meta)) {
       this.stats.rxDropped++;
       return 'dropped';
     }
@@ -277,7 +348,19 @@ export class VirtioNet implements VirtioDevice {
     r.host.fault(e.message);
   }
 
-  /** A zeroed v1 header (one buffer, no GSO) and the frame, across the chain's buffers. */
+  /** rxHdr for the frame: what the guest acked may travel (a partial checksum, GSO), else zeros; false if it cannot be described. */
+  private rxHeader(mem: Uint8Array, off: number, len: number, meta: PacketMeta): boolean {
+    const h = this.rxHdr;
+    if (this.guestCsum && (meta.csumBlank || meta.dataValidated || meta.gsoType !== XEN_NETIF_GSO_TYPE_NONE)) {
+      if (!writeVnetHdr(h, 0, meta, mem, off, len, this.l4)) return false;
+    } else h.fill(0);
+    // one buffer per frame without MRG_RXBUF
+    h[VIRTIO_NET_HDR_NUM_BUFFERS] = 1;
+    h[VIRTIO_NET_HDR_NUM_BUFFERS + 1] = 0;
+    return true;
+  }
+
+  /** rxHdr and the frame, across the chain's buffers. */
   private scatter(r: Running, c: DescChain, frame: Uint8Array, base: number, len: number): number {
     let src = -VIRTIO_NET_HDR_SIZE; // negative: still writing the header
     for (let i = 0; i < c.count && src < len; i++) {
@@ -286,8 +369,7 @@ export class VirtioNet implements VirtioDevice {
       if (!v) throw new VirtqueueError(`buffer ${i} of head ${c.head} left guest memory`);
       let at = 0;
       while (src < 0 && at < n) {
-        const hdrOff = VIRTIO_NET_HDR_SIZE + src;
-        v[at] = hdrOff === VIRTIO_NET_HDR_NUM_BUFFERS ? 1 : hdrOff === VIRTIO_NET_HDR_GSO_TYPE ? VIRTIO_NET_HDR_GSO_NONE : 0;
+        v[at] = this.rxHdr[VIRTIO_NET_HDR_SIZE + src];
         at++;
         src++;
       }

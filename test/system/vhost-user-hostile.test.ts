@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { requireBuilt } from '../support/platform.js';
 import { until } from '../support/until.js';
+import { OpenFrontends, protocolAttacks } from '../support/vhost-user.js';
 import { SystemUnderTest, run, type UpJson } from './support.js';
 import { XenstoreClient } from '../../src/xenstore/client.js';
 import { statePaths, vhostSocket } from '../../src/control/paths.js';
@@ -17,9 +18,8 @@ import { parseDisk } from '../../src/config/disk-spec.js';
 import { vhostDeviceKeys } from '../../src/vhost-user/xenstore-keys.js';
 import { writeVbd } from '../../domains/dom0/xsnodes.js';
 import { XenbusState } from '../../src/abi/xenbus.js';
-import { VhostUserRequest as R } from '../../src/abi/vhost-user.js';
 import { VIRTIO_BLK_OUTHDR_SIZE, VIRTIO_BLK_S_OK, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE } from '../../src/abi/virtio.js';
-import { Frontend, GUEST, memTable, startBlkQueue, type BlkQueue } from '../../src/vhost-user/testing/frontend.js';
+import { GUEST, startBlkQueue, type BlkQueue } from '../../src/vhost-user/testing/frontend.js';
 import { native } from '../../src/native/index.js';
 
 const BLK = `vuh${process.pid}`;
@@ -41,25 +41,17 @@ describe('hostile vhost-user frontends against a running blkdom with a bystander
   let socket: string;
   let backendPath: string;
   let blkPid: number;
-  const open: BlkQueue[] = [];
+  let open: OpenFrontends<BlkQueue>;
+  const hangUp = () => open.hangUp();
 
   const qemuIo = (cmds: string[]) =>
     run('qemu-io', ['-f', 'raw', `nbd+unix:///xvda?socket=${join(s.state, 'nbd', `${GUEST_NAME}-xvda.sock`)}`, ...cmds.flatMap((c) => ['-c', c])], { timeoutMs: 60_000 });
 
   async function honest(): Promise<BlkQueue> {
     const q = await startBlkQueue(socket, 0n);
-    open.push(q);
-    return q;
+    return open.add(q);
   }
 
-  const gone = () => (s.logTail(100_000).match(/vhost-user: frontend gone/g) ?? []).length;
-  /** Hangs up every frontend still open and waits until blkdom has seen each go (the next would be turned away before). */
-  async function hangUp(): Promise<void> {
-    const before = gone();
-    const n = open.length;
-    for (const q of open.splice(0)) q.close();
-    await until(`blkdom to see ${n} frontend(s) go`, gone, (g) => g >= before + n);
-  }
 
   beforeAll(async () => {
     requireBuilt();
@@ -70,6 +62,7 @@ describe('hostile vhost-user frontends against a running blkdom with a bystander
       [`${BLK}.cfg`]: `name = "${BLK}"\nmemory = 128\ndriver_domain = 1\nrole = "blk"\nstorage = [ "${storage}" ]\n`,
       [`${GUEST_NAME}.cfg`]: `name = "${GUEST_NAME}"\nmemory = 128\ndisk = [ 'backend=${BLK}, vdev=xvda, target=${GUEST_NAME}.img, format=raw, access=rw, size=16M' ]\n`,
     });
+    open = new OpenFrontends('blkdom', () => s.logTail(100_000));
     const up: UpJson = await s.up();
     const blk = up.domains.find((d) => d.name === BLK)!;
     blkPid = blk.pid as number;
@@ -86,7 +79,7 @@ describe('hostile vhost-user frontends against a running blkdom with a bystander
   afterEach(() => hangUp());
 
   afterAll(async () => {
-    for (const q of open) q.close();
+    open?.closeAll();
     await xs?.close();
     await s?.teardown();
     if (storage) rmSync(storage, { recursive: true, force: true });
@@ -103,20 +96,7 @@ describe('hostile vhost-user frontends against a running blkdom with a bystander
 
   // Each: what the rogue frontend does, and what blkdom's log must say of it.
   const cases: [string, () => Promise<void>, RegExp][] = [
-    ['a payload larger than any request', async () => {
-      const fe = new Frontend(socket);
-      fe.send(R.SET_FEATURES, new Uint8Array(8), [], undefined, 1 << 20);
-      await fe.untilClosed();
-      fe.close();
-    }, /frontend gone: protocol error: .*1048576-byte payload/],
-    ['a memory region past the end of its memfd', async () => {
-      const fe = new Frontend(socket);
-      const memfd = native.memfdCreate('rogue', GUEST.MEM);
-      fe.send(R.SET_MEM_TABLE, memTable([{ gpa: GUEST.GPA, size: GUEST.MEM * 64, uaddr: GUEST.UADDR, off: 0 }]), [memfd]);
-      native.close(memfd);
-      await fe.untilClosed();
-      fe.close();
-    }, /frontend gone: SET_MEM_TABLE: region wants bytes/],
+    ...protocolAttacks(() => socket),
     ['a descriptor chain that loops', async () => {
       const q = await honest();
       q.raw(0, [

@@ -9,6 +9,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync } from 'node:fs';
 import { requireBuilt } from '../support/platform.js';
 import { until, waitFor } from '../support/until.js';
+import { OpenFrontends, protocolAttacks } from '../support/vhost-user.js';
 import { echoReply, echoRequest, icmpCounters, type EchoEnds } from '../support/icmp.js';
 import { SystemUnderTest, netnsNames, run, type UpJson } from './support.js';
 import { XenstoreClient } from '../../src/xenstore/client.js';
@@ -17,9 +18,8 @@ import { parseVif } from '../../src/config/vif-spec.js';
 import { vhostDeviceKeys } from '../../src/vhost-user/xenstore-keys.js';
 import { writeVif } from '../../domains/dom0/xsnodes.js';
 import { XenbusState } from '../../src/abi/xenbus.js';
-import { VhostUserRequest as R } from '../../src/abi/vhost-user.js';
 import { VIRTIO_NET_HDR_SIZE, VIRTIO_NET_RXQ, VIRTIO_NET_TXQ, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE } from '../../src/abi/virtio.js';
-import { Frontend, GUEST, memTable, startNetQueues, type NetQueues } from '../../src/vhost-user/testing/frontend.js';
+import { GUEST, startNetQueues, type NetQueues } from '../../src/vhost-user/testing/frontend.js';
 import { native } from '../../src/native/index.js';
 
 const pid = process.pid;
@@ -51,7 +51,8 @@ describe('hostile vhost-user frontends against a running netdom with two bystand
   let backendPath: string;
   let netPid: number;
   let seq = 0;
-  const open: NetQueues[] = [];
+  let open: OpenFrontends<NetQueues>;
+  const hangUp = () => open.hangUp();
   let netDomid: number;
 
   /** The VM vif as dom0 writes it for a VM it is about to start (and again when netdom restarts): a vif under netdom marked vhost-user. */
@@ -65,18 +66,9 @@ describe('hostile vhost-user frontends against a running netdom with two bystand
 
   async function honest(): Promise<NetQueues> {
     const q = await startNetQueues(socket, 0n);
-    open.push(q);
-    return q;
+    return open.add(q);
   }
 
-  const gone = () => (s.logTail(100_000).match(/vhost-user: frontend gone/g) ?? []).length;
-  /** Hangs up every frontend still open and waits until netdom has seen each go. */
-  async function hangUp(): Promise<void> {
-    const before = gone();
-    const n = open.length;
-    for (const q of open.splice(0)) q.close();
-    await until(`netdom to see ${n} frontend(s) go`, gone, (g) => g >= before + n);
-  }
 
   /**
    * Echo requests from the VM to bystander A until one is answered (a frame can meet a full queue
@@ -115,6 +107,7 @@ describe('hostile vhost-user frontends against a running netdom with two bystand
       [`${GA}.cfg`]: `name = "${GA}"\nmemory = 128\nvif = [ 'backend=${NET}, mac=${mac(1)}, ip=${IPA}/24, netns=${NSA}' ]\n`,
       [`${GB}.cfg`]: `name = "${GB}"\nmemory = 128\nvif = [ 'backend=${NET}, mac=${mac(2)}, ip=${IPB}/24, netns=${NSB}' ]\n`,
     });
+    open = new OpenFrontends('netdom', () => s.logTail(100_000));
     const up: UpJson = await s.up();
     const net = up.domains.find((d) => d.name === NET)!;
     netPid = net.pid as number;
@@ -132,7 +125,7 @@ describe('hostile vhost-user frontends against a running netdom with two bystand
   afterEach(() => hangUp());
 
   afterAll(async () => {
-    for (const q of open) q.close();
+    open?.closeAll();
     await xs?.close();
     await s?.teardown();
     const ns = await netnsNames();
@@ -148,7 +141,7 @@ describe('hostile vhost-user frontends against a running netdom with two bystand
 
   it('replies that find no rx buffer posted wait in netdom until the VM posts one', async () => {
     const q = await startNetQueues(socket, 0n, { postRx: false });
-    open.push(q);
+    open.add(q);
     const echoReps = async () => icmpCounters((await nsRun(NSA, 'cat', ['/proc/net/snmp'])).stdout).OutEchoReps;
     const before = await echoReps();
     const sent = [1, 2, 3, 4, 5].map(() => ++seq & 0xffff);
@@ -179,20 +172,7 @@ describe('hostile vhost-user frontends against a running netdom with two bystand
 
   // Each: what the rogue frontend does, and what netdom's log must say of it.
   const cases: [string, () => Promise<void>, RegExp][] = [
-    ['a payload larger than any request', async () => {
-      const fe = new Frontend(socket);
-      fe.send(R.SET_FEATURES, new Uint8Array(8), [], undefined, 1 << 20);
-      await fe.untilClosed();
-      fe.close();
-    }, /frontend gone: protocol error: .*1048576-byte payload/],
-    ['a memory region past the end of its memfd', async () => {
-      const fe = new Frontend(socket);
-      const memfd = native.memfdCreate('rogue', GUEST.MEM);
-      fe.send(R.SET_MEM_TABLE, memTable([{ gpa: GUEST.GPA, size: GUEST.MEM * 64, uaddr: GUEST.UADDR, off: 0 }]), [memfd]);
-      native.close(memfd);
-      await fe.untilClosed();
-      fe.close();
-    }, /frontend gone: SET_MEM_TABLE: region wants bytes/],
+    ...protocolAttacks(() => socket),
     ['a tx descriptor chain that loops', async () => {
       const q = await honest();
       q.raw(VIRTIO_NET_TXQ, [
@@ -261,7 +241,7 @@ describe('hostile vhost-user frontends against a running netdom with two bystand
       return n !== undefined && n.restarts === 1 && typeof n.pid === 'number' && n.pid !== netPid;
     });
     expect(rows.find((d) => d.name === NET)!.state).not.toBe('dead');
-    open.splice(0).forEach((x) => x.close());
+    open.closeAll();
     // dom0 rewrites the backend dirs of the devices it manages; this VM is the test's, so the test does it
     expect(await writeVmVif()).toBe(backendPath);
     await until('the VM vif back at InitWait under the new netdom', () => xs.read(`${backendPath}/state`), (st) => st === String(XenbusState.InitWait) && existsSync(socket));

@@ -69,7 +69,7 @@ export interface TxSink {
 export interface VirtioNetStats {
   txFrames: number;
   rxFrames: number;
-  /** frames that arrived while the guest had posted no buffer, or one too small */
+  /** frames not delivered: no queue running, offloads the guest did not ack, a buffer too small (a frame with no buffer posted is the caller's to keep, not counted) */
   rxDropped: number;
   /** frames the guest sent that were empty, too large, or whose header asked for what it had not negotiated */
   txDropped: number;
@@ -314,7 +314,7 @@ export class VirtioNet implements VirtioDevice {
    */
   receive(mem: Uint8Array, off: number, len: number, meta: PacketMeta = this.plain): RxOutcome {
     const r = this.queues[VIRTIO_NET_RXQ];
-    if (!r || !this.takes(meta) || !this.rxHeader(mem, off, len, meta)) {
+    if (!r || !this.takes(meta)) {
       this.stats.rxDropped++;
       return 'dropped';
     }
@@ -326,7 +326,8 @@ export class VirtioNet implements VirtioDevice {
       let room = 0;
       for (let i = 0; i < c.count; i++) room += c.len[i];
       let written = 0;
-      if (room < VIRTIO_NET_HDR_SIZE + len) this.stats.rxDropped++;
+      // the header only once there is a buffer: a no-buffer frame is tried again from the backlog
+      if (room < VIRTIO_NET_HDR_SIZE + len || !this.rxHeader(mem, off, len, meta)) this.stats.rxDropped++;
       else {
         written = this.scatter(r, c, mem, off, len);
         this.stats.rxFrames++;

@@ -185,7 +185,7 @@ export interface Queues {
  * PROTOCOL_FEATURES and `protocol`), the memory table, each ring, its call and its kick. Every
  * step that can be acked is, so a refusal shows as an error naming the step.
  */
-export async function startQueues(path: string, protocol: bigint, n: number, features = 0n): Promise<Queues> {
+export async function startQueues(path: string, protocol: bigint, n: number): Promise<Queues> {
   const { MEM, GPA, UADDR, DESC, AVAIL, USED, RING_STRIDE, QSIZE } = GUEST;
   const fe = new Frontend(path);
   const ack = protocol | bit(VHOST_USER_PROTOCOL_F_REPLY_ACK);
@@ -199,7 +199,7 @@ export async function startQueues(path: string, protocol: bigint, n: number, fea
   const pf = await fe.u64Reply(R.GET_PROTOCOL_FEATURES);
   if ((pf & ack) !== ack) throw new Error(`the backend offers protocol features 0x${pf.toString(16)}, without some of 0x${ack.toString(16)}`);
   fe.u64(R.SET_PROTOCOL_FEATURES, ack);
-  const acked = bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_RING_F_EVENT_IDX) | bit(VHOST_USER_F_PROTOCOL_FEATURES) | (features & offered);
+  const acked = bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_RING_F_EVENT_IDX) | bit(VHOST_USER_F_PROTOCOL_FEATURES);
   fe.u64(R.SET_FEATURES, acked, VHOST_USER_VERSION | VHOST_USER_NEED_REPLY);
   await acks(R.SET_FEATURES);
   const memfd = native.memfdCreate('guest', MEM);

@@ -144,19 +144,26 @@ describe('hostile vhost-user frontends against a running netdom with two bystand
     open.add(q);
     const echoReps = async () => icmpCounters((await nsRun(NSA, 'cat', ['/proc/net/snmp'])).stdout).OutEchoReps;
     const before = await echoReps();
-    const sent = [1, 2, 3, 4, 5].map(() => ++seq & 0xffff);
-    for (const n of sent) await q.send(echoRequest(HONEST, HONEST_ID, n));
-    // A has answered all five, so the replies are on their way to a VM with nowhere to put them
-    await until(`${GA} to answer the VM's 5 echo requests`, echoReps, (v) => v >= before + sent.length);
+    // Requests until A has answered five (no single frame is counted on): their replies are then on
+    // their way to a VM with nowhere to put them
+    const sent = new Set<number>();
+    let answered = 0;
+    for (let t = 0; t < 20 && answered < 5; t++) {
+      const n = ++seq & 0xffff;
+      sent.add(n);
+      await q.send(echoRequest(HONEST, HONEST_ID, n));
+      answered = await until(`${GA} to answer echo request ${n}`, echoReps, (v) => v > before + answered, 1.5).then((v) => v - before, () => answered);
+    }
+    expect(answered, `${GA} answered ${answered} of the VM's ${sent.size} echo requests`).toBeGreaterThanOrEqual(5);
     q.postRx();
     const got = new Set<number>();
     await waitFor(() => {
       q.drain((f) => {
         const r = echoReply(f, HONEST);
-        if (r?.id === HONEST_ID) got.add(r.seq);
+        if (r?.id === HONEST_ID && sent.has(r.seq)) got.add(r.seq);
       });
-      return sent.every((n) => got.has(n));
-    }, 'all 5 replies once rx buffers are posted');
+      return got.size >= 5;
+    }, 'the replies to 5 answered requests once rx buffers are posted');
     await hangUp();
   });
 

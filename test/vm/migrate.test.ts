@@ -205,7 +205,7 @@ describe('live migration of a VM between two ringside hosts (shared medium)', ()
     const server = await run('ip', ['netns', 'exec', G1_NS, 'iperf3', '-s', '-1', '-D', '--logfile', join(shared, 'iperf3-server.log')]);
     expect(server.code, server.stderr).toBe(0);
     // one connection, far longer than the test: it must still be the same process at the end
-    const client = await con!.run(`iperf3 -c ${G1_IP} -t 3600 -i 0 > /tmp/iperf.out 2>&1 & echo $! > /tmp/iperf.pid`);
+    const client = await con!.run(`iperf3 -c ${G1_IP} -t 3600 -i 0 -b 100M > /tmp/iperf.out 2>&1 & echo $! > /tmp/iperf.pid`);
     expect(client.code).toBe(0);
     const sending = (past: number) =>
       until('the VM to keep sending to guest1', () => txBytes(con!), (n) => n > past + (4 << 20), 300);

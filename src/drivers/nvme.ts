@@ -86,6 +86,8 @@ export class NvmeDriver implements DmaBlockDevice {
   private readonly sqDv: DataView;
   private readonly cqDv: DataView;
   private readonly slots: Slot[] = [];
+  /** every page taken from the domain, given back at close once the controller has stopped */
+  private readonly owned: DmaPages[] = [];
   private readonly freeSlots: number[] = [];
   private readonly waiting: Op[] = [];
   private readonly pool: Op[] = [];
@@ -120,7 +122,7 @@ export class NvmeDriver implements DmaBlockDevice {
   constructor(
     readonly name: string,
     private readonly port: DevicePort,
-    mem: DriverMemory,
+    private readonly mem: DriverMemory,
     readonly size: number,
     readonly readonly: boolean,
     opts: NvmeDriverOptions = {},
@@ -137,20 +139,31 @@ export class NvmeDriver implements DmaBlockDevice {
     this.log = opts.log ?? ((l) => process.stderr.write(`${l}\n`));
     this.discardSupport = readonly ? null : { granularity: 4096, alignment: 0, secure: true };
     this.regs = new Int32Array(port.bar.buffer, port.bar.byteOffset, port.bar.byteLength >> 2);
-    this.sq = mem.alloc(1);
-    this.cq = mem.alloc(1);
+    const take = (pages: number): DmaPages => {
+      const p = mem.alloc(pages);
+      this.owned.push(p);
+      return p;
+    };
+    try {
+      this.sq = take(1);
+      this.cq = take(1);
+      for (let i = 0; i < depth; i++) {
+        const m = take(slotPages);
+        const list = take(1);
+        const slot: Slot = {
+          mem: m, prpIova: list.iova, prpList: new DataView(list.bytes.buffer, list.bytes.byteOffset, PAGE), listIsBounce: false, op: null, at: 0, len: 0,
+        };
+        this.bounceList(slot);
+        this.slots.push(slot);
+        this.freeSlots.push(i);
+      }
+    } catch (e) {
+      // the controller has not been given any of it yet
+      this.giveBack();
+      throw e;
+    }
     this.sqDv = new DataView(this.sq.bytes.buffer, this.sq.bytes.byteOffset, PAGE);
     this.cqDv = new DataView(this.cq.bytes.buffer, this.cq.bytes.byteOffset, PAGE);
-    for (let i = 0; i < depth; i++) {
-      const m = mem.alloc(slotPages);
-      const list = mem.alloc(1);
-      const slot: Slot = {
-        mem: m, prpIova: list.iova, prpList: new DataView(list.bytes.buffer, list.bytes.byteOffset, PAGE), listIsBounce: false, op: null, at: 0, len: 0,
-      };
-      this.bounceList(slot);
-      this.slots.push(slot);
-      this.freeSlots.push(i);
-    }
     port.onIrq(() => this.reap());
   }
 
@@ -259,8 +272,19 @@ export class NvmeDriver implements DmaBlockDevice {
   /** Stops the controller, then fails what is outstanding (see stop); resolves either way. */
   close(): Promise<void> {
     this.closed = true;
-    this.closing ??= this.stop(new BlockDeviceError('EBADF', `${this.name} is closed`)).then(() => this.port.close());
+    this.closing ??= this.stop(new BlockDeviceError('EBADF', `${this.name} is closed`)).then(() => {
+      this.port.close();
+      // Each open of the medium (a VM back after a migration, a guest restarted) takes its pages
+      // anew, so a close must give them back. A lost controller may still write into its queues
+      // and buffers: those pages stay out of use for good (its lost message says so).
+      if (this.lostWhy === null) this.giveBack();
+    });
     return this.closing;
+  }
+
+  /** Returns every page taken from the domain's memory. */
+  private giveBack(): void {
+    for (const p of this.owned.splice(0)) this.mem.free(p);
   }
 
   /**
@@ -555,12 +579,19 @@ export async function openNvme(dom: Domain, bdf: string, opts: NvmeDriverOptions
     port.close();
     throw new BlockDeviceError('ENODEV', `${bdf} is a ${port.info.kind}, not an NVMe controller`);
   }
+  let d: NvmeDriver;
   try {
-    const d = new NvmeDriver(`nvme@${bdf}`, port, domainMemory(dom), port.info.blocks * 512, port.info.readonly ?? false, opts);
+    d = new NvmeDriver(`nvme@${bdf}`, port, domainMemory(dom), port.info.blocks * 512, port.info.readonly ?? false, opts);
+  } catch (e) {
+    port.close();
+    throw e;
+  }
+  try {
     await d.start();
     return d;
   } catch (e) {
-    port.close();
+    // stops the controller, closes the port and gives the driver's pages back
+    await d.close();
     throw e;
   }
 }

@@ -26,6 +26,8 @@ export interface DmaPages {
 
 export interface DriverMemory {
   alloc(pages: number): DmaPages;
+  /** Gives pages back; only once the device can no longer reach them (it stopped, or is gone). */
+  free(pages: DmaPages): void;
 }
 
 /**
@@ -39,6 +41,10 @@ export function domainMemory(dom: Domain): DriverMemory {
       const bytes = dom.frames.view(gfn, pages);
       bytes.fill(0);
       return { iova: gfn * PAGE_SIZE, bytes };
+    },
+    free(p: DmaPages): void {
+      const first = p.iova / PAGE_SIZE;
+      for (let g = first; g < first + p.bytes.length / PAGE_SIZE; g++) dom.frames.release(g);
     },
   };
 }

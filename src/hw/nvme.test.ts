@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { waitFor } from '../testing/until.js';
 import { NvmeDriver, type NvmeDriverOptions } from '../drivers/nvme.js';
+import type { DmaPages } from '../drivers/port.js';
 import { DmaList } from '../blkdev/device.js';
 import { ENABLE_HELD_LOG_MS, MEDIUM_JOBS, NvmeModel, type MediumIo } from './nvme.js';
 import { native } from '../native/index.js';
@@ -421,6 +422,22 @@ describe('NVMe model under a driver, through the IOMMU', () => {
     expect(logs).toEqual([]);
   });
 
+  it('opened and closed again and again, the driver takes its pages anew each time and gives them all back', async () => {
+    for (let i = 0; i < 5; i++) {
+      const d = await driver();
+      expect(rig.driverPagesHeld()).toBe(2 + 32 * (16 + 1));
+      const buf = new Uint8Array(4096).fill(i);
+      await new Promise<void>((res, rej) => d.write(buf, 0, 4096, 0, (e) => (e ? rej(e) : res())));
+      await d.close();
+      expect(rig.driverPagesHeld()).toBe(0);
+    }
+    // a domain out of memory halfway through a new driver gets back what it had taken
+    let left = 7;
+    const scarce = { alloc: (n: number) => (left-- > 0 ? rig.driverMem.alloc(n) : (() => { throw new Error('out of I/O frames'); })()), free: (p: DmaPages) => rig.driverMem.free(p) };
+    expect(() => new NvmeDriver('t', mk(), scarce, 4 * MiB, false)).toThrow(/out of I\/O frames/);
+    expect(rig.driverPagesHeld()).toBe(0);
+  });
+
   it('close fails what the controller holds only once it dropped RDY', async () => {
     const held = new HeldMedium();
     const d = await driver({}, held);
@@ -432,8 +449,11 @@ describe('NVMe model under a driver, through the IOMMU', () => {
     await settle();
     expect(ends).toEqual([]);
     expect(closed).toBe(false);
+    expect(rig.driverPagesHeld(), 'pages given back before the controller stopped').toBeGreaterThan(0);
     held.release(0);
     await closing;
+    // every page the driver took is back with the domain (the one left is the test's read buffer)
+    expect(rig.driverPagesHeld()).toBe(1);
     expect(ends).toHaveLength(1);
     expect(ends[0].err?.message).toMatch(/t is closed/);
     expect(ends[0].landed).toBe(true);
@@ -458,6 +478,8 @@ describe('NVMe model under a driver, through the IOMMU', () => {
     expect(waited).toHaveLength(1);
     expect(waited[0]?.message).toMatch(/device lost/);
     expect(ends).toEqual([]);
+    // the lost controller may still write into its pages: none went back to the domain
+    expect(rig.driverPagesHeld()).toBe(2 + 1 * (16 + 1) + 1);
     // a late listener hears it too
     const late: string[] = [];
     d.onLost((why) => late.push(why));

@@ -24,6 +24,8 @@ export interface Rig {
   sid: number;
   /** driver memory: next iova handed out, mapped in the owner's domain */
   driverMem: DriverMemory;
+  /** pages of driverMem allocated and not yet freed */
+  driverPagesHeld(): number;
   /** a port whose doorbell kicks `kick` and whose interrupt is delivered on the next turn */
   port(bar: Uint8Array, kick: () => void): DevicePort & { raise(): void };
 }
@@ -37,17 +39,27 @@ export function makeRig(opts: { owner?: number; bdf?: string } = {}): Rig {
   const owner = opts.owner ?? 1;
   iommu.attach(bdf, owner);
   let next = 0x1000;
+  /** iova -> pages of what is allocated (iovas are never reused, so a stale DMA faults) */
+  const held = new Map<number, number>();
   const driverMem: DriverMemory = {
     alloc(pages: number): DmaPages {
       const iova = next;
       next += pages * 4096;
       for (let i = 0; i < pages; i++) iommu.map(owner, iova + i * 4096, OWNER_PA + iova + i * 4096, { read: true, write: true });
+      held.set(iova, pages);
       // the driver's view: one contiguous buffer mirrored into the page memory on demand
       return { iova, bytes: new MirrorBytes(mem, OWNER_PA + iova, pages * 4096).view };
     },
+    free(p: DmaPages): void {
+      const pages = held.get(p.iova);
+      if (pages === undefined || pages * 4096 !== p.bytes.length) throw new Error(`free of iova 0x${p.iova.toString(16)} that is not allocated as ${p.bytes.length} bytes`);
+      held.delete(p.iova);
+      for (let i = 0; i < pages; i++) iommu.unmap(owner, p.iova + i * 4096);
+    },
   };
+  const driverPagesHeld = () => [...held.values()].reduce((a, b) => a + b, 0);
   return {
-    mem, unit, iommu, faults, bdf, sid: (bdf.bus << 8) | (bdf.dev << 3) | bdf.fn, driverMem,
+    mem, unit, iommu, faults, bdf, sid: (bdf.bus << 8) | (bdf.dev << 3) | bdf.fn, driverMem, driverPagesHeld,
     port(bar, kick) {
       let cb: (() => void) | null = null;
       let scheduled = false;

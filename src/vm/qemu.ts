@@ -47,13 +47,31 @@ function optionValue(v: string, what: string): string {
   return v;
 }
 
+/**
+ * Under TCG, QEMU before 9.0 loses guest writes in a live migration: its dirty-bitmap sync takes a
+ * fast path for a RAM block that starts and ends on a 64-page (256 KiB) boundary, and that path
+ * clears the dirty bits without resetting the vCPUs' TLB entries, so later stores through a cached
+ * entry are never marked and the destination gets a stale page (the fix is QEMU 9.0's "Fix
+ * migration dirty bitmap coherency with TCG memory access"; Debian 12 ships 7.2). A stale per-CPU
+ * page is what a guest panic after a move looked like here ("Kernel stack is corrupted in:
+ * do_idle"). Guest RAM 8 KiB off that grain sends every sync down the per-page path, which resets
+ * the TLB entries. KVM logs dirty pages in the kernel, so it keeps the exact size and the fast path.
+ * Both ends of a migration build this the same way, so their RAM sizes agree.
+ */
+export const TCG_RAM_PAD_KIB = 8;
+
+function guestRam(s: QemuSpec): string {
+  return s.accel === 'tcg' ? `${s.memoryMiB * 1024 + TCG_RAM_PAD_KIB}K` : `${s.memoryMiB}M`;
+}
+
 /** The arguments after `qemu-system-x86_64`. */
 export function qemuArgv(s: QemuSpec): string[] {
   const shared = s.sharedMemory === true || s.disks.some((d) => d.kind === 'vhost-user') || (s.nics ?? []).length > 0;
   // Nested KVM rejects -cpu host here (MSR 0x10a); on a real KVM host it is what users expect.
-  const a = ['-accel', s.accel, '-cpu', optionValue(s.cpu ?? (s.accel === 'kvm' ? 'host' : 'qemu64'), 'CPU model'), '-m', `${s.memoryMiB}M`, '-smp', String(s.vcpus)];
+  const ram = guestRam(s);
+  const a = ['-accel', s.accel, '-cpu', optionValue(s.cpu ?? (s.accel === 'kvm' ? 'host' : 'qemu64'), 'CPU model'), '-m', ram, '-smp', String(s.vcpus)];
   a.push('-display', 'none', '-no-reboot', '-nodefaults', '-no-user-config');
-  if (shared) a.push('-object', `memory-backend-memfd,id=mem,size=${s.memoryMiB}M,share=on`, '-machine', 'q35,memory-backend=mem');
+  if (shared) a.push('-object', `memory-backend-memfd,id=mem,size=${ram},share=on`, '-machine', 'q35,memory-backend=mem');
   else a.push('-machine', 'q35');
   a.push('-kernel', s.kernel);
   if (s.initrd !== undefined) a.push('-initrd', s.initrd);

@@ -1,9 +1,7 @@
+import { VIRTIO_NET_HDR_F_DATA_VALID, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6, VIRTIO_NET_HDR_SIZE } from '../abi/virtio.js';
 import { describe, expect, it } from 'vitest';
 import { newL4Info } from '../packet/headers.js';
-import {
-  VIRTIO_NET_HDR_F_DATA_VALID, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6,
-  VNET_HDR_LEN, decodeVnetHdr, encodeVnetHdr, newVnetFields,
-} from '../packet/vnet.js';
+import { decodeVnetHdr, encodeVnetHdr, newVnetFields } from '../packet/vnet.js';
 import { DESC_CSUM_BLANK, DESC_DATA_VALID, NIC_CAP, NIC_CAP_ALL, NIC_GSO, NIC_TX_ERR, NIC_TX_HDR_SIZE, TX_HDR, TX_HDR_F_CSUM } from '../abi/nic.js';
 import { RX_DROP, checkTxOffload, newTxOffload, rxStatusFromVnet, vnetFromTxOffload } from './nic-offload.js';
 import { inetSum, ipFrame } from './nic-testframes.js';
@@ -82,7 +80,7 @@ describe('NIC offloads <-> virtio_net_hdr of a host TAP', () => {
       const o = newTxOffload();
       const f = ipFrame(v6, 4000);
       expect(checkTxOffload(withHeader(f, h), 0, f.length, NIC_CAP_ALL, newL4Info(), o)).toBe(0);
-      const b = new Uint8Array(VNET_HDR_LEN).fill(0xee);
+      const b = new Uint8Array(VIRTIO_NET_HDR_SIZE).fill(0xee);
       encodeVnetHdr(b, 0, vnetFromTxOffload(o, newVnetFields()));
       // virtio_net_hdr_v1: flags, gso_type, hdr_len, gso_size, csum_start, csum_offset, num_buffers (le16)
       const le = (n: number) => [n & 0xff, n >> 8];
@@ -101,7 +99,7 @@ describe('NIC offloads <-> virtio_net_hdr of a host TAP', () => {
 
   it('decodes what it encodes', () => {
     const v = { flags: 1, gsoType: 4, hdrLen: 74, gsoSize: 1428, csumStart: 54, csumOffset: 16 };
-    const b = new Uint8Array(VNET_HDR_LEN);
+    const b = new Uint8Array(VIRTIO_NET_HDR_SIZE);
     encodeVnetHdr(b, 0, v);
     expect(decodeVnetHdr(b, 0, newVnetFields())).toEqual(v);
   });

@@ -1,3 +1,4 @@
+import { VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6, VIRTIO_NET_HDR_SIZE } from '../abi/virtio.js';
 import { describe, expect, it } from 'vitest';
 import { NicDriver } from '../drivers/nic.js';
 import { newPacketMeta, type PacketMeta } from '../packet/meta.js';
@@ -13,9 +14,7 @@ import { inetSum, ipFrame } from './nic-testframes.js';
 import { OWNER_PA, makeRig, type Rig } from './testrig.js';
 import { XEN_NETIF_GSO_TYPE_TCPV4, XEN_NETIF_GSO_TYPE_TCPV6 } from '../abi/netif.js';
 import { native } from '../native/index.js';
-import {
-  VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6, VNET_HDR_LEN, decodeVnetHdr, encodeVnetHdr, newVnetFields,
-} from '../packet/vnet.js';
+import { decodeVnetHdr, encodeVnetHdr, newVnetFields } from '../packet/vnet.js';
 
 function sink(): UplinkSink & { frames: Uint8Array[] } {
   const mem = new Uint8Array(65536);
@@ -379,19 +378,19 @@ describe('TapWire: the NIC behind virtio-net headers', () => {
       expect(d.transmit({ mem: f, off: 0, len: f.length, meta: { ...newPacketMeta(), gsoType: XEN_NETIF_GSO_TYPE_TCPV6, gsoSize: 1428, csumBlank: true } })).toBe(true);
       const out = new Uint8Array(70000);
       const n = native.readFd(host, out);
-      expect(n).toBe(VNET_HDR_LEN + f.length);
+      expect(n).toBe(VIRTIO_NET_HDR_SIZE + f.length);
       expect(decodeVnetHdr(out, 0, newVnetFields())).toEqual({ flags: VIRTIO_NET_HDR_F_NEEDS_CSUM, gsoType: VIRTIO_NET_HDR_GSO_TCPV6, hdrLen: 74, gsoSize: 1428, csumStart: 54, csumOffset: 16 });
-      expect(out.subarray(VNET_HDR_LEN, n!)).toEqual(f);
+      expect(out.subarray(VIRTIO_NET_HDR_SIZE, n!)).toEqual(f);
       const p = ipFrame(false, 64);
       d.transmit({ mem: p, off: 0, len: p.length, meta: newPacketMeta() });
-      expect(native.readFd(host, out)).toBe(VNET_HDR_LEN + p.length);
-      expect(Array.from(out.subarray(0, VNET_HDR_LEN))).toEqual(new Array(VNET_HDR_LEN).fill(0));
+      expect(native.readFd(host, out)).toBe(VIRTIO_NET_HDR_SIZE + p.length);
+      expect(Array.from(out.subarray(0, VIRTIO_NET_HDR_SIZE))).toEqual(new Array(VIRTIO_NET_HDR_SIZE).fill(0));
 
       // host -> NIC: a checksum-partial frame, then a GSO frame the NIC never asked for
       const r = ipFrame(false, 300);
-      const msg = new Uint8Array(VNET_HDR_LEN + r.length);
+      const msg = new Uint8Array(VIRTIO_NET_HDR_SIZE + r.length);
       encodeVnetHdr(msg, 0, { ...newVnetFields(), flags: VIRTIO_NET_HDR_F_NEEDS_CSUM, csumStart: 34, csumOffset: 16 });
-      msg.set(r, VNET_HDR_LEN);
+      msg.set(r, VIRTIO_NET_HDR_SIZE);
       const readable = new Promise<void>((res) => d.onReadable(res));
       native.writeFd(host, msg);
       encodeVnetHdr(msg, 0, { ...newVnetFields(), flags: VIRTIO_NET_HDR_F_NEEDS_CSUM, gsoType: VIRTIO_NET_HDR_GSO_TCPV4, gsoSize: 100, hdrLen: 54, csumStart: 34, csumOffset: 16 });

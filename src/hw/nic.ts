@@ -15,9 +15,10 @@
 // An exception in the model itself (a doorbell, a frame from the wire) stops this NIC alone
 // (STATUS.FATAL, reason INTERNAL), never the process hosting every other domain's devices.
 
+import { VIRTIO_NET_HDR_SIZE } from '../abi/virtio.js';
 import { native, type Watcher } from '../native/index.js';
 import { newL4Info } from '../packet/headers.js';
-import { VNET_HDR_LEN, decodeVnetHdr, encodeVnetHdr, newVnetFields } from '../packet/vnet.js';
+import { decodeVnetHdr, encodeVnetHdr, newVnetFields } from '../packet/vnet.js';
 import { DmaEngine, faultWord, recordFault, type DmaMemory, type PciFunctionOptions } from './dma.js';
 import {
   DESC, DESC_CMD_OFFLOAD, DESC_CSUM_BLANK, DESC_DATA_VALID, DESC_DD, DESC_ERR, NIC_BAR_SIZE, NIC_CAP, NIC_CAP_ALL,
@@ -32,7 +33,7 @@ const TWO32 = 4294967296;
 const BUDGET = 256;
 /** A frame handed to a wire sits at this offset of its buffer, so that a TAP wire writes its
  *  virtio-net header in front of it and sends both with one write, without a copy. */
-export const WIRE_HEADROOM = VNET_HDR_LEN;
+export const WIRE_HEADROOM = VIRTIO_NET_HDR_SIZE;
 // the driver's offload header lands in the headroom too (one DMA for header and frame)
 if (NIC_TX_HDR_SIZE > WIRE_HEADROOM) throw new Error('NIC offload header larger than the wire headroom');
 const TX_OFFLOADS = NIC_CAP.TX_CSUM | NIC_CAP.TSO4 | NIC_CAP.TSO6;
@@ -430,7 +431,7 @@ export function cable(a: NicModel, b: NicModel): void {
 export class TapWire implements NicWire {
   readonly linkUp = true;
   readonly offloads = NIC_CAP_ALL;
-  private readonly buf = new Uint8Array(VNET_HDR_LEN + 65536);
+  private readonly buf = new Uint8Array(VIRTIO_NET_HDR_SIZE + 65536);
   private readonly vnet = newVnetFields();
   private readonly rxVnet = newVnetFields();
   private readonly l4 = newL4Info();
@@ -485,7 +486,7 @@ export class TapWire implements NicWire {
     }
     encodeVnetHdr(frame, 0, v);
     try {
-      return native.writeFd(this.fd, frame, VNET_HDR_LEN + len) !== null;
+      return native.writeFd(this.fd, frame, VIRTIO_NET_HDR_SIZE + len) !== null;
     } catch {
       // EIO while the host side of the TAP is down (a cable with nobody at the other end):
       // the frame is lost on the wire, as on real hardware. Never an hv crash.
@@ -530,9 +531,9 @@ export class TapWire implements NicWire {
       }
       if (r === null || r === 0) break;
       n++;
-      const st = r < VNET_HDR_LEN + 14 ? RX_DROP : rxStatusFromVnet(decodeVnetHdr(this.buf, 0, this.rxVnet), this.buf, VNET_HDR_LEN, r - VNET_HDR_LEN, nic.rxCsum, this.l4);
+      const st = r < VIRTIO_NET_HDR_SIZE + 14 ? RX_DROP : rxStatusFromVnet(decodeVnetHdr(this.buf, 0, this.rxVnet), this.buf, VIRTIO_NET_HDR_SIZE, r - VIRTIO_NET_HDR_SIZE, nic.rxCsum, this.l4);
       if (st === RX_DROP) nic.wireDrop();
-      else nic.receive(this.buf, VNET_HDR_LEN, r - VNET_HDR_LEN, st);
+      else nic.receive(this.buf, VIRTIO_NET_HDR_SIZE, r - VIRTIO_NET_HDR_SIZE, st);
     }
     if (n > 0) nic?.rxBatchDone();
   }

@@ -2,6 +2,7 @@
 // buffers granted once (a buffer is 17 contiguous pages, so a reader can put a vnet header and a
 // 64 KiB frame straight into granted memory), and come in through per-queue rx buffers granted
 // once. Frames of one flow stay on one queue.
+import { VIRTIO_NET_HDR_SIZE } from '../abi/virtio.js';
 import { XEN_PAGE_SIZE } from '../abi/sring.js';
 import { XEN_NETIF_GSO_TYPE_NONE } from '../abi/netif.js';
 import type { FrontendServices } from '../domain/services.js';
@@ -10,11 +11,10 @@ import { copyMeta, newPacketMeta, type PacketMeta } from '../packet/meta.js';
 import {
   DEFAULT_BACKEND_FEATURES, type NetifBackendFeatures, type NetifFrontendFeatures, type NetifQueueParams,
 } from '../netif/params.js';
-import { VNET_HDR_LEN } from '../packet/vnet.js';
 import { MAX_FRAME, NetfrontQueue, type FrontQueueHost, type NetfrontStats } from './queue.js';
 
 /** pages per tx buffer: a vnet header plus the largest frame */
-export const TX_BUF_PAGES = Math.ceil((VNET_HDR_LEN + MAX_FRAME) / XEN_PAGE_SIZE);
+export const TX_BUF_PAGES = Math.ceil((VIRTIO_NET_HDR_SIZE + MAX_FRAME) / XEN_PAGE_SIZE);
 
 export interface NetfrontOptions {
   backendDomid: number;
@@ -183,7 +183,7 @@ export class Netfront implements FrontQueueHost {
       this.stats.txDropped++;
       return false;
     }
-    buf.bytes.set(frame.subarray(0, MAX_FRAME), VNET_HDR_LEN);
+    buf.bytes.set(frame.subarray(0, MAX_FRAME), VIRTIO_NET_HDR_SIZE);
     const m = meta ? copyMeta(this.scratchMeta, meta) : this.scratchMeta;
     if (!meta) {
       m.csumBlank = false;
@@ -191,7 +191,7 @@ export class Netfront implements FrontQueueHost {
       m.gsoType = XEN_NETIF_GSO_TYPE_NONE;
       m.gsoSize = 0;
     }
-    return this.commitTx(buf, VNET_HDR_LEN, Math.min(frame.length, MAX_FRAME), m);
+    return this.commitTx(buf, VIRTIO_NET_HDR_SIZE, Math.min(frame.length, MAX_FRAME), m);
   }
 
   // FrontQueueHost

@@ -1,6 +1,7 @@
 // One netfront queue: its tx and rx rings, event channel(s), and a full set of pre-granted rx
 // buffers (one page per ring slot, so rx request id = slot index and a buffer never moves).
 // The backend is not trusted either: every response is copied once and checked.
+import { VIRTIO_NET_HDR_SIZE } from '../abi/virtio.js';
 import {
   NETIF_RSP_NULL, NETIF_RX_RING, NETIF_TX_RING, NETRXF_extra_info, NETRXF_more_data, NETTXF_extra_info, NETTXF_more_data,
   XEN_NETIF_EXTRA_FLAG_MORE, XEN_NETIF_EXTRA_TYPE_GSO, XEN_NETIF_GSO_TYPE_NONE, XEN_NETIF_GSO_TYPE_TCPV4, XEN_NETIF_GSO_TYPE_TCPV6,
@@ -11,13 +12,12 @@ import { FrontRing } from '../ring/front.js';
 import { RingFaultError } from '../ring/sring.js';
 import type { FrontendServices } from '../domain/services.js';
 import { clearMeta, metaFromRxFlags, newPacketMeta, txFlagsFromMeta, type PacketMeta } from '../packet/meta.js';
-import { VNET_HDR_LEN } from '../packet/vnet.js';
 import { FATAL_SKB_SLOTS } from '../netif/txparse.js';
 
 /** largest frame netif carries */
 export const MAX_FRAME = 0xffff;
 /** rx assembly: room for a vnet header in front of the largest frame */
-export const RX_ASM_SIZE = VNET_HDR_LEN + MAX_FRAME;
+export const RX_ASM_SIZE = VIRTIO_NET_HDR_SIZE + MAX_FRAME;
 
 const rxRsp = newNetifRxResponse();
 const txRsp = newNetifTxResponse();
@@ -26,7 +26,7 @@ const extra = newNetifExtraInfo();
 export interface FrontQueueHost {
   env: FrontendServices;
   backendDomid: number;
-  /** a frame arrived: buf[off, off+len) with VNET_HDR_LEN free bytes before off */
+  /** a frame arrived: buf[off, off+len) with VIRTIO_NET_HDR_SIZE free bytes before off */
   deliver(buf: Uint8Array, off: number, len: number, meta: PacketMeta, queue: number): void;
   /** tx slots whose buffer is now free */
   txDone(bufIndex: number): void;
@@ -250,9 +250,9 @@ export class NetfrontQueue {
         error = true;
       } else {
         if (rxRsp.offset + rxRsp.status > XEN_PAGE_SIZE) return this.fault(`rx response offset ${rxRsp.offset} + length ${rxRsp.status} crosses the page`);
-        if (VNET_HDR_LEN + len + rxRsp.status > RX_ASM_SIZE) return this.fault('rx frame longer than 65535 bytes');
+        if (VIRTIO_NET_HDR_SIZE + len + rxRsp.status > RX_ASM_SIZE) return this.fault('rx frame longer than 65535 bytes');
         const page = this.rxPages[idx & ring.mask];
-        asm.set(page.subarray(rxRsp.offset, rxRsp.offset + rxRsp.status), VNET_HDR_LEN + len);
+        asm.set(page.subarray(rxRsp.offset, rxRsp.offset + rxRsp.status), VIRTIO_NET_HDR_SIZE + len);
         len += rxRsp.status;
       }
       if (first) {
@@ -288,7 +288,7 @@ export class NetfrontQueue {
     st.rxPackets++;
     st.rxBytes += len;
     if (meta.gsoType !== XEN_NETIF_GSO_TYPE_NONE) st.rxGso++;
-    this.host.deliver(asm, VNET_HDR_LEN, len, meta, this.index);
+    this.host.deliver(asm, VIRTIO_NET_HDR_SIZE, len, meta, this.index);
     return used;
   }
 

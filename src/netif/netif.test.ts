@@ -1,3 +1,4 @@
+import { VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_SIZE } from '../abi/virtio.js';
 import { describe, expect, it } from 'vitest';
 import { NETIF_TX_RING, NETTXF_csum_blank, NETTXF_extra_info, NETTXF_more_data, XEN_NETIF_GSO_TYPE_TCPV4, XEN_NETIF_GSO_TYPE_TCPV6, netifExtraInfo, netifTxRequest } from '../abi/netif.js';
 import { BackRing } from '../ring/back.js';
@@ -6,7 +7,7 @@ import { finishChecksum, newL4Info, parseL4 } from '../packet/headers.js';
 import { macKey, parseMacBytes } from '../packet/mac.js';
 import { newPacketMeta } from '../packet/meta.js';
 import { TxPacket, parseTxPacket } from './txparse.js';
-import { VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4, VNET_HDR_LEN, readVnetHdr, writeVnetHdr } from '../packet/vnet.js';
+import { readVnetHdr, writeVnetHdr } from '../packet/vnet.js';
 
 /** Ethernet + IPv4 + TCP with `payload` bytes; checksum field seeded with the pseudo-header sum */
 function tcp4(payload: number): Uint8Array {
@@ -66,7 +67,7 @@ describe('headers', () => {
 describe('vnet header <-> netif metadata', () => {
   it('maps a TSO frame both ways, with offsets re-derived from the headers', () => {
     const f = tcp4(3000);
-    const hdr = new Uint8Array(VNET_HDR_LEN);
+    const hdr = new Uint8Array(VIRTIO_NET_HDR_SIZE);
     const meta = newPacketMeta();
     meta.csumBlank = true;
     meta.gsoType = XEN_NETIF_GSO_TYPE_TCPV4;

@@ -1,16 +1,17 @@
 // An uplink that is a TAP device on the host (named in config): frames the switch floods or
 // addresses to learned MACs go out through it; frames the host sends come in, read straight into
 // netback's staging memory. Virtio-net headers keep GSO frames whole in both directions.
+import { VIRTIO_NET_HDR_SIZE } from '../abi/virtio.js';
 import { native, type Watcher } from '../native/index.js';
 import { newL4Info } from '../packet/headers.js';
 import { newPacketMeta } from '../packet/meta.js';
-import { VNET_HDR_LEN, readVnetHdr, writeVnetHdr } from '../packet/vnet.js';
+import { readVnetHdr, writeVnetHdr } from '../packet/vnet.js';
 import { ip } from '../tap/ip.js';
 import { checkIfName, checkNetnsName } from '../tap/names.js';
 import type { SwitchFrame } from './frame.js';
 import type { Uplink, UplinkSink } from './uplink.js';
 
-const MAX_READ = VNET_HDR_LEN + 0xffff;
+const MAX_READ = VIRTIO_NET_HDR_SIZE + 0xffff;
 
 export interface TapUplinkOptions {
   /** host interface name (<= 15 characters) */
@@ -70,11 +71,11 @@ export class TapUplink implements Uplink {
         this.watcher?.resume();
         return n;
       }
-      if (r < VNET_HDR_LEN + 14 || readVnetHdr(sink.mem, at, this.meta) !== null) {
+      if (r < VIRTIO_NET_HDR_SIZE + 14 || readVnetHdr(sink.mem, at, this.meta) !== null) {
         this.drops.rx++;
         continue;
       }
-      sink.commit(at + VNET_HDR_LEN, r - VNET_HDR_LEN, this.meta);
+      sink.commit(at + VIRTIO_NET_HDR_SIZE, r - VIRTIO_NET_HDR_SIZE, this.meta);
       n++;
     }
     // More may be waiting: netback comes back next round.
@@ -85,12 +86,12 @@ export class TapUplink implements Uplink {
   transmit(f: SwitchFrame): boolean {
     if (this.closed || f.len > 0xffff) return false;
     const out = this.out;
-    out.set(f.mem.subarray(f.off, f.off + f.len), VNET_HDR_LEN);
-    if (!writeVnetHdr(out, 0, f.meta, out, VNET_HDR_LEN, f.len, this.l4)) {
+    out.set(f.mem.subarray(f.off, f.off + f.len), VIRTIO_NET_HDR_SIZE);
+    if (!writeVnetHdr(out, 0, f.meta, out, VIRTIO_NET_HDR_SIZE, f.len, this.l4)) {
       this.drops.tx++;
       return false;
     }
-    if (native.writeFd(this.fd, out, VNET_HDR_LEN + f.len) === null) {
+    if (native.writeFd(this.fd, out, VIRTIO_NET_HDR_SIZE + f.len) === null) {
       this.drops.tx++;
       return false;
     }

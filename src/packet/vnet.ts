@@ -1,17 +1,13 @@
 // virtio_net_hdr_v1, the 12 bytes in front of every frame on a TAP opened with IFF_VNET_HDR
 // (little-endian on this host): how GSO frames and blank checksums cross the TAP whole.
 import { XEN_NETIF_GSO_TYPE_NONE, XEN_NETIF_GSO_TYPE_TCPV4, XEN_NETIF_GSO_TYPE_TCPV6 } from '../abi/netif.js';
+import {
+  VIRTIO_NET_HDR_F_DATA_VALID, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_ECN, VIRTIO_NET_HDR_GSO_NONE, VIRTIO_NET_HDR_GSO_TCPV4,
+  VIRTIO_NET_HDR_GSO_TCPV6, VIRTIO_NET_HDR_GSO_UDP, VIRTIO_NET_HDR_SIZE,
+} from '../abi/virtio.js';
 import type { PacketMeta } from './meta.js';
 import { IPPROTO_TCP, parseL4, type L4Info } from './headers.js';
 
-export const VNET_HDR_LEN = 12;
-export const VIRTIO_NET_HDR_F_NEEDS_CSUM = 1;
-export const VIRTIO_NET_HDR_F_DATA_VALID = 2;
-export const VIRTIO_NET_HDR_GSO_NONE = 0;
-export const VIRTIO_NET_HDR_GSO_TCPV4 = 1;
-export const VIRTIO_NET_HDR_GSO_UDP = 3;
-export const VIRTIO_NET_HDR_GSO_TCPV6 = 4;
-export const VIRTIO_NET_HDR_GSO_ECN = 0x80;
 
 export type VnetReject = 'gso-type' | 'gso-size' | null;
 

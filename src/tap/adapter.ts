@@ -4,10 +4,11 @@
 // with the CAP_NET_ADMIN it keeps for it. Run from elsewhere (an unconfined guest, tests, tools)
 // the TAP is made where we are and moved in (its descriptor stays valid); either way the same ip(8)
 // commands configure it, addressed to the namespace only when we are outside it.
+import { VIRTIO_NET_HDR_SIZE } from '../abi/virtio.js';
 import { native, type Watcher } from '../native/index.js';
 import { newL4Info } from '../packet/headers.js';
 import { newPacketMeta } from '../packet/meta.js';
-import { VNET_HDR_LEN, readVnetHdr, writeVnetHdr } from '../packet/vnet.js';
+import { readVnetHdr, writeVnetHdr } from '../packet/vnet.js';
 import type { Netfront } from '../netfront/netfront.js';
 import { inNetns, ip, ipIn, netnsAdd, netnsDel, netnsExists } from './ip.js';
 import { checkIfName, checkNetnsName, tempTapName } from './names.js';
@@ -99,11 +100,11 @@ export class TapAdapter {
 
   private start(): void {
     this.nf.onFrame((buf, off, len, meta) => {
-      if (off < VNET_HDR_LEN || !writeVnetHdr(buf, off - VNET_HDR_LEN, meta, buf, off, len, this.l4)) {
+      if (off < VIRTIO_NET_HDR_SIZE || !writeVnetHdr(buf, off - VIRTIO_NET_HDR_SIZE, meta, buf, off, len, this.l4)) {
         this.stats.toTapDrops++;
         return;
       }
-      const w = this.fd >= 0 ? native.writeFd(this.fd, buf.subarray(off - VNET_HDR_LEN), VNET_HDR_LEN + len) : null;
+      const w = this.fd >= 0 ? native.writeFd(this.fd, buf.subarray(off - VIRTIO_NET_HDR_SIZE), VIRTIO_NET_HDR_SIZE + len) : null;
       if (w === null) this.stats.toTapDrops++;
       else this.stats.toTap++;
     });
@@ -133,12 +134,12 @@ export class TapAdapter {
         nf.releaseTx(buf);
         return;
       }
-      if (n < VNET_HDR_LEN + 14 || n > VNET_HDR_LEN + 0xffff || readVnetHdr(buf.bytes, 0, meta) !== null) {
+      if (n < VIRTIO_NET_HDR_SIZE + 14 || n > VIRTIO_NET_HDR_SIZE + 0xffff || readVnetHdr(buf.bytes, 0, meta) !== null) {
         nf.releaseTx(buf);
         this.stats.fromTapDrops++;
         continue;
       }
-      if (nf.commitTx(buf, VNET_HDR_LEN, n - VNET_HDR_LEN, meta)) this.stats.fromTap++;
+      if (nf.commitTx(buf, VIRTIO_NET_HDR_SIZE, n - VIRTIO_NET_HDR_SIZE, meta)) this.stats.fromTap++;
       else this.stats.fromTapDrops++;
     }
   }

@@ -4,37 +4,13 @@
 // both ways (CSUM, GUEST_CSUM) and TCP segmentation both ways (HOST_TSO4/6, GUEST_TSO4/6), the
 // virtio-net header mapped to and from the switch's PacketMeta. No MRG_RXBUF: every frame is whole
 // in one chain (Linux's "big packets" receive path when it takes TSO, "small buffers" otherwise).
-import {
-  VIRTIO_F_VERSION_1,
-  VIRTIO_NET_CFG_MAC,
-  VIRTIO_NET_CFG_MAX_PAIRS,
-  VIRTIO_NET_CFG_MTU,
-  VIRTIO_NET_CFG_STATUS,
-  VIRTIO_NET_CONFIG_SIZE,
-  VIRTIO_NET_F_CSUM,
-  VIRTIO_NET_F_GUEST_CSUM,
-  VIRTIO_NET_F_GUEST_TSO4,
-  VIRTIO_NET_F_GUEST_TSO6,
-  VIRTIO_NET_F_HOST_TSO4,
-  VIRTIO_NET_F_HOST_TSO6,
-  VIRTIO_NET_F_MAC,
-  VIRTIO_NET_F_MTU,
-  VIRTIO_NET_F_STATUS,
-  VIRTIO_NET_HDR_NUM_BUFFERS,
-  VIRTIO_NET_HDR_SIZE,
-  VIRTIO_NET_RXQ,
-  VIRTIO_NET_S_LINK_UP,
-  VIRTIO_NET_TXQ,
-  VIRTIO_RING_F_EVENT_IDX,
-  VIRTIO_RING_F_INDIRECT_DESC,
-  bit,
-} from '../abi/virtio.js';
+import { VIRTIO_F_VERSION_1, VIRTIO_NET_CFG_MAC, VIRTIO_NET_CFG_MAX_PAIRS, VIRTIO_NET_CFG_MTU, VIRTIO_NET_CFG_STATUS, VIRTIO_NET_CONFIG_SIZE, VIRTIO_NET_F_CSUM, VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_GUEST_TSO4, VIRTIO_NET_F_GUEST_TSO6, VIRTIO_NET_F_HOST_TSO4, VIRTIO_NET_F_HOST_TSO6, VIRTIO_NET_F_MAC, VIRTIO_NET_F_MTU, VIRTIO_NET_F_STATUS, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_NONE, VIRTIO_NET_HDR_NUM_BUFFERS, VIRTIO_NET_HDR_SIZE, VIRTIO_NET_RXQ, VIRTIO_NET_S_LINK_UP, VIRTIO_NET_TXQ, VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC, bit } from '../abi/virtio.js';
 import type { GuestMemory } from './guest-memory.js';
 import { formatMac } from '../packet/mac.js';
 import { clearMeta, newPacketMeta, type PacketMeta } from '../packet/meta.js';
 import { XEN_NETIF_GSO_TYPE_NONE, XEN_NETIF_GSO_TYPE_TCPV4 } from '../abi/netif.js';
 import { newL4Info } from '../packet/headers.js';
-import { VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_NONE, readVnetHdr, writeVnetHdr } from '../packet/vnet.js';
+import { readVnetHdr, writeVnetHdr } from '../packet/vnet.js';
 import { DescChain, type SplitQueue, VirtqueueError } from './virtqueue.js';
 import type { VirtioDevice, VirtioQueueHost } from './device.js';
 

@@ -7,7 +7,8 @@ import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { encodeFrame, MAX_CONTROL_FRAME } from '../../src/control/wire.js';
-import { probeHostCpu } from '../../src/vm/cpu.js';
+import { probeHostCpu, type HostCpu } from '../../src/vm/cpu.js';
+import type { Accelerator } from '../../src/vm/qemu.js';
 import { CpuPolicy } from './cpu-policy.js';
 import { fakeHost, type FakeHost } from '../../test/support/fake-control.js';
 
@@ -81,4 +82,47 @@ describe('cpu = "baseline" against a peer host that answers what it likes', () =
       expect(e!.message.length).toBeLessThan(1000);
     });
   }
+});
+
+describe('accel = "auto" and the CPU model together', () => {
+  // KVM here hides pni and aes (as this project's nested KVM did); TCG emulates pni but not aes
+  const model = (unavailable: string[]) => ({ unavailable, features: new Set(['pni', 'aes', 'sse2']) });
+  const fake = async (accel: Accelerator): Promise<HostCpu> => ({
+    accel,
+    models: new Map([
+      ['qemu64', model(accel === 'kvm' ? ['pni'] : [])],
+      ['Westmere', model(['aes'])],
+      ['kvm64', model([])],
+    ]),
+    known: new Set(['pni', 'aes', 'sse2']),
+  });
+  const policy = () => new CpuPolicy({ name: 'here', cpuMask: [], peers: [] }, '/nonexistent', fake);
+  const kvm = { accel: 'kvm' as const, why: 'accel = "auto": a probe guest ran to its exit port under KVM' };
+
+  it('a model KVM cannot offer here runs under TCG, and the reason names the missing feature', async () => {
+    const s = await policy().settle('vm', 'qemu64', kvm, true);
+    expect(s.accel.accel).toBe('tcg');
+    expect(s.accel.why).toBe('accel = "auto": a probe guest ran to its exit port under KVM, but CPU model qemu64 needs features this host lacks: pni (not offered under KVM here), so TCG');
+    expect(s.cpu.model).toBe('qemu64');
+  });
+
+  it('a model KVM offers stays on KVM', async () => {
+    const s = await policy().settle('vm', 'kvm64', kvm, true);
+    expect(s).toMatchObject({ accel: kvm, cpu: { model: 'kvm64' } });
+  });
+
+  it('accel = "kvm" written in the config is refused rather than changed', async () => {
+    await expect(policy().settle('vm', 'qemu64', { accel: 'kvm', why: 'accel = "kvm" in the config' }, false)).rejects.toThrow(/vm: host here cannot run it: CPU model qemu64 needs features this host lacks: pni \(not offered under KVM here\)/);
+  });
+
+  it('cpu = "baseline" where KVM offers no model at all levels under TCG', async () => {
+    const bare = async (accel: Accelerator): Promise<HostCpu> => ({ ...(await fake(accel)), models: new Map([['qemu64', model(accel === 'kvm' ? ['pni'] : [])]]) });
+    const s = await new CpuPolicy({ name: 'here', cpuMask: [], peers: [] }, '/nonexistent', bare).settle('vm', 'baseline', kvm, true);
+    expect(s.accel).toMatchObject({ accel: 'tcg', why: expect.stringMatching(/but cpu = "baseline": no CPU model runs under KVM here, so TCG$/) });
+    expect(s.cpu.model).toBe('qemu64');
+  });
+
+  it('a model neither accelerator offers is refused with what TCG lacks', async () => {
+    await expect(policy().settle('vm', 'Westmere', kvm, true)).rejects.toThrow(/CPU model Westmere needs features this host lacks: aes \(not offered under TCG here\)/);
+  });
 });

@@ -6,11 +6,23 @@ import { statePaths } from '../../src/control/paths.js';
 import { tryConnect } from '../../src/control/unix.js';
 import { clipPeerText as clip, request } from '../../src/control/wire.js';
 import { baselineModel, checkMask, missingFeatures, probeHostCpu, type HostCpu } from '../../src/vm/cpu.js';
+import type { AccelChoice } from '../../src/vm/accel.js';
 import type { Accelerator } from '../../src/vm/qemu.js';
 
 export interface CpuChoice {
   model: string;
   why: string;
+}
+
+/** The model a VM names is not one this host can offer under the accelerator tried. */
+export class CpuModelUnfit extends Error {
+  constructor(
+    vm: string,
+    host: string,
+    readonly reason: string,
+  ) {
+    super(`${vm}: host ${host} cannot run it: ${reason}`);
+  }
 }
 
 /** how long a peer's dom0 gets to say which models its host offers */
@@ -22,13 +34,14 @@ export class CpuPolicy {
   constructor(
     private readonly host: { name: string; cpuMask: readonly string[]; peers: readonly string[] },
     private readonly ownState: string,
+    private readonly probe: (accel: Accelerator) => Promise<HostCpu> = probeHostCpu,
   ) {}
 
   /** QEMU's model table under `accel`, probed once; the mask is checked against it. */
   private cpu(accel: Accelerator): Promise<HostCpu> {
     let p = this.probes.get(accel);
     if (!p) {
-      p = probeHostCpu(accel).then((h) => {
+      p = this.probe(accel).then((h) => {
         checkMask(h, this.host.cpuMask);
         return h;
       });
@@ -45,15 +58,33 @@ export class CpuPolicy {
     return Object.fromEntries(models.map((m) => [m, missingFeatures(h, this.host.cpuMask, m).missing]));
   }
 
+  /**
+   * The accelerator and model together. accel = "auto" takes KVM once a guest runs under it, but
+   * KVM may still not offer the model's features (nested KVM often hides some): such a VM runs
+   * under TCG rather than not at all, and the reason says so. A model named for KVM is refused.
+   */
+  async settle(vm: string, asked: string, accel: AccelChoice, auto: boolean): Promise<{ accel: AccelChoice; cpu: CpuChoice }> {
+    try {
+      return { accel, cpu: await this.choose(vm, asked, accel.accel) };
+    } catch (e) {
+      if (!auto || accel.accel !== 'kvm' || !(e instanceof CpuModelUnfit)) throw e;
+      // TCG emulates what KVM lacks; if it cannot either, its own refusal is the one to show
+      const cpu = await this.choose(vm, asked, 'tcg');
+      return { accel: { accel: 'tcg', why: `${accel.why}, but ${e.reason}, so TCG` }, cpu };
+    }
+  }
+
   /** The model `vm` gets here: what its config asks for, or the pool's baseline. */
   async choose(vm: string, asked: string, accel: Accelerator): Promise<CpuChoice> {
     const h = await this.cpu(accel);
     if (asked !== 'baseline') {
       const m = missingFeatures(h, this.host.cpuMask, asked);
-      if (m.missing.length > 0) throw new Error(`${vm}: host ${this.host.name} cannot run it: ${m.why}`);
+      if (m.missing.length > 0) throw new CpuModelUnfit(vm, this.host.name, m.why);
       return { model: asked, why: `cpu = "${asked}"` };
     }
     const candidates = [...h.models.keys()];
+    if (!candidates.some((m) => missingFeatures(h, this.host.cpuMask, m).missing.length === 0))
+      throw new CpuModelUnfit(vm, this.host.name, `cpu = "baseline": no CPU model runs under ${accel.toUpperCase()} here`);
     const others: Record<string, string[]>[] = [];
     for (const peer of this.host.peers) {
       if (statePaths(peer).dir === statePaths(this.ownState).dir) continue;

@@ -254,9 +254,8 @@ export class Toolstack implements MigrationHost {
     if (!boot) throw new Error(`${cfg.name}: a VM without boot settings`);
     for (const [what, p] of [['kernel', boot.kernel], ['ramdisk', boot.ramdisk]] as const)
       if (p !== undefined && !existsSync(p)) throw new Error(`${cfg.name}: ${what} ${p} does not exist (\`ringside vm-image\` builds a kernel and initramfs)`);
-    const accel = previous?.accel ?? (await chooseAccel(boot.accel));
+    const { accel, cpu: chosen } = previous?.accel && previous.cpu ? { accel: previous.accel, cpu: previous.cpu } : await this.cpu.settle(cfg.name, boot.cpu, await chooseAccel(boot.accel), boot.accel === 'auto');
     if (!previous) this.log(`dom0: ${cfg.name}: ${accel.accel.toUpperCase()} (${accel.why})`);
-    const chosen = previous?.cpu ?? (await this.cpu.choose(cfg.name, boot.cpu, accel.accel));
     const cpu = incoming !== undefined ? { model: chosen.model, why: 'the model it ran at the source, brought by its migration' } : chosen;
     if (!previous) this.log(`dom0: ${cfg.name}: CPU model ${cpu.model} (${cpu.why})`);
     const dir = vmDir(this.state, cfg.name);

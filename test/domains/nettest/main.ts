@@ -110,10 +110,11 @@ async function run(c: Command): Promise<unknown> {
       return {};
     }
     case 'starveRx': {
-      // Withdraw every posted rx buffer and never post again.
-      const q = nf!.queues[0];
-      q.rx.view.setUint32(SRING_REQ_PROD, q.rx.rspCons >>> 0, true);
-      q.dead = true;
+      // Stop consuming and posting rx (the XSA-392 frontend): netdom fills what was posted, then
+      // has nowhere to put frames. Withdrawing the posted buffers instead (req_prod back to what
+      // we had consumed) raced a response already on its way: netdom then rightly saw req_prod
+      // behind its own responses and cut the vif off as bogus before any backlog or stall.
+      nf!.queues[0].dead = true;
       return {};
     }
     case 'shutdown':

@@ -1,4 +1,10 @@
-import { VIRTIO_NET_HDR_F_DATA_VALID, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6, VIRTIO_NET_HDR_SIZE } from '../abi/virtio.js';
+import {
+  VIRTIO_NET_HDR_F_DATA_VALID,
+  VIRTIO_NET_HDR_F_NEEDS_CSUM,
+  VIRTIO_NET_HDR_GSO_TCPV4,
+  VIRTIO_NET_HDR_GSO_TCPV6,
+  VIRTIO_NET_HDR_SIZE,
+} from '../abi/virtio.js';
 import { describe, expect, it } from 'vitest';
 import { newL4Info } from '../packet/headers.js';
 import { decodeVnetHdr, encodeVnetHdr, newVnetFields } from '../packet/vnet.js';

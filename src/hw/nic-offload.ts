@@ -3,7 +3,13 @@
 // field of its header is checked against the frame itself before the wire sees any of it, and a
 // request that does not hold is refused with a NIC_TX_ERR code (the descriptor fails, the NIC
 // goes on). Nothing here allocates: callers pass the structures to fill.
-import { VIRTIO_NET_HDR_F_DATA_VALID, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_NONE, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6 } from '../abi/virtio.js';
+import {
+  VIRTIO_NET_HDR_F_DATA_VALID,
+  VIRTIO_NET_HDR_F_NEEDS_CSUM,
+  VIRTIO_NET_HDR_GSO_NONE,
+  VIRTIO_NET_HDR_GSO_TCPV4,
+  VIRTIO_NET_HDR_GSO_TCPV6,
+} from '../abi/virtio.js';
 import { ETH_HLEN, IPPROTO_TCP, finishChecksum, parseL4, type L4Info } from '../packet/headers.js';
 import { type VnetFields } from '../packet/vnet.js';
 import {
